@@ -50,8 +50,14 @@ def field_table() -> pd.DataFrame:
     table = pd.read_csv(path)
     table = table.rename(
         columns={
-            "ID": "fieldid", "RA": "ra", "Dec": "dec", "Ebv": "ebv", "GalLong": "gal_l",
-            "GalLat": "gal_b", "EclLong": "ecl_lon", "EclLat": "ecl_lat",
+            "ID": "fieldid",
+            "RA": "ra",
+            "Dec": "dec",
+            "Ebv": "ebv",
+            "GalLong": "gal_l",
+            "GalLat": "gal_b",
+            "EclLong": "ecl_lon",
+            "EclLat": "ecl_lat",
         }
     )
     table["fieldid"] = table["fieldid"].astype(int)

@@ -83,7 +83,13 @@ class Home:
 
     def ensure(self) -> Home:
         """Create the folder structure (idempotent)."""
-        for p in (self.incoming, self.raw, self.products, self.alerts, self.quarantine,
-                  self.refcat):
+        for p in (
+            self.incoming,
+            self.raw,
+            self.products,
+            self.alerts,
+            self.quarantine,
+            self.refcat,
+        ):
             p.mkdir(parents=True, exist_ok=True)
         return self

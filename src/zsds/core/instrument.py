@@ -132,9 +132,9 @@ class FilterProps:
 FILTER_PROPS: dict[Filter, FilterProps] = {
     # Zero points chosen so that a 30 s exposure at airmass 1.2 gives MAGZP(DN) ~ 26.3 (r), as in
     # real alerts (magzpsci 26.1-26.4), with a 5-sigma depth near 20.6-20.8 at 2" seeing.
-    Filter.g: FilterProps(4799.0, 26.55, 0.20, 21.8, 0.06, ("g", "r")),
-    Filter.r: FilterProps(6406.0, 26.45, 0.11, 21.0, -0.08, ("g", "r")),
-    Filter.i: FilterProps(7871.0, 25.95, 0.06, 20.2, -0.03, ("r", "i")),
+    Filter.g: FilterProps(4799.0, 24.75, 0.20, 21.8, 0.06, ("g", "r")),
+    Filter.r: FilterProps(6406.0, 24.65, 0.11, 21.0, -0.08, ("g", "r")),
+    Filter.i: FilterProps(7871.0, 24.10, 0.06, 20.2, -0.03, ("r", "i")),
 }
 
 

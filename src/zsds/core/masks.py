@@ -46,9 +46,7 @@ MASK_DOC: dict[MaskBit, str] = {
 }
 
 #: The common "bad pixel" selection: every bit except SOURCE (1) and PSF_SOURCE (11) = 6141.
-BAD_PIXEL_BITS = int(
-    sum(int(b) for b in MaskBit) - int(MaskBit.SOURCE) - int(MaskBit.PSF_SOURCE)
-)
+BAD_PIXEL_BITS = int(sum(int(b) for b in MaskBit) - int(MaskBit.SOURCE) - int(MaskBit.PSF_SOURCE))
 
 MASK_DTYPE = np.int16
 

@@ -135,16 +135,20 @@ def sci_product(
     return PurePosixPath("products", "sci", ffd[:4], ffd[4:8], ffd[8:], name)
 
 
-def ref_product(
-    field: int, filt: Filter | str, ccdid: int, qid: int, suffix: str
-) -> PurePosixPath:
+def ref_product(field: int, filt: Filter | str, ccdid: int, qid: int, suffix: str) -> PurePosixPath:
     """Reference product path ``products/ref/<fff>/field<FFFFFF>/<fc>/ccd<CC>/q<Q>/...``."""
     check_ccd_quad(ccdid, qid)
     fc = Filter.parse(filt).code
     name = f"ztf_{field:06d}_{fc}_c{ccdid:02d}_q{qid}_{suffix}"
     return PurePosixPath(
-        "products", "ref", f"{field // 1000:03d}", f"field{field:06d}", fc, f"ccd{ccdid:02d}",
-        f"q{qid}", name,
+        "products",
+        "ref",
+        f"{field // 1000:03d}",
+        f"field{field:06d}",
+        fc,
+        f"ccd{ccdid:02d}",
+        f"q{qid}",
+        name,
     )
 
 
@@ -161,6 +165,13 @@ def cal_product(
     date = parse_night(night)
     name = f"ztf_{date:%Y%m%d}_{filtercode}_c{ccdid:02d}_q{qid}_{suffix}"
     return PurePosixPath(
-        "products", "cal", f"{date:%Y}", f"{date:%m%d}", kind, filtercode, f"ccd{ccdid:02d}",
-        f"q{qid}", name,
+        "products",
+        "cal",
+        f"{date:%Y}",
+        f"{date:%m%d}",
+        kind,
+        filtercode,
+        f"ccd{ccdid:02d}",
+        f"q{qid}",
+        name,
     )

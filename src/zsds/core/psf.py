@@ -100,8 +100,9 @@ class MoffatPSF:
     def stamp(self, x: float, y: float, size: int = 25) -> np.ndarray:
         dx = np.array([x - np.round(x)])
         dy = np.array([y - np.round(y)])
-        return moffat_stamps(dx, dy, np.array([self.fwhm]), self.beta, self.q, self.theta,
-                             size, np.float64)[0]
+        return moffat_stamps(
+            dx, dy, np.array([self.fwhm]), self.beta, self.q, self.theta, size, np.float64
+        )[0]
 
     def fwhm_at(self, x: float, y: float) -> float:
         return self.fwhm

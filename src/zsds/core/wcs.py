@@ -22,8 +22,9 @@ from zsds.core.instrument import (
 )
 
 
-def _sip_inverse(a: np.ndarray, b: np.ndarray, crpix: np.ndarray, nx: int, ny: int,
-                 order: int = 4) -> tuple[np.ndarray, np.ndarray]:
+def _sip_inverse(
+    a: np.ndarray, b: np.ndarray, crpix: np.ndarray, nx: int, ny: int, order: int = 4
+) -> tuple[np.ndarray, np.ndarray]:
     """Fit inverse SIP polynomials (AP, BP) on a grid covering the image, by least squares."""
     gx, gy = np.meshgrid(np.linspace(0, nx - 1, 40), np.linspace(0, ny - 1, 40))
     u = gx.ravel() - (crpix[0] - 1)

@@ -8,10 +8,13 @@ in au/day.
 
 from __future__ import annotations
 
+import warnings
+
 import astropy.units as u
 import numpy as np
 from astropy.coordinates import EarthLocation, get_body_barycentric_posvel
 from astropy.time import Time
+from astropy.utils import iers
 from numpy.typing import ArrayLike, NDArray
 
 from zsds.solar.orbits import AU_KM
@@ -71,7 +74,16 @@ def observer_heliocentric_posvel(
     pos = (e_pos - s_pos).xyz.to_value(u.au).T
     vel = (e_vel - s_vel).xyz.to_value(u.au / u.day).T
     if obscode != "500":
-        g_pos, g_vel = _location(obscode).get_gcrs_posvel(t)
+        # Never download IERS tables: the bundled ones suffice, and beyond their end astropy
+        # extrapolates UT1-UTC (a 1 s error moves the site by < 0.5 km).
+        with (
+            iers.conf.set_temp("auto_download", False),
+            iers.conf.set_temp("auto_max_age", None),
+            iers.conf.set_temp("iers_degraded_accuracy", "ignore"),
+            warnings.catch_warnings(),
+        ):
+            warnings.simplefilter("ignore")
+            g_pos, g_vel = _location(obscode).get_gcrs_posvel(t)
         pos = pos + g_pos.xyz.to_value(u.km).T / AU_KM
         vel = vel + g_vel.xyz.to_value(u.km / u.s).T * 86_400.0 / AU_KM
     return pos[inverse], vel[inverse]

@@ -219,9 +219,9 @@ def elements_to_state(
     cn, sn = np.cos(nu), np.sin(nu)
     vf = np.sqrt(mu / p)
     # Perifocal basis vectors P (towards perihelion) and Q, in ecliptic axes.
-    cO, sO, cw, sw, ci, si = (
-        np.cos(node), np.sin(node), np.cos(argp), np.sin(argp), np.cos(inc), np.sin(inc)
-    )
+    cO, sO = np.cos(node), np.sin(node)
+    cw, sw = np.cos(argp), np.sin(argp)
+    ci, si = np.cos(inc), np.sin(inc)
     P = np.stack([cO * cw - sO * sw * ci, sO * cw + cO * sw * ci, sw * si], axis=-1)
     Q = np.stack([-cO * sw - sO * cw * ci, -sO * sw + cO * cw * ci, cw * si], axis=-1)
     r = (rad * cn)[:, None] * P + (rad * sn)[:, None] * Q
@@ -395,9 +395,7 @@ def propagate(
         # Vallado's hyperbolic starting value, used where it is finite.
         a_h = 1.0 / alpha
         sdt = np.sign(dt_red)
-        arg = (-2.0 * mu * alpha * dt_red) / (
-            sigma0 * sqmu + sdt * np.sqrt(-mu * a_h) * one_m_ar
-        )
+        arg = (-2.0 * mu * alpha * dt_red) / (sigma0 * sqmu + sdt * np.sqrt(-mu * a_h) * one_m_ar)
         chi_h = sdt * np.sqrt(-a_h) * np.log(arg)
     use_h = (alpha < -1e-10) & np.isfinite(chi_h) & (arg > 0)
     chi = np.where(use_h, chi_h, chi)

@@ -1,0 +1,198 @@
+"""The ``zsds`` command line: one sub-command group per pipeline stage.
+
+Errors in user input (unknown field, bad date, bad size...) are reported as one clear line, never
+as a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from zsds import __version__
+from zsds.core.home import Home
+
+console = Console(stderr=True)
+
+
+def user_errors(fn: Callable) -> Callable:
+    """Turn ValueError/FileNotFoundError from the library into a one-line click error."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (ValueError, FileNotFoundError, LookupError) as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper
+
+
+def home_option(fn: Callable) -> Callable:
+    fn = click.option(
+        "--home",
+        "home",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="zsds home folder (default: $ZSDS_HOME or ./zsds-home)",
+    )(fn)
+    return click.option(
+        "--db-url",
+        default=None,
+        help="database URL (default: $ZSDS_DB_URL or the home's SQLite file)",
+    )(fn)
+
+
+def parse_int_list(text: str | None, what: str) -> list[int] | None:
+    """Parse ``1,2,5`` into integers; raise ValueError naming the option."""
+    if text is None or text == "":
+        return None
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise ValueError(
+            f"invalid {what} list {text!r}: expected comma-separated integers"
+        ) from None
+
+
+def progress_bar(description: str) -> tuple[Progress, Callable[[str, int, int], None]]:
+    prog = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[item]}"),
+        console=console,
+        disable=not sys.stderr.isatty(),
+    )
+    task = prog.add_task(description, total=None, item="")
+
+    def update(item: str, done: int, total: int) -> None:
+        prog.update(task, completed=done, total=total, item=item)
+
+    return prog, update
+
+
+@click.group()
+@click.version_option(__version__, prog_name="zsds")
+def cli() -> None:
+    """zsds: the ZTF Science Data System, re-implemented in Python."""
+
+
+@cli.group()
+def simulate() -> None:
+    """Camera and sky simulator: raw exposures with ground truth."""
+
+
+def _sim_common(fn: Callable) -> Callable:
+    fn = click.option(
+        "--seed", type=int, default=1, show_default=True, help="random seed (sky and noise)"
+    )(fn)
+    fn = click.option("--ccds", default=None, help="comma-separated CCD ids (default: all 16)")(fn)
+    fn = click.option(
+        "--quad-size",
+        type=int,
+        default=None,
+        help="small square quadrants (256..1536) for tests and demos; default full size 3072x3080",
+    )(fn)
+    fn = click.option("--night", required=True, help="UT date of the night, YYYY-MM-DD")(fn)
+    return home_option(fn)
+
+
+@simulate.command("calib")
+@_sim_common
+@click.option("--n-bias", type=int, default=10, show_default=True)
+@click.option("--n-flat", type=int, default=5, show_default=True, help="dome flats per filter")
+@user_errors
+def simulate_calib_cmd(home, db_url, night, quad_size, ccds, seed, n_bias, n_flat) -> None:
+    """Write the afternoon bias and dome-flat sequences into HOME/incoming."""
+    from zsds.sim.run import simulate_calib
+
+    h = Home.resolve(home, db_url)
+    prog, update = progress_bar("calibration frames")
+    with prog:
+        res = simulate_calib(
+            h, night, quad_size, parse_int_list(ccds, "CCD"), seed, n_bias, n_flat, progress=update
+        )
+    click.echo(f"wrote {len(res.raw_files)} raw calibration files to {h.incoming}")
+
+
+@simulate.command("night")
+@_sim_common
+@click.option("--exposures", type=int, required=True, help="number of science exposures")
+@click.option(
+    "--fields", default=None, help="comma-separated ZTF field ids (default: chosen near the zenith)"
+)
+@click.option("--filters", default="r,g", show_default=True, help="filter cycle")
+@click.option("--no-asteroids", is_flag=True, help="leave out asteroids (faster)")
+@user_errors
+def simulate_night_cmd(
+    home, db_url, night, quad_size, ccds, seed, exposures, fields, filters, no_asteroids
+) -> None:
+    """Write a night of science exposures into HOME/incoming (truth into HOME/truth)."""
+    from zsds.sim.camera import SimConfig
+    from zsds.sim.run import simulate_night, validate_quad_size
+
+    h = Home.resolve(home, db_url)
+    config = SimConfig(
+        quad_size=validate_quad_size(quad_size), seed=seed, asteroids=not no_asteroids
+    )
+    filt = tuple(f.strip() for f in filters.split(",") if f.strip())
+    prog, update = progress_bar("science exposures")
+    with prog:
+        res = simulate_night(
+            h,
+            night,
+            exposures,
+            parse_int_list(fields, "field"),
+            ccds=parse_int_list(ccds, "CCD"),
+            seed=seed,
+            filters=filt,
+            config=config,
+            progress=update,
+        )
+    fields_used = sorted({e.field for e in res.exposures})
+    click.echo(
+        f"wrote {len(res.raw_files)} raw files ({len(res.exposures)} exposures, fields "
+        f"{', '.join(map(str, fields_used))}) to {h.incoming}; truth in {res.truth_dir}"
+    )
+
+
+@cli.command()
+@home_option
+@click.option("--night", default="2026-11-20", show_default=True, help="UT date of the demo night")
+@click.option("--exposures", type=int, default=6, show_default=True)
+@user_errors
+def demo(home, db_url, night, exposures) -> None:
+    """Simulate a short night on small quadrants and show where everything went.
+
+    Later pipeline stages join the demo as they land (ingest, calibration, subtraction, alerts).
+    """
+    from zsds.sim.run import simulate_calib, simulate_night
+
+    h = Home.resolve(home or "demo-home", db_url)
+    prog, update = progress_bar("demo")
+    with prog:
+        cal = simulate_calib(h, night, 512, [1, 2], seed=1, n_bias=5, n_flat=3, progress=update)
+        sci = simulate_night(
+            h, night, exposures, quad_size=512, ccds=[1, 2], seed=1, progress=update
+        )
+    console.print(f"[bold green]zsds demo[/] home: {h.root}")
+    console.print(f"  raw calibration files : {len(cal.raw_files)} in {h.incoming}")
+    console.print(f"  raw science files     : {len(sci.raw_files)} in {h.incoming}")
+    console.print(f"  ground truth          : {sci.truth_dir}")
+    console.print(f"  reference catalogs    : {h.refcat} (ps1/, gaia/)")
+    console.print(
+        '  inspect a raw file    : python -c "from astropy.io import fits; '
+        f"fits.info('{sci.raw_files[0]}')\""
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    cli()

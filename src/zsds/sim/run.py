@@ -1,0 +1,221 @@
+"""Drive the simulator: afternoon calibrations and nights of science exposures into a home.
+
+Raw files appear in ``HOME/incoming`` the way the camera writes them (each written to a hidden
+temporary name, then renamed, so a watcher never sees half a file); ground truth goes to
+``HOME/truth/YYYYMMDD/<expid>/``; the PS1-like and Gaia-like catalogs covering every simulated
+CCD are materialised under ``HOME/refcat``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from zsds.core.home import Home
+from zsds.core.instrument import SMALL_SIZES, Filter, check_ccd_quad
+from zsds.core.naming import BIAS_CODE, parse_night, raw_name
+from zsds.sim.camera import SimConfig, simulate_ccd
+from zsds.sim.observing import Exposure, calibration_schedule, night_schedule
+
+ProgressFn = Callable[[str, int, int], None]
+
+
+def validate_quad_size(size: int | None) -> int | None:
+    """Check a small-quadrant size; None (full size) passes."""
+    if size is None:
+        return None
+    if int(size) not in SMALL_SIZES:
+        raise ValueError(
+            f"quadrant size {size} is not allowed: use one of "
+            f"{', '.join(map(str, SMALL_SIZES))} (or omit it for full-size 3072x3080)"
+        )
+    return int(size)
+
+
+def validate_ccds(ccds: Iterable[int] | None) -> list[int]:
+    """CCD ids to simulate (default all 16)."""
+    out = list(range(1, 17)) if not ccds else sorted({int(c) for c in ccds})
+    for c in out:
+        check_ccd_quad(c)
+    return out
+
+
+@dataclass(frozen=True)
+class SimRunResult:
+    """What a simulation run wrote."""
+
+    night: dt.date
+    exposures: list[Exposure]
+    raw_files: list[Path]
+    truth_dir: Path
+
+
+def _write_atomic_fits(hdul, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    hdul.writeto(tmp, overwrite=True, output_verify="exception")
+    os.replace(tmp, path)
+
+
+def _write_parquet(df: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def _truth_dir(home: Home, exp: Exposure) -> Path:
+    return home.truth / exp.filefracday[:8] / str(exp.expid)
+
+
+def _filtercode(exp: Exposure) -> str:
+    return BIAS_CODE if exp.imgtype == "bias" else Filter.parse(exp.filt).code
+
+
+def simulate_exposures(
+    home: Home,
+    exposures: list[Exposure],
+    config: SimConfig,
+    ccds: list[int],
+    progress: ProgressFn | None = None,
+) -> list[Path]:
+    """Simulate the given CCDs of the given exposures into ``home``; returns the raw files."""
+    from zsds.sim.scene import exposure_scene, gather_scene
+    from zsds.sky.model import SkyModel
+    from zsds.sky.refcat import ensure_refcats
+
+    home.ensure()
+    sky = SkyModel(home.truth / "sky", config.seed)
+    files = []
+    total = len(exposures) * len(ccds)
+    done = 0
+    asteroid_ids: set[str] = set()
+    for exp in exposures:
+        tdir = _truth_dir(home, exp)
+        tdir.mkdir(parents=True, exist_ok=True)
+        (tdir / "exposure.json").write_text(
+            json.dumps(
+                {**exp.to_dict(), "filefracday": exp.filefracday, "sim_config": config.__dict__},
+                indent=1,
+            )
+        )
+        escene = exposure_scene(exp, config) if exp.imgtype == "science" else None
+        if escene is not None:
+            asteroid_ids.update(map(str, escene.asteroid_ids))
+            if len(escene.movers):
+                _write_parquet(escene.movers.astype({"id": str}), tdir / "movers.parquet")
+        for ccdid in ccds:
+            scene = None
+            if exp.imgtype == "science":
+                from zsds.sim.scene import ccd_cone
+
+                scene = gather_scene(exp, ccdid, config, sky, escene)
+                ra, dec, radius = ccd_cone(exp, ccdid, config)
+                ensure_refcats(sky, home.refcat, ra, dec, radius + 0.05)
+            hdul, truth = simulate_ccd(exp, ccdid, config, scene)
+            name = raw_name(exp.mjd, exp.field, _filtercode(exp), ccdid, exp.imgtype)
+            path = home.incoming / name.filename
+            _write_atomic_fits(hdul, path)
+            files.append(path)
+            stem = f"c{ccdid:02d}"
+            _write_parquet(truth.quadrants, tdir / f"{stem}_quadrants.parquet")
+            if len(truth.sources):
+                _write_parquet(truth.sources, tdir / f"{stem}_sources.parquet")
+            if len(truth.cosmic_rays):
+                _write_parquet(truth.cosmic_rays, tdir / f"{stem}_cosmics.parquet")
+            if len(truth.streaks):
+                _write_parquet(truth.streaks, tdir / f"{stem}_streaks.parquet")
+            done += 1
+            if progress:
+                progress(name.filename, done, total)
+    return files
+
+
+def _write_night_truth(home: Home, night: dt.date, exposures: list[Exposure], kind: str) -> Path:
+    ndir = home.truth / f"{night:%Y%m%d}"
+    ndir.mkdir(parents=True, exist_ok=True)
+    table = pd.DataFrame([{**e.to_dict(), "filefracday": e.filefracday} for e in exposures])
+    _write_parquet(table, ndir / f"{kind}_exposures.parquet")
+    return ndir
+
+
+def simulate_calib(
+    home: Home,
+    night: str | dt.date,
+    quad_size: int | None = None,
+    ccds: Iterable[int] | None = None,
+    seed: int = 1,
+    n_bias: int = 10,
+    n_flat: int = 5,
+    filters: tuple[str, ...] = ("g", "r", "i"),
+    progress: ProgressFn | None = None,
+) -> SimRunResult:
+    """Write the afternoon bias and dome-flat sequences of a night into ``home/incoming``."""
+    date = parse_night(night)
+    config = SimConfig(quad_size=validate_quad_size(quad_size), seed=seed)
+    ccd_list = validate_ccds(ccds)
+    exposures = calibration_schedule(date, n_bias, n_flat, filters)
+    files = simulate_exposures(home, exposures, config, ccd_list, progress)
+    return SimRunResult(date, exposures, files, _write_night_truth(home, date, exposures, "calib"))
+
+
+def simulate_night(
+    home: Home,
+    night: str | dt.date,
+    n_exposures: int,
+    fields: list[int] | None = None,
+    quad_size: int | None = None,
+    ccds: Iterable[int] | None = None,
+    seed: int = 1,
+    filters: tuple[str, ...] = ("r", "g"),
+    config: SimConfig | None = None,
+    progress: ProgressFn | None = None,
+) -> SimRunResult:
+    """Write a night of science exposures into ``home/incoming`` (truth into ``home/truth``)."""
+    date = parse_night(night)
+    if config is None:
+        config = SimConfig(quad_size=validate_quad_size(quad_size), seed=seed)
+    ccd_list = validate_ccds(ccds)
+    exposures = night_schedule(date, n_exposures, fields, filters, seed)
+    files = simulate_exposures(home, exposures, config, ccd_list, progress)
+    ndir = _write_night_truth(home, date, exposures, "science")
+    if config.asteroids:
+        _write_asteroid_truth(ndir, exposures, config)
+    return SimRunResult(date, exposures, files, ndir)
+
+
+def _write_asteroid_truth(ndir: Path, exposures: list[Exposure], config: SimConfig) -> None:
+    """Orbits (MPCORB format and Parquet) of every simulated asteroid population of the night."""
+    from zsds.core.fields import primary_fields
+    from zsds.sim.scene import ASTEROID_BLOCK_DAYS, _patch_population
+    from zsds.sky.model import angular_separation
+    from zsds.solar.mpcorb import write_mpcorb
+    from zsds.solar.orbits import Orbits
+
+    fields = primary_fields()
+    frames = []
+    seen = set()
+    for exp in exposures:
+        sep = angular_separation(exp.ra, exp.dec, fields.ra.to_numpy(), fields.dec.to_numpy())
+        block = int(exp.mjd // ASTEROID_BLOCK_DAYS)
+        for fid in fields.fieldid.to_numpy()[sep < 9.0]:
+            if (fid, block) in seen:
+                continue
+            seen.add((fid, block))
+            orb = _patch_population(int(fid), block, config.seed, config.asteroid_density)
+            if len(orb):
+                frames.append(orb.to_frame())
+    if not frames:
+        return
+    table = pd.concat(frames, ignore_index=True).drop_duplicates("designation")
+    _write_parquet(table, ndir / "asteroids.parquet")
+    write_mpcorb(Orbits.from_frame(table), ndir / "asteroids_mpcorb.dat")
+
+
+__all__ = ["SimConfig", "SimRunResult", "simulate_calib", "simulate_night"]
