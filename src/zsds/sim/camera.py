@@ -52,7 +52,7 @@ class SimConfig:
         Side of a small square quadrant (see ``instrument.SMALL_SIZES``); None for full size.
     seed : int
         Sky and noise seed (the instrument itself has a fixed seed).
-    galaxies, transients, flares, asteroids, satellites, cosmic_rays : bool
+    stars, galaxies, transients, flares, asteroids, satellites, cosmic_rays : bool
         Switch each ingredient on or off.
     transient_rate : float
         Explosions per deg^2 per 30 days.
@@ -64,6 +64,7 @@ class SimConfig:
 
     quad_size: int | None = None
     seed: int = 1
+    stars: bool = True
     galaxies: bool = True
     transients: bool = True
     flares: bool = True

@@ -167,6 +167,8 @@ def gather_scene(
     mjd = exp.mjd_mid
     ra0, dec0, radius = ccd_cone(exp, ccdid, config)
     stars = sky.stars_in_cone(ra0, dec0, radius + 0.01)
+    if not config.stars:
+        stars = stars.iloc[:0]
     ps1 = {b: magnitudes_at(stars, b, mjd) for b in ("g", "r", "i")}
     mag = ztf_magnitude(ps1, filt)
     pixels = sky.pixels_in_cone(ra0, dec0, radius)

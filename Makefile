@@ -1,0 +1,27 @@
+# The two set-up commands of the README. Both install what they need first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HOME_DIR ?= demo-home
+
+.PHONY: install demo test lint bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+install: $(PY)
+	$(PY) -m pip install -q -e ".[test]"
+
+demo: install
+	$(VENV)/bin/zsds demo --home $(HOME_DIR)
+
+test: install
+	$(VENV)/bin/ruff check src tests bench
+	$(PY) -m pytest -q -n 2 tests
+
+bench: install
+	$(PY) bench/bench_simulate.py
+
+clean:
+	rm -rf $(VENV) $(HOME_DIR) .pytest_cache .ruff_cache

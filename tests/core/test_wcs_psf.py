@@ -1,0 +1,63 @@
+import numpy as np
+
+from zsds.core.image import QuadrantId, QuadrantImage
+from zsds.core.instrument import Filter
+from zsds.core.psf import MoffatPSF, PixelPSF, moffat_stamps
+from zsds.core.wcs import pixel_scale_arcsec, quadrant_wcs
+
+
+def test_sip_wcs_round_trip_and_distortion_size():
+    w = quadrant_wcs(150.0, 30.0, 1, 1)
+    x = np.array([0.0, 1500.0, 3071.0])
+    y = np.array([0.0, 1500.0, 3079.0])
+    ra, dec = w.all_pix2world(x, y, 0)
+    xb, yb = w.all_world2pix(ra, dec, 0)
+    assert np.allclose(xb, x, atol=1e-4) and np.allclose(yb, y, atol=1e-4)
+    assert abs(pixel_scale_arcsec(w) - 1.012) < 0.01
+    lin = quadrant_wcs(150.0, 30.0, 1, 1, distortion_k=0.0)
+    ra0, dec0 = lin.all_pix2world(x, y, 0)
+    shift = np.hypot((ra - ra0) * np.cos(np.deg2rad(30)), dec - dec0) * 3600
+    # A corner CCD is displaced by arcseconds: astrometry must fit the distortion.
+    assert 1.0 < shift.max() < 30.0
+
+
+def test_small_quadrant_sits_at_centre_of_full_one():
+    full = quadrant_wcs(10.0, 20.0, 7, 2)
+    small = quadrant_wcs(10.0, 20.0, 7, 2, nx=512, ny=512)
+    a = small.all_pix2world([255.5], [255.5], 0)
+    b = full.all_pix2world([1535.5], [1539.5], 0)
+    assert np.allclose(a, b, atol=1e-9)
+
+
+def test_moffat_stamps_normalised_and_fwhm():
+    st = moffat_stamps(np.zeros(1), np.zeros(1), np.array([4.0]), 3.0, 1.0, 0.0, 41, np.float64)[0]
+    assert abs(st.sum() - 1) < 1e-9
+    row = st[20]
+    above = np.nonzero(row >= row.max() / 2)[0]
+    assert 3 <= len(above) <= 5  # FWHM of 4 pixels
+    psf = MoffatPSF(3.0)
+    s = psf.stamp(10.3, 20.7, 25)
+    yy, xx = np.mgrid[:25, :25]
+    assert abs((s * xx).sum() - 12.3) < 0.02 and abs((s * yy).sum() - 11.7) < 0.02
+    p = PixelPSF(psf.stamp(0, 0, 25), 3.0).stamp(4.25, 0, 25)
+    assert abs(p.sum() - 1) < 1e-9 and abs((p * xx).sum() - 12.25) < 0.05
+
+
+def test_quadrant_image_container():
+    qid = QuadrantId(361008958, "20261120089583", 700, Filter.r, 6, 1)
+    assert qid.rcid == 20 and qid.pid == 3610089582015
+    assert str(qid.product("sciimg.fits")).endswith(
+        "ztf_20261120089583_000700_zr_c06_o_q1_sciimg.fits"
+    )
+    img = QuadrantImage(
+        np.ones((10, 12)),
+        variance=np.ones((10, 12)),
+        id=qid,
+        wcs=quadrant_wcs(0, 0, 6, 1, nx=12, ny=10),
+    )
+    cut = img.cutout(2, 3, 4, 5)
+    assert cut.shape == (5, 4) and cut.mask.dtype == np.int16
+    assert np.allclose(cut.wcs.wcs.crpix, img.wcs.wcs.crpix - [2, 3])
+    c = img.copy()
+    c.data[0, 0] = 5
+    assert img.data[0, 0] == 1
