@@ -182,7 +182,7 @@ def simulate_night(
     if config is None:
         config = SimConfig(quad_size=validate_quad_size(quad_size), seed=seed)
     ccd_list = validate_ccds(ccds)
-    exposures = night_schedule(date, n_exposures, fields, filters, seed)
+    exposures = night_schedule(date, n_exposures, fields, filters, config.seed)
     files = simulate_exposures(home, exposures, config, ccd_list, progress)
     ndir = _write_night_truth(home, date, exposures, "science")
     if config.asteroids:
