@@ -60,3 +60,40 @@ def test_truth_positions_follow_true_wcs_and_raw_wcs_is_close(sim_home):
         ra, dec = WCS(hdr).all_pix2world(xr, yr, 0)
         sep = np.hypot((ra - s.ra) * np.cos(np.deg2rad(s.dec)), dec - s.dec) * 3600
         assert 0.05 < np.median(sep) < 30.0, np.median(sep)
+
+
+def test_satellite_and_airplane_tracks_have_truth_and_pixels(tmp_path):
+    from zsds.core.home import Home
+    from zsds.core.instrument import from_raw_orientation
+    from zsds.sim.camera import KIND_AIRPLANE, KIND_SATELLITE, SimConfig
+    from zsds.sim.run import simulate_night
+
+    cfg = SimConfig(
+        quad_size=512,
+        seed=2,
+        satellite_prob=1.0,
+        airplane_prob=1.0,
+        asteroids=False,
+        transients=False,
+        galaxies=False,
+    )
+    home = Home.resolve(tmp_path)
+    simulate_night(home, "2026-11-20", 1, [645], ccds=list(range(1, 17)), config=cfg)
+    files = sorted(home.truth.glob("*/*/c*_streaks.parquet"))
+    assert files
+    for f in files:
+        st = pd.read_parquet(f)
+        assert set(st.kind) <= {KIND_SATELLITE, KIND_AIRPLANE}
+        ccd = int(f.name[1:3])
+        raw = next(home.incoming.glob(f"*_c{ccd:02d}_o.fits.fz"))
+        for _, s in st.iterrows():
+            with fits.open(raw) as h:
+                img = from_raw_orientation(h[int(s.qid)].data.astype(float), int(s.qid))
+            t = np.linspace(0.0, 1.0, 200001)
+            xs = np.rint(s.x0 + t * (s.x1 - s.x0)).astype(int)
+            ys = np.rint(s.y0 + t * (s.y1 - s.y0)).astype(int)
+            inside = (xs >= 3) & (xs < 509) & (ys >= 3) & (ys < 509)
+            if inside.any():
+                ix, iy = xs[inside][len(xs[inside]) // 2], ys[inside][len(ys[inside]) // 2]
+                # A point on the track is far above the median sky.
+                assert img[iy - 1 : iy + 2, ix - 1 : ix + 2].max() > np.median(img) + 200

@@ -38,7 +38,14 @@ from zsds.sim.optics import FocalPlanePSF, QuadrantTruePSF
 from zsds.sim.render import add_cosmic_rays, bleed, render_galaxies, render_points, trail_points
 
 #: Source kinds in the truth tables.
-KIND_STAR, KIND_GALAXY, KIND_TRANSIENT, KIND_ASTEROID, KIND_SATELLITE = 1, 2, 3, 4, 5
+KIND_STAR, KIND_GALAXY, KIND_TRANSIENT, KIND_ASTEROID, KIND_SATELLITE, KIND_AIRPLANE = (
+    1,
+    2,
+    3,
+    4,
+    5,
+    6,
+)
 DETSOFT = "zsds-sim 0.1"
 
 
@@ -60,6 +67,8 @@ class SimConfig:
         Scale of the asteroid surface density.
     satellite_prob : float
         Probability that a satellite crosses an exposure.
+    airplane_prob : float
+        Probability that an airplane (a dashed track of blinking navigation lights) crosses.
     """
 
     quad_size: int | None = None
@@ -74,6 +83,7 @@ class SimConfig:
     transient_rate: float = 6.0
     asteroid_density: float = 1.0
     satellite_prob: float = 0.1
+    airplane_prob: float = 0.03
 
     @property
     def nx(self) -> int:

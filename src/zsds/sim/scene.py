@@ -18,6 +18,7 @@ from zsds.core.fields import primary_fields
 from zsds.core.instrument import PIXEL_SCALE, Filter
 from zsds.core.wcs import quadrant_wcs
 from zsds.sim.camera import (
+    KIND_AIRPLANE,
     KIND_ASTEROID,
     KIND_SATELLITE,
     KIND_STAR,
@@ -107,27 +108,10 @@ def exposure_scene(exp: Exposure, config: SimConfig) -> ExposureScene:
             ids = np.concatenate([r["id"].to_numpy() for r in rows])
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, 51, exp.expid]))
     if config.satellites and rng.random() < config.satellite_prob:
-        # A great-circle track through a point near the pointing, 20 deg long.
-        r0 = rng.uniform(0, 3.5)
-        a0 = rng.uniform(0, 2 * np.pi)
-        cosd = np.cos(np.deg2rad(exp.dec))
-        ra_c = exp.ra + r0 * np.sin(a0) / cosd
-        dec_c = exp.dec + r0 * np.cos(a0)
-        ang = rng.uniform(0, np.pi)
-        half = 10.0
+        rows.append(_track(exp, rng, f"SAT{exp.expid}", KIND_SATELLITE, rng.uniform(11.0, 15.0)))
+    if config.satellites and rng.random() < config.airplane_prob:
         rows.append(
-            pd.DataFrame(
-                {
-                    "id": [f"SAT{exp.expid}"],
-                    "kind": [KIND_SATELLITE],
-                    "ra": [ra_c - half * np.sin(ang) / cosd],
-                    "dec": [dec_c - half * np.cos(ang)],
-                    "ra1": [ra_c + half * np.sin(ang) / cosd],
-                    "dec1": [dec_c + half * np.cos(ang)],
-                    # Brightness per pixel of track: like a star of this magnitude on every pixel.
-                    "mag_per_px": [rng.uniform(11.0, 15.0)],
-                }
-            )
+            _track(exp, rng, f"AIR{exp.expid}", KIND_AIRPLANE, rng.uniform(9.0, 12.0), True)
         )
     movers = (
         pd.concat(rows, ignore_index=True)
@@ -135,6 +119,39 @@ def exposure_scene(exp: Exposure, config: SimConfig) -> ExposureScene:
         else pd.DataFrame(columns=["id", "kind", "ra", "dec", "ra1", "dec1", "mag"])
     )
     return ExposureScene(movers, ids)
+
+
+def _track(
+    exp: Exposure,
+    rng: np.random.Generator,
+    name: str,
+    kind: int,
+    mag_per_px: float,
+    dashes: bool = False,
+) -> pd.DataFrame:
+    """A 20-degree straight track through a point near the pointing (satellite or airplane).
+
+    An airplane's blinking navigation lights leave a dashed track: 0.01-deg dashes every
+    0.05 deg. ``mag_per_px`` is the brightness of each pixel of track, as a star of that
+    magnitude would have on that pixel.
+    """
+    r0, a0, ang = rng.uniform(0, 3.5), rng.uniform(0, 2 * np.pi), rng.uniform(0, np.pi)
+    cosd = np.cos(np.deg2rad(exp.dec))
+    ra_c = exp.ra + r0 * np.sin(a0) / cosd
+    dec_c = exp.dec + r0 * np.cos(a0)
+    t0 = np.arange(-10.0, 10.0, 0.05) if dashes else np.array([-10.0])
+    t1 = t0 + 0.01 if dashes else np.array([10.0])
+    return pd.DataFrame(
+        {
+            "id": [f"{name}_{k}" for k in range(len(t0))] if dashes else [name],
+            "kind": kind,
+            "ra": ra_c + t0 * np.sin(ang) / cosd,
+            "dec": dec_c + t0 * np.cos(ang),
+            "ra1": ra_c + t1 * np.sin(ang) / cosd,
+            "dec1": dec_c + t1 * np.cos(ang),
+            "mag_per_px": mag_per_px,
+        }
+    )
 
 
 def ccd_cone(exp: Exposure, ccdid: int, config: SimConfig) -> tuple[float, float, float]:
@@ -237,11 +254,12 @@ def gather_scene(
             )
     mv = escene.movers
     if len(mv):
+        # Satellite tracks start far outside the CCD; everything else must start near it.
         near = (
             angular_separation(ra0, dec0, mv.ra.to_numpy(), mv.dec.to_numpy()) < radius + 0.1
         ) | (mv.kind.to_numpy() == KIND_SATELLITE)
         mv = mv[near].copy()
-        sat = mv.kind.to_numpy() == KIND_SATELLITE
+        sat = np.isin(mv.kind.to_numpy(), [KIND_SATELLITE, KIND_AIRPLANE])
         if sat.any():
             # Total track magnitude from the per-pixel brightness and the track length.
             length_px = (

@@ -1,0 +1,130 @@
+"""Database connection, versioned schema creation/upgrade and sessions.
+
+The schema is versioned with a one-row ``schema_version`` table and an ordered list of
+migration functions (:data:`MIGRATIONS`). A fresh database gets the current schema created
+directly and is stamped with the latest version; an older database gets the missing
+migrations applied in order. :func:`init_db` is idempotent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from zsds.db.schema import Base, SchemaVersion
+
+
+def _v1(conn: Connection) -> None:
+    """Version 1: the initial schema."""
+    Base.metadata.create_all(conn)
+
+
+#: Ordered migrations; entry ``i`` brings the schema from version ``i`` to ``i + 1``.
+#: Append new ones (never edit old ones) and keep :mod:`zsds.db.schema` at the latest version.
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def connect(url: str, **engine_kwargs: Any) -> Engine:
+    """Engine for a SQLAlchemy URL.
+
+    Parameters
+    ----------
+    url : str
+        ``sqlite:///path`` (WAL journal, foreign keys enforced, parent folder created) or
+        ``postgresql://...`` (driven by psycopg 3; ``postgresql+psycopg://`` also accepted).
+    **engine_kwargs
+        Passed to :func:`sqlalchemy.create_engine` (e.g. ``connect_args``).
+
+    Returns
+    -------
+    Engine
+    """
+    u = make_url(url)
+    if u.drivername in ("postgresql", "postgres"):
+        u = u.set(drivername="postgresql+psycopg")
+    if u.get_backend_name() == "sqlite":
+        if u.database and u.database != ":memory:":
+            Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine_kwargs.setdefault("connect_args", {}).setdefault("timeout", 30)
+        engine = create_engine(u, **engine_kwargs)
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    engine_kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(u, **engine_kwargs)
+
+
+def schema_version(engine: Engine) -> int:
+    """Schema version stored in the database (0 for an empty database)."""
+    with engine.connect() as conn:
+        if not inspect(conn).has_table(SchemaVersion.__tablename__):
+            return 0
+        v = conn.execute(select(SchemaVersion.version)).scalar()
+        return int(v or 0)
+
+
+def init_db(engine: Engine) -> int:
+    """Create or upgrade the schema to :data:`SCHEMA_VERSION` (idempotent).
+
+    Returns
+    -------
+    int
+        The schema version after the call.
+
+    Raises
+    ------
+    RuntimeError
+        If the database holds a newer schema than this code knows.
+    """
+    with engine.begin() as conn:
+        insp = inspect(conn)
+        current = 0
+        if insp.has_table(SchemaVersion.__tablename__):
+            current = int(conn.execute(select(SchemaVersion.version)).scalar() or 0)
+        if current > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"database schema version {current} is newer than this zsds "
+                f"({SCHEMA_VERSION}); upgrade zsds"
+            )
+        if current == SCHEMA_VERSION:
+            return current
+        if current == 0:
+            Base.metadata.create_all(conn)  # fresh database: current schema directly
+        else:
+            for migrate in MIGRATIONS[current:]:
+                migrate(conn)
+        table = SchemaVersion.__table__
+        conn.execute(table.delete())
+        conn.execute(table.insert().values(version=SCHEMA_VERSION))
+    return SCHEMA_VERSION
+
+
+@contextmanager
+def session(engine: Engine) -> Iterator[Session]:
+    """Session that commits on success and rolls back on error.
+
+    Examples
+    --------
+    >>> with session(engine) as s:  # doctest: +SKIP
+    ...     s.add(obj)
+    """
+    with Session(engine, expire_on_commit=False) as s:
+        try:
+            yield s
+            s.commit()
+        except BaseException:
+            s.rollback()
+            raise

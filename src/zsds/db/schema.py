@@ -1,0 +1,189 @@
+"""The operations/archive metadata schema, shared by every pipeline stage.
+
+One SQLAlchemy 2.0 declarative model, portable between SQLite (the embedded default) and
+PostgreSQL: surrogate keys are plain ``Integer`` (SQLite ``INTEGER PRIMARY KEY``, PostgreSQL
+``SERIAL``), ZTF identifiers that exceed 32 bits (``pid``) are ``BigInteger``, free-form
+documents use :class:`sqlalchemy.JSON`. Times of events are timezone-aware UTC datetimes;
+validity ranges of calibrations are MJD floats. See ``docs/ingest.md`` for a column reference.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> dt.datetime:
+    """Current time, timezone-aware UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every zsds table."""
+
+    type_annotation_map = {  # noqa: RUF012
+        dt.datetime: DateTime(timezone=True),
+        dict[str, Any]: JSON,
+    }
+
+
+class SchemaVersion(Base):
+    """Version of the schema the database holds (one row)."""
+
+    __tablename__ = "schema_version"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    applied_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Exposure(Base):
+    """One camera exposure (all 16 CCD files share it)."""
+
+    __tablename__ = "exposures"
+
+    expid: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    mjd: Mapped[float] = mapped_column(Float, index=True)
+    field: Mapped[int] = mapped_column(Integer, index=True)
+    fid: Mapped[int] = mapped_column(Integer)
+    imgtype: Mapped[str] = mapped_column(String(16))
+    programid: Mapped[int] = mapped_column(Integer)
+    exptime: Mapped[float] = mapped_column(Float)
+    airmass: Mapped[float | None] = mapped_column(Float)
+    ra: Mapped[float | None] = mapped_column(Float)
+    dec: Mapped[float | None] = mapped_column(Float)
+    filefracday: Mapped[str] = mapped_column(String(14), index=True)
+    night: Mapped[dt.date] = mapped_column(Date, index=True)
+    nid: Mapped[int] = mapped_column(Integer, index=True)
+
+
+class RawFile(Base):
+    """One archived raw CCD file."""
+
+    __tablename__ = "raw_files"
+    __table_args__ = (UniqueConstraint("expid", "ccdid", name="uq_raw_files_expid_ccdid"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    expid: Mapped[int] = mapped_column(BigInteger, ForeignKey("exposures.expid"), index=True)
+    ccdid: Mapped[int] = mapped_column(Integer)
+    relpath: Mapped[str] = mapped_column(String(255), unique=True)
+    filename: Mapped[str] = mapped_column(String(128), index=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    ingested_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    status: Mapped[str] = mapped_column(String(16), default="ok")
+
+
+class QuadrantProduct(Base):
+    """One product file of one readout quadrant of an exposure (image, mask, catalog...)."""
+
+    __tablename__ = "quadrant_products"
+    __table_args__ = (UniqueConstraint("pid", "kind", name="uq_quadrant_products_pid_kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pid: Mapped[int] = mapped_column(BigInteger, index=True)
+    expid: Mapped[int] = mapped_column(BigInteger, ForeignKey("exposures.expid"), index=True)
+    ccdid: Mapped[int] = mapped_column(Integer)
+    qid: Mapped[int] = mapped_column(Integer)
+    rcid: Mapped[int] = mapped_column(Integer)
+    field: Mapped[int] = mapped_column(Integer, index=True)
+    fid: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(32))
+    relpath: Mapped[str] = mapped_column(String(255), unique=True)
+    infobits: Mapped[int] = mapped_column(BigInteger, default=0)
+    seeing: Mapped[float | None] = mapped_column(Float)
+    maglim: Mapped[float | None] = mapped_column(Float)
+    magzp: Mapped[float | None] = mapped_column(Float)
+    magzpunc: Mapped[float | None] = mapped_column(Float)
+    clrcoeff: Mapped[float | None] = mapped_column(Float)
+    nsources: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class CalibProduct(Base):
+    """A calibration product (bias, high-frequency flat) of one quadrant with its validity."""
+
+    __tablename__ = "calib_products"
+    __table_args__ = (
+        Index("ix_calib_products_lookup", "kind", "filtercode", "ccdid", "qid", "valid_from"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    filtercode: Mapped[str] = mapped_column(String(4))
+    ccdid: Mapped[int] = mapped_column(Integer)
+    qid: Mapped[int] = mapped_column(Integer)
+    night: Mapped[dt.date] = mapped_column(Date)
+    valid_from: Mapped[float] = mapped_column(Float)
+    valid_to: Mapped[float] = mapped_column(Float)
+    relpath: Mapped[str] = mapped_column(String(255), unique=True)
+    qa: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class QAMetric(Base):
+    """One named QA value about a subject (``subject_kind`` e.g. exposure, quadrant, calib)."""
+
+    __tablename__ = "qa_metrics"
+    __table_args__ = (
+        UniqueConstraint("subject_kind", "subject_id", "name", name="uq_qa_metrics_subject_name"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject_kind: Mapped[str] = mapped_column(String(32))
+    subject_id: Mapped[int] = mapped_column(BigInteger)
+    name: Mapped[str] = mapped_column(String(64))
+    value: Mapped[float | None] = mapped_column(Float)
+
+
+class Job(Base):
+    """One unit of pipeline work, unique by ``(stage, key)``."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        UniqueConstraint("stage", "key", name="uq_jobs_stage_key"),
+        Index("ix_jobs_stage_state", "stage", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stage: Mapped[str] = mapped_column(String(32))
+    key: Mapped[str] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    host: Mapped[str | None] = mapped_column(String(255))
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    inputs: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class Quarantine(Base):
+    """One rejected input file, kept under ``HOME/quarantine``."""
+
+    __tablename__ = "quarantine"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    filename: Mapped[str] = mapped_column(String(255), index=True)
+    relpath: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(String(32), index=True)
+    message: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+#: Every table of the current schema.
+TABLES = tuple(t.name for t in Base.metadata.sorted_tables)
