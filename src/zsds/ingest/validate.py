@@ -162,13 +162,18 @@ def _check_hdus(hdul: fits.HDUList, name: RawName) -> RawInfo:
             "bad_value", f"OBSMJD={ph['OBSMJD']} falls on {obs_night}, not the night {night}"
         )
     if int(ph["CCD_ID"]) != name.ccdid:
-        raise RawFileError("bad_value", f"CCD_ID={ph['CCD_ID']} but the name says c{name.ccdid:02d}")
+        raise RawFileError(
+            "bad_value", f"CCD_ID={ph['CCD_ID']} but the name says c{name.ccdid:02d}"
+        )
     if int(ph["FIELDID"]) != name.field:
         raise RawFileError("bad_value", f"FIELDID={ph['FIELDID']} but the name says {name.field}")
     img_shape: tuple[int, ...] | None = None
     ovs_shape: tuple[int, ...] | None = None
     for qid in IMAGE_EXT:
-        for ext, keys, kind in ((qid, RAW_IMAGE_KEYS, "image"), (qid + 4, RAW_OVERSCAN_KEYS, "ovs")):
+        for ext, keys, kind in (
+            (qid, RAW_IMAGE_KEYS, "image"),
+            (qid + 4, RAW_OVERSCAN_KEYS, "ovs"),
+        ):
             hdu = hdul[ext]
             where = f"extension {hdu.name}"
             _require(hdu.header, keys, where)

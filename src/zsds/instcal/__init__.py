@@ -1,0 +1,1 @@
+"""Instrumental calibration of science quadrants (astrometry, photometry)."""

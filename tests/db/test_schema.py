@@ -1,0 +1,110 @@
+"""Schema creation, versioning and constraints on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import func, inspect, select, text
+from sqlalchemy.exc import IntegrityError
+
+from zsds.db import (
+    SCHEMA_VERSION,
+    CalibProduct,
+    Exposure,
+    Job,
+    QAMetric,
+    QuadrantProduct,
+    RawFile,
+    init_db,
+    schema_version,
+    session,
+)
+from zsds.db.schema import TABLES
+
+NIGHT = dt.date(2026, 11, 20)
+
+
+def _exposure(expid: int = 361008958) -> Exposure:
+    return Exposure(
+        expid=expid, mjd=61364.0896, field=644, fid=2, imgtype="object", programid=1,
+        exptime=30.0, airmass=1.01, ra=330.86, dec=26.15, filefracday="20261120089583",
+        night=NIGHT, nid=3610,
+    )  # fmt: skip
+
+
+def test_init_db_creates_all_tables_idempotently(engine):
+    assert schema_version(engine) == 0
+    assert init_db(engine) == SCHEMA_VERSION
+    assert init_db(engine) == SCHEMA_VERSION
+    names = set(inspect(engine).get_table_names())
+    assert set(TABLES) <= names
+    for t in ("exposures", "raw_files", "quadrant_products", "calib_products", "qa_metrics",
+              "jobs", "quarantine", "schema_version"):  # fmt: skip
+        assert t in names
+    with engine.connect() as conn:
+        assert conn.execute(text("select count(*) from schema_version")).scalar() == 1
+
+
+def test_newer_schema_is_refused(engine):
+    init_db(engine)
+    with engine.begin() as conn:
+        conn.execute(text("update schema_version set version = 999"))
+    with pytest.raises(RuntimeError, match="newer"):
+        init_db(engine)
+
+
+def test_rows_roundtrip_with_json_and_bigints(engine):
+    init_db(engine)
+    pid = 361008958 * 10_000 + 0 * 100 + 15
+    with session(engine) as s:
+        s.add(_exposure())
+        s.flush()
+        s.add(RawFile(expid=361008958, ccdid=1, relpath="raw/a", filename="a", sha256="0" * 64,
+                      size=10))  # fmt: skip
+        s.add(QuadrantProduct(pid=pid, expid=361008958, ccdid=1, qid=1, rcid=0, field=644, fid=2,
+                              kind="sciimg", relpath="products/sci/a", seeing=2.0))  # fmt: skip
+        s.add(CalibProduct(kind="bias", filtercode="bi", ccdid=1, qid=1, night=NIGHT,
+                           valid_from=61364.0, valid_to=61365.0, relpath="products/cal/b",
+                           qa={"nframes": 2, "clip": [3.0, 3.0]}))  # fmt: skip
+        s.add(QAMetric(subject_kind="quadrant", subject_id=pid, name="seeing", value=2.0))
+        s.add(Job(stage="ingest", key="x", inputs={"files": ["a"]}))
+    with session(engine) as s:
+        qp = s.scalars(select(QuadrantProduct)).one()
+        assert qp.pid == pid and qp.maglim is None and qp.created_at is not None
+        assert s.scalars(select(CalibProduct.qa)).one() == {"nframes": 2, "clip": [3.0, 3.0]}
+        job = s.scalars(select(Job)).one()
+        assert job.state == "pending" and job.attempts == 0 and job.inputs == {"files": ["a"]}
+        assert s.scalar(select(func.count()).select_from(RawFile)) == 1
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [QAMetric(subject_kind="quadrant", subject_id=1, name="seeing", value=1.0),
+         QAMetric(subject_kind="quadrant", subject_id=1, name="seeing", value=2.0)],
+        [Job(stage="ingest", key="k"), Job(stage="ingest", key="k")],
+    ],
+)  # fmt: skip
+def test_unique_constraints(engine, rows):
+    init_db(engine)
+    with pytest.raises(IntegrityError), session(engine) as s:
+        s.add_all(rows)
+
+
+def test_foreign_key_enforced(engine):
+    init_db(engine)
+    with pytest.raises(IntegrityError), session(engine) as s:
+        s.add(RawFile(expid=1, ccdid=1, relpath="raw/x", filename="x", sha256="0", size=1))
+        s.flush()
+
+
+def test_duplicate_quadrant_product_kind_rejected(engine):
+    init_db(engine)
+    with session(engine) as s:
+        s.add(_exposure())
+    kw = dict(pid=5, expid=361008958, ccdid=1, qid=1, rcid=0, field=644, fid=2, kind="sciimg")
+    with session(engine) as s:
+        s.add(QuadrantProduct(relpath="p1", **kw))
+    with pytest.raises(IntegrityError), session(engine) as s:
+        s.add(QuadrantProduct(relpath="p2", **kw))
