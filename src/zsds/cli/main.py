@@ -164,6 +164,58 @@ def simulate_night_cmd(
     )
 
 
+def open_db(home: Home):
+    """Engine for the home's database, schema created or upgraded."""
+    from zsds.db import connect, init_db
+
+    home.ensure()
+    engine = connect(home.db_url)
+    init_db(engine)
+    return engine
+
+
+@cli.command()
+@home_option
+@user_errors
+def ingest(home, db_url) -> None:
+    """Ingest every raw file in HOME/incoming: validate, archive, record; quarantine bad ones."""
+    from zsds.ingest import ingest_incoming
+
+    h = Home.resolve(home, db_url)
+    results = ingest_incoming(h, open_db(h))
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.status] = counts.get(r.status, 0) + 1
+        if r.status == "quarantined":
+            click.echo(r.message, err=True)
+    summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "nothing to ingest"
+    click.echo(f"ingest: {summary}")
+
+
+@cli.group()
+def calib() -> None:
+    """Calibration-frame pipelines: master bias and high-frequency flats."""
+
+
+@calib.command("build")
+@home_option
+@click.option("--night", required=True, help="UT date of the night, YYYY-MM-DD")
+@user_errors
+def calib_build(home, db_url, night) -> None:
+    """Build master biases and hi-nu flats for a night from the ingested frames."""
+    from zsds.calib.build import build_calibrations
+
+    h = Home.resolve(home, db_url)
+    res = build_calibrations(h, open_db(h), night)
+    kinds: dict[str, int] = {}
+    for kind, *_ in res.products:
+        kinds[kind] = kinds.get(kind, 0) + 1
+    click.echo("calib build: " + (", ".join(f"{v} {k}" for k, v in sorted(kinds.items()))
+                                  or "nothing built"))
+    for s in res.skipped:
+        click.echo(f"  skipped {s}", err=True)
+
+
 @cli.command()
 @home_option
 @click.option("--night", default="2026-11-20", show_default=True, help="UT date of the demo night")
