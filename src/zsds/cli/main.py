@@ -218,6 +218,87 @@ def calib_build(home, db_url, night) -> None:
 
 @cli.command()
 @home_option
+@click.option("--night", required=True, help="UT date of the night, YYYY-MM-DD")
+@click.option("--exposure", "expid", type=int, default=None, help="only this exposure id")
+@click.option("--ccd", type=int, default=None, help="only this CCD")
+@click.option("--quad", type=int, default=None, help="only this quadrant (1-4)")
+@click.option("--no-cosmics", is_flag=True, help="skip cosmic-ray detection (faster)")
+@user_errors
+def calibrate(home, db_url, night, expid, ccd, quad, no_cosmics) -> None:
+    """Instrumental calibration of a night's science quadrants (sciimg, mskimg, catalogs, PSF)."""
+    import dataclasses
+
+    from zsds.core.instrument import check_ccd_quad
+    from zsds.instcal.run import calibrate_night
+    from zsds.instcal.stage import InstCalConfig
+
+    if ccd is not None:
+        check_ccd_quad(ccd)
+    if quad is not None:
+        check_ccd_quad(1, quad)
+    h = Home.resolve(home, db_url)
+    config = InstCalConfig()
+    if no_cosmics:
+        config = dataclasses.replace(config, mask=dataclasses.replace(config.mask,
+                                                                      cosmic_rays=False))
+    prog, update = progress_bar("calibrate")
+    with prog:
+        outcomes = calibrate_night(h, open_db(h), night, expid, ccd, quad, config, update)
+    ok = [o for o in outcomes if o.ok]
+    for o in outcomes:
+        if not o.ok:
+            click.echo(f"failed: {o.message}", err=True)
+    flagged = sum(1 for o in ok if o.result.infobits)
+    click.echo(f"calibrate: {len(ok)} quadrants calibrated ({flagged} with INFOBITS set), "
+               f"{len(outcomes) - len(ok)} failed")
+
+
+@cli.group("eval")
+def evaluate() -> None:
+    """Science-quality evaluations against the simulator's ground truth."""
+
+
+@evaluate.command("calibrate")
+@home_option
+@click.option("--night", required=True, help="UT date of the night, YYYY-MM-DD")
+@user_errors
+def eval_calibrate(home, db_url, night) -> None:
+    """Astrometric rms, zero-point error, PSF-photometry scatter and completeness vs truth."""
+    import numpy as np
+    from rich.table import Table as RichTable
+
+    from zsds.instcal.evaluate import evaluate_night
+
+    h = Home.resolve(home, db_url)
+    df = evaluate_night(h, night)
+    if df.empty:
+        raise click.ClickException(f"no calibrated quadrants with truth for night {night}")
+    table = RichTable(title=f"instrumental calibration vs truth, night {night}")
+    cols = [("pid", "pid", "{}"), ("infobits", "INFOBITS", "{}"),
+            ("astrom_rms_ra", "astrom RA\"", "{:.4f}"), ("astrom_rms_dec", "astrom Dec\"",
+                                                          "{:.4f}"),
+            ("zp_error", "ZP-true", "{:+.4f}"), ("psf_pull_scatter", "PSF pull sd", "{:.2f}"),
+            ("completeness", "complete", "{:.3f}"), ("seeing", "seeing\"", "{:.2f}"),
+            ("maglim", "maglim", "{:.2f}")]
+    for _, title, _ in cols:
+        table.add_column(title, justify="right")
+    for _, r in df.iterrows():
+        table.add_row(*[fmt.format(r[c]) for c, _, fmt in cols])
+    Console().print(table)
+    summary = {
+        "quadrants": len(df),
+        "astrometric rms per axis (arcsec, median)": float(np.nanmedian(
+            np.maximum(df.astrom_rms_ra, df.astrom_rms_dec))),
+        "|ZP - truth| (mag, max)": float(np.nanmax(np.abs(df.zp_error))),
+        "PSF-mag scatter / reported error (median)": float(np.nanmedian(df.psf_pull_scatter)),
+        "completeness at S/N >= 10 (min)": float(np.nanmin(df.completeness)),
+    }
+    for k, v in summary.items():
+        click.echo(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}")
+
+
+@cli.command()
+@home_option
 @click.option("--night", default="2026-11-20", show_default=True, help="UT date of the demo night")
 @click.option("--exposures", type=int, default=6, show_default=True)
 @user_errors

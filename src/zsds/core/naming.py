@@ -175,3 +175,15 @@ def cal_product(
         f"q{qid}",
         name,
     )
+
+
+def static_cal_product(
+    kind: str, filtercode: str, ccdid: int, qid: int, suffix: str
+) -> PurePosixPath:
+    """Static calibration product (no night), e.g. the low-frequency flat:
+    ``products/cal/static/<kind>/<fc>/ccdCC/qQ/ztf_<fc>_cCC_qQ_<suffix>``."""
+    check_ccd_quad(ccdid, qid)
+    name = f"ztf_{filtercode}_c{ccdid:02d}_q{qid}_{suffix}"
+    return PurePosixPath(
+        "products", "cal", "static", kind, filtercode, f"ccd{ccdid:02d}", f"q{qid}", name
+    )

@@ -309,8 +309,9 @@ def solve_astrometry(
                 f'too few matches: {len(md)} within {radius}" (need {config.min_matches})', n_ref
             )
         sel = np.ones(len(md), bool)
-        # Two passes (fit, clip, refit): each SIP fit costs ~0.3 s in fit_wcs_from_points.
-        for _ in range(2):
+        # Fit, clip, refit once: each SIP fit costs ~0.3 s in fit_wcs_from_points, and the
+        # next (smaller) radius rejects what is left.
+        for npass in range(2):
             degree = config.sip_degree if sel.sum() >= config.min_matches_sip else None
             try:
                 w = _fit(
@@ -318,16 +319,18 @@ def solve_astrometry(
                 )
             except (ValueError, np.linalg.LinAlgError) as exc:
                 return _fail(f"WCS fit failed: {exc}", n_ref)
+            if npass == 1:
+                break
             dra, ddec = _residuals(w, xd[md], yd[md], rra[ref_idx][mr], rdec[ref_idx][mr])
             # Robust per-axis width (MAD) so that outliers do not inflate the threshold.
-            sig = 1.4826 * np.array([np.median(np.abs(dra[sel])), np.median(np.abs(ddec[sel]))])
+            sig = 1.4826 * np.array([np.median(np.abs(dra)), np.median(np.abs(ddec))])
             sig = np.maximum(sig, 0.01)
             new = (np.abs(dra) < config.clip_sigma * sig[0]) & (
                 np.abs(ddec) < config.clip_sigma * sig[1]
             )
             if new.sum() < config.min_matches:
                 return _fail(f"too few matches after clipping: {new.sum()}", n_ref)
-            if np.array_equal(new, sel):
+            if new.all():
                 break
             sel = new
         keep_d, keep_r = md[sel], mr[sel]

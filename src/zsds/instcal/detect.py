@@ -107,10 +107,14 @@ def extract_sources(
         minarea=config.minarea,
         deblend_cont=config.deblend_cont,
     )
+    # Degenerate shapes (single-pixel or line-like detections) break the elliptical apertures.
+    obj = obj[np.isfinite(obj["a"]) & np.isfinite(obj["b"]) & (obj["b"] > 0.05)
+              & np.isfinite(obj["theta"])]
     if len(obj) == 0:
         return pd.DataFrame()
     x0, y0 = obj["x"], obj["y"]
-    a, b, th = obj["a"], obj["b"], obj["theta"]
+    a, b = np.maximum(obj["a"], 0.5), np.maximum(obj["b"], 0.5)
+    th = np.clip(obj["theta"], -np.pi / 2 + 1e-6, np.pi / 2 - 1e-6)
     r_half, _ = sep.flux_radius(d, x0, y0, 6.0 * a, 0.5, normflux=None, subpix=5)
     sig = np.clip(2.0 / 2.35482 * r_half, 0.3, None)
     xw, yw, _ = sep.winpos(d, x0, y0, sig, mask=bad)

@@ -36,7 +36,7 @@ class MaskConfig:
     bleed_grow: int = 2
     cosmic_rays: bool = True
     cr_sigclip: float = 5.0
-    cr_objlim: float = 5.0
+    cr_objlim: float = 8.0
 
 
 def saturation_mask(data: np.ndarray, saturate: float, config: MaskConfig) -> np.ndarray:
@@ -54,8 +54,15 @@ def cosmic_ray_mask(
     read_noise: float,
     saturate: float,
     config: MaskConfig,
+    fwhm_px: float = 2.0,
 ) -> np.ndarray:
-    """Cosmic-ray hits with L.A.Cosmic (astroscrappy); ``data`` in DN, background included."""
+    """Cosmic-ray hits with L.A.Cosmic (astroscrappy); ``data`` in DN, background included.
+
+    ZTF images are nearly undersampled (FWHM ~ 2 px), where L.A.Cosmic's default
+    fine-structure image mistakes star cores for cosmic rays; the fine structure is therefore
+    built by convolving with a Moffat of the expected FWHM (``fsmode="convolve"``) and the
+    contrast limit ``objlim`` is raised.
+    """
     import astroscrappy
 
     crmask, _ = astroscrappy.detect_cosmics(
@@ -69,8 +76,11 @@ def cosmic_ray_mask(
         sepmed=True,
         cleantype="meanmask",
         niter=2,
-        inbkg=None,
-        fsmode="median",
+        fsmode="convolve",
+        psfmodel="moffat",
+        psffwhm=float(fwhm_px),
+        psfsize=7,
+        psfbeta=3.0,
     )
     return crmask
 

@@ -162,7 +162,41 @@ def simulate_calib(
     ccd_list = validate_ccds(ccds)
     exposures = calibration_schedule(date, n_bias, n_flat, filters)
     files = simulate_exposures(home, exposures, config, ccd_list, progress)
+    write_static_lownu_flats(home, config, ccd_list, filters)
     return SimRunResult(date, exposures, files, _write_night_truth(home, date, exposures, "calib"))
+
+
+def write_static_lownu_flats(
+    home: Home, config: SimConfig, ccds: list[int], filters: Iterable[str]
+) -> list[Path]:
+    """Deliver the static low-frequency flats (``lownuflat``) of the simulated camera.
+
+    ZTF's low-frequency flat is a static calibration product made offline from star flats
+    (dithered photometry of many stars); the simulator's instrument team delivers the
+    equivalent: the sky illumination of each quadrant, normalised at the optical axis.
+    Idempotent.
+    """
+    from astropy.io import fits
+
+    from zsds.core.naming import static_cal_product
+    from zsds.sim.detector import illumination
+
+    out = []
+    for f in filters:
+        filt = Filter.parse(f)
+        for ccdid in ccds:
+            for qid in (1, 2, 3, 4):
+                path = home.path(static_cal_product("lownuflat", filt.code, ccdid, qid,
+                                                    "lownuflat.fits"))
+                if path.exists():
+                    continue
+                data = illumination(ccdid, qid, config.nx, config.ny, filt, "sky")
+                hdr = fits.Header()
+                hdr["CALTYPE"] = ("lownuflat", "static low-frequency flat")
+                hdr["FILTER"] = (f"ZTF_{filt.name}", "filter")
+                _write_atomic_fits(fits.HDUList([fits.PrimaryHDU(data, header=hdr)]), path)
+                out.append(path)
+    return out
 
 
 def simulate_night(

@@ -1,0 +1,281 @@
+"""Instrumental calibration at the edge: archive in, products and database rows out.
+
+Each raw CCD file is read once and split into its four quadrants; each quadrant gets the nearest
+valid master bias and high-nu flat, the static low-nu flat, and the reference catalogs around it,
+goes through :func:`zsds.instcal.stage.calibrate_quadrant`, and its products are written under
+the IRSA ``sci/`` layout (atomically, so re-running replaces them) and recorded in
+``quadrant_products`` / ``qa_metrics`` / ``jobs``. A failing quadrant is recorded as a failed job
+with its error and never stops the others.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+import socket
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from astropy.io import fits
+from astropy.table import Table
+from sqlalchemy import Engine, delete, select
+
+from zsds.calib.build import nearest_calibration
+from zsds.core.home import Home
+from zsds.core.image import QuadrantId
+from zsds.core.instrument import Filter
+from zsds.core.naming import BIAS_CODE, parse_night, static_cal_product
+from zsds.db.engine import session
+from zsds.db.schema import Exposure, Job, QAMetric, QuadrantProduct, RawFile
+from zsds.instcal.stage import CalibrationFrames, InstCalConfig, InstCalResult, calibrate_quadrant
+from zsds.io.fitsio import write_image, write_table
+from zsds.sky.refcat import RefCatalog
+from zsds.split import read_raw_ccd, split_quadrant
+
+ProgressFn = Callable[[str, int, int], None]
+
+#: psfcat columns as written (ZTF names; positions 1-based as in IPAC catalogs).
+PSFCAT_COLUMNS = {
+    "sourceid": ("", "source number in this image"),
+    "xpos": ("pix", "x position (1-based)"),
+    "ypos": ("pix", "y position (1-based)"),
+    "ra": ("deg", "right ascension (ICRS)"),
+    "dec": ("deg", "declination (ICRS)"),
+    "flux": ("adu", "PSF-fit flux (DN)"),
+    "sigflux": ("adu", "uncertainty in flux (DN)"),
+    "mag": ("mag", "PSF-fit magnitude, MAGZP applied (no colour term)"),
+    "sigmag": ("mag", "uncertainty in mag (instrumental)"),
+    "snr": ("", "signal-to-noise ratio"),
+    "chi": ("", "reduced chi-square of the PSF fit"),
+    "sharp": ("", "sharpness (0 for point sources)"),
+    "flags": ("", "OR of mask bits in a 5x5 box; -1 near edges"),
+}
+
+
+@dataclass
+class QuadrantOutcome:
+    """What happened to one quadrant."""
+
+    pid: int
+    ok: bool
+    message: str
+    result: InstCalResult | None = None
+    products: dict[str, Path] | None = None
+
+
+def _load(path: Path) -> np.ndarray:
+    return fits.getdata(path).astype(np.float32)
+
+
+def _frames(home: Home, engine: Engine, filt: Filter, ccdid: int, qid: int, mjd: float,
+            shape: tuple[int, int]) -> CalibrationFrames:
+    bias = nearest_calibration(engine, "bias", BIAS_CODE, ccdid, qid, mjd)
+    flat = nearest_calibration(engine, "hifreqflat", filt.code, ccdid, qid, mjd)
+    if bias is None:
+        raise LookupError(f"no valid master bias for c{ccdid:02d} q{qid} at MJD {mjd:.4f}; "
+                          "run 'zsds calib build' for a night with bias frames")
+    if flat is None:
+        raise LookupError(f"no valid {filt.code} high-nu flat for c{ccdid:02d} q{qid} at MJD "
+                          f"{mjd:.4f}; run 'zsds calib build' for a night with dome flats")
+    bpath = home.path(bias.relpath)
+    fpath = home.path(flat.relpath)
+    b = _load(bpath)
+    if b.shape != shape:
+        raise ValueError(f"{bpath.name}: shape {b.shape} differs from the image {shape}")
+    lownu_path = home.path(static_cal_product("lownuflat", filt.code, ccdid, qid,
+                                              "lownuflat.fits"))
+    return CalibrationFrames(
+        bias=b,
+        bias_mask=fits.getdata(bpath.with_name(bpath.name.replace("_bias.fits",
+                                                                  "_biascmask.fits"))) != 0,
+        flat=_load(fpath),
+        flat_mask=fits.getdata(fpath.with_name(fpath.name.replace("_hifreqflat.fits",
+                                                                  "_hifreqflatmask.fits"))),
+        lownu=_load(lownu_path) if lownu_path.exists() else None,
+    )
+
+
+def _catalog_table(df: pd.DataFrame, columns: dict[str, tuple[str, str]]) -> Table:
+    t = Table()
+    for name, (unit, desc) in columns.items():
+        t[name] = df[name].to_numpy()
+        t[name].unit = unit or None
+        t[name].description = desc
+    return t
+
+
+def write_products(home: Home, qid: QuadrantId, res: InstCalResult) -> dict[str, Path]:
+    """Write sciimg, mskimg, psfcat, sexcat, PSF and log of a calibrated quadrant."""
+    img = res.image
+    out = {}
+    out["sciimg"] = write_image(home.path(qid.product("sciimg.fits")), img.data, img.header)
+    mh = fits.Header()
+    for key in ("EXPID", "FIELDID", "CCD_ID", "QID", "RCID", "FILTER", "OBSMJD"):
+        if key in img.header:
+            mh[key] = (img.header[key], img.header.comments[key])
+    mh.update(img.wcs.to_header(relax=True))
+    for key in img.header:
+        if key.startswith("MBIT_"):
+            mh[key] = (img.header[key], img.header.comments[key])
+    out["mskimg"] = write_image(home.path(qid.product("mskimg.fits")), img.mask, mh)
+    cat = res.psfcat.copy()
+    if len(cat):
+        cat = cat.reset_index(drop=True)
+        cat["sourceid"] = np.arange(1, len(cat) + 1)
+        cat["xpos"], cat["ypos"] = cat["x"] + 1.0, cat["y"] + 1.0
+        cat["sigflux"] = cat["fluxerr"]
+        for col in PSFCAT_COLUMNS:
+            if col not in cat:
+                cat[col] = np.nan
+        table = _catalog_table(cat, PSFCAT_COLUMNS)
+    else:
+        table = Table({c: [] for c in PSFCAT_COLUMNS})
+    ch = fits.Header()
+    for key in ("MAGZP", "MAGZPUNC", "CLRCOEFF", "SEEING", "MAGLIM", "INFOBITS", "EXPID"):
+        if key in img.header:
+            ch[key] = (img.header[key], img.header.comments[key])
+    out["psfcat"] = write_table(home.path(qid.product("psfcat.fits")), table, ch, "PSFCAT")
+    sex = res.sexcat.copy()
+    if len(sex):
+        sex.insert(0, "number", np.arange(1, len(sex) + 1))
+        sex["x"] = sex["x"] + 1.0
+        sex["y"] = sex["y"] + 1.0
+    out["sexcat"] = write_table(home.path(qid.product("sexcat.fits")),
+                                Table.from_pandas(sex) if len(sex) else Table(), ch, "SEXCAT")
+    if img.psf is not None:
+        psf_path = home.path(qid.product("sciimgdao.psf"))
+        psf_hdul = fits.HDUList([fits.PrimaryHDU(), img.psf.to_hdu()])
+        psf_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = psf_path.with_name(f".{psf_path.name}.tmp")
+        psf_hdul.writeto(tmp, overwrite=True)
+        tmp.replace(psf_path)
+        out["psf"] = psf_path
+        cen = img.psf.stamp(img.shape[1] / 2, img.shape[0] / 2, 25).astype(np.float32)
+        out["psfcent"] = write_image(home.path(qid.product("sciimgdaopsfcent.fits")), cen)
+    log = home.path(qid.product("sciimlog.txt"))
+    lines = [f"zsds instrumental calibration of pid {qid.pid} on {platform.node()}"]
+    lines += [f"step {k:12s} {v:8.3f} s" for k, v in res.timings.items()]
+    lines += [f"astrometry: {res.astrometry.message}", f"photcal: {res.photcal.message}"]
+    lines += [f"qa {k} = {v}" for k, v in res.qa.items()]
+    lines.append(f"INFOBITS = {res.infobits}")
+    log.write_text("\n".join(lines) + "\n")
+    out["log"] = log
+    return out
+
+
+def _record(engine: Engine, home: Home, qid: QuadrantId, res: InstCalResult,
+            paths: dict[str, Path]) -> None:
+    ph = res.photcal
+    with session(engine) as s:
+        s.execute(delete(QuadrantProduct).where(QuadrantProduct.pid == qid.pid))
+        s.execute(delete(QAMetric).where(QAMetric.subject_kind == "quadrant",
+                                         QAMetric.subject_id == qid.pid))
+        for kind, path in paths.items():
+            s.add(QuadrantProduct(
+                pid=qid.pid, expid=qid.expid, ccdid=qid.ccdid, qid=qid.qid, rcid=qid.rcid,
+                field=qid.field, fid=qid.filt.fid, kind=kind,
+                relpath=str(path.relative_to(home.root)), infobits=res.infobits,
+                seeing=_f(res.qa.get("seeing")), maglim=_f(res.qa.get("maglim")),
+                magzp=_f(ph.magzp), magzpunc=_f(ph.magzpunc), clrcoeff=_f(ph.clrcoeff),
+                nsources=len(res.psfcat),
+            ))
+        for name, value in res.qa.items():
+            s.add(QAMetric(subject_kind="quadrant", subject_id=qid.pid, name=name,
+                           value=_f(value)))
+
+
+def _f(v) -> float | None:
+    return float(v) if v is not None and np.isfinite(v) else None
+
+
+def _job(engine: Engine, key: str, state: str, error: str | None = None,
+         inputs: dict | None = None) -> None:
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    with session(engine) as s:
+        job = s.execute(select(Job).where(Job.stage == "calibrate", Job.key == key)
+                        ).scalar_one_or_none()
+        if job is None:
+            job = Job(stage="calibrate", key=key, attempts=0)
+            s.add(job)
+        job.state = state
+        job.host = socket.gethostname()
+        if state == "running":
+            job.attempts = (job.attempts or 0) + 1
+            job.started_at, job.finished_at, job.error = now, None, None
+            job.inputs = inputs
+        else:
+            job.finished_at = now
+            job.error = error
+
+
+def science_files(engine: Engine, night: dt.date, expid: int | None = None,
+                  ccd: int | None = None) -> list[tuple[str, int, int, int, str, float]]:
+    """Ingested science raw files of a night: (relpath, expid, ccdid, field, ffd, mjd)."""
+    with session(engine) as s:
+        q = (select(RawFile.relpath, RawFile.expid, RawFile.ccdid, Exposure.field,
+                    Exposure.filefracday, Exposure.mjd, Exposure.fid)
+             .join(Exposure, Exposure.expid == RawFile.expid)
+             .where(Exposure.night == night, Exposure.imgtype == "object"))
+        if expid is not None:
+            q = q.where(RawFile.expid == expid)
+        if ccd is not None:
+            q = q.where(RawFile.ccdid == ccd)
+        return [tuple(r) for r in s.execute(q.order_by(Exposure.mjd, RawFile.ccdid)).all()]
+
+
+def calibrate_night(
+    home: Home,
+    engine: Engine,
+    night: str | dt.date,
+    expid: int | None = None,
+    ccd: int | None = None,
+    quad: int | None = None,
+    config: InstCalConfig | None = None,
+    progress: ProgressFn | None = None,
+) -> list[QuadrantOutcome]:
+    """Calibrate every (or the selected) science quadrant of a night."""
+    config = config or InstCalConfig()
+    date = parse_night(night)
+    files = science_files(engine, date, expid, ccd)
+    quads = [quad] if quad else [1, 2, 3, 4]
+    total = len(files) * len(quads)
+    outcomes: list[QuadrantOutcome] = []
+    gaia = RefCatalog(home.refcat / "gaia")
+    ps1 = RefCatalog(home.refcat / "ps1")
+    done = 0
+    for relpath, exp_id, ccdid, field, ffd, mjd, fid in files:
+        raw = read_raw_ccd(home.path(relpath))
+        filt = Filter(fid)
+        for q in quads:
+            qid = QuadrantId(exp_id, ffd, field, filt, ccdid, q)
+            key = str(qid.pid)
+            _job(engine, key, "running", inputs={"raw": relpath, "qid": q})
+            try:
+                image = split_quadrant(raw, q)
+                image.id = qid
+                frames = _frames(home, engine, filt, ccdid, q, mjd, image.shape)
+                from astropy.wcs import WCS
+
+                w = WCS(image.header)
+                ny, nx = image.shape
+                ra0, dec0 = w.all_pix2world([nx / 2 - 0.5], [ny / 2 - 0.5], 0)
+                radius = np.hypot(nx, ny) / 2 * 1.02 / 3600.0 * 1.012 + 0.02
+                res = calibrate_quadrant(
+                    image, frames, gaia.cone(float(ra0[0]), float(dec0[0]), radius),
+                    ps1.cone(float(ra0[0]), float(dec0[0]), radius), config)
+                paths = write_products(home, qid, res)
+                _record(engine, home, qid, res, paths)
+                _job(engine, key, "done")
+                outcomes.append(QuadrantOutcome(qid.pid, True, "ok", res, paths))
+            except Exception as exc:  # one quadrant's failure never stops the others
+                msg = f"{Path(relpath).name} q{q}: {type(exc).__name__}: {exc}"
+                _job(engine, key, "failed", msg + "\n" + traceback.format_exc(limit=5))
+                outcomes.append(QuadrantOutcome(qid.pid, False, msg))
+            done += 1
+            if progress:
+                progress(f"{Path(relpath).name} q{q}", done, total)
+    return outcomes

@@ -1,0 +1,291 @@
+"""Instrumental calibration of one science quadrant (pipeline 5), as a pure stage.
+
+``calibrate_quadrant`` takes the overscan-corrected quadrant, its calibration frames and the
+reference catalogs, and returns the calibrated image (pixels, variance, mask, WCS, PSF, header)
+with its PSF-fit and aperture catalogs and QA. It does no I/O; :mod:`zsds.instcal.run` feeds it
+from the archive and writes the products.
+
+Steps, in the order of IPAC's ``instrphotcal``: bias subtraction, flat-fielding (high-nu x
+static low-nu), mask building (calibration defects, saturation and bleeds, cosmic rays),
+background, source extraction (aperture catalogue), PSF estimation, PSF-fit photometry,
+astrometric calibration against the Gaia-like catalog (TAN-SIP), photometric calibration against
+the PS1-like catalog (ZP + colour term), QA (seeing, limiting magnitude, INFOBITS).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from astropy.wcs import WCS
+
+from zsds.core.image import QuadrantImage
+from zsds.core.instrument import PIXEL_SCALE, Filter
+from zsds.core.masks import BAD_PIXEL_BITS, MASK_DTYPE, MaskBit, mask_header_cards
+from zsds.instcal.astrometry import AstrometryConfig, AstrometryResult, solve_astrometry
+from zsds.instcal.detect import DetectConfig, estimate_background, extract_sources, mask_flags
+from zsds.instcal.masking import MaskConfig, cosmic_ray_mask, saturation_mask
+from zsds.instcal.moffat import MoffatPSFConfig, build_moffat_psf
+from zsds.instcal.photcal import PhotCalConfig, PhotCalResult, photometric_calibration
+from zsds.instcal.psf import PSFConfig, select_psf_stars
+from zsds.instcal.psfphot import PSFPhotConfig, psf_photometry
+
+
+class InfoBits:
+    """INFOBITS of a science image: 0 = clean; any bit >= 2**25 marks the image as bad data.
+
+    The real bit table is not public (ZTF_REFERENCE 1.7); these are zsds's, documented in
+    ``docs/products/sci.md``.
+    """
+
+    FEW_PSF_STARS = 1 << 0  # PSF model fell back to a constant (too few stars)
+    HIGH_ZP_RMS = 1 << 1  # calibrator residual rms above the cloudy threshold
+    FEW_CALIBRATORS = 1 << 2  # NMATCHES below the cloudy threshold
+    HIGH_ASTROM_RMS = 1 << 3  # astrometric rms above 0.1 arcsec per axis
+    HIGH_SATURATION = 1 << 4  # more than 2% of pixels saturated
+    ASTROMETRY_FAILED = 1 << 25
+    PHOTCAL_FAILED = 1 << 26
+    NO_SOURCES = 1 << 27
+
+
+#: IPAC "cloudy" thresholds (fpbot calc_cloudy): MAGZPRMS and NMATCHES per filter.
+CLOUDY = {Filter.g: (0.06, 80), Filter.r: (0.05, 120), Filter.i: (0.06, 100)}
+
+
+@dataclass(frozen=True)
+class InstCalConfig:
+    """Options of the instrumental-calibration stage (one sub-config per step)."""
+
+    mask: MaskConfig = field(default_factory=MaskConfig)
+    detect: DetectConfig = field(default_factory=DetectConfig)
+    psf_select: PSFConfig = field(default_factory=PSFConfig)
+    psf: MoffatPSFConfig = field(default_factory=MoffatPSFConfig)
+    psfphot: PSFPhotConfig = field(default_factory=PSFPhotConfig)
+    astrometry: AstrometryConfig = field(default_factory=AstrometryConfig)
+    photcal: PhotCalConfig = field(default_factory=PhotCalConfig)
+    #: PSF-fit only sources detected above this S/N in the aperture catalogue.
+    psffit_min_snr: float = 3.0
+
+
+@dataclass
+class CalibrationFrames:
+    """Calibration inputs of one quadrant (science orientation, same shape as the image)."""
+
+    bias: np.ndarray
+    bias_mask: np.ndarray | None  # bool: noisy/hot pixels
+    flat: np.ndarray
+    flat_mask: np.ndarray | None  # ZTF mask bits (dead, low/high responsivity, noisy)
+    lownu: np.ndarray | None = None
+
+
+@dataclass
+class InstCalResult:
+    """Products of :func:`calibrate_quadrant`."""
+
+    image: QuadrantImage
+    psfcat: pd.DataFrame
+    sexcat: pd.DataFrame
+    astrometry: AstrometryResult
+    photcal: PhotCalResult
+    qa: dict[str, float]
+    infobits: int
+    timings: dict[str, float]
+
+
+def _mag(flux: np.ndarray, err: np.ndarray, zp: float) -> tuple[np.ndarray, np.ndarray]:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        good = flux > 0
+        mag = np.where(good, zp - 2.5 * np.log10(np.where(good, flux, 1.0)), np.nan)
+        sig = np.where(good, 1.0857362 * err / np.where(good, flux, 1.0), np.nan)
+    return mag, sig
+
+
+def calibrate_quadrant(
+    quad: QuadrantImage,
+    frames: CalibrationFrames,
+    gaia: pd.DataFrame,
+    ps1: pd.DataFrame,
+    config: InstCalConfig = InstCalConfig(),
+) -> InstCalResult:
+    """Calibrate one overscan-corrected quadrant.
+
+    Parameters
+    ----------
+    quad : QuadrantImage
+        Output of :func:`zsds.split.split_quadrant` (DN, science orientation, header with the
+        camera's approximate WCS and GAIN/READNOI/SATURATE/OVSLEVEL).
+    frames : CalibrationFrames
+    gaia, ps1 : DataFrame
+        Reference-catalog rows covering the quadrant.
+    config : InstCalConfig
+
+    Returns
+    -------
+    InstCalResult
+    """
+    t = {"start": time.perf_counter()}
+
+    def tick(name: str) -> None:
+        t[name] = time.perf_counter()
+
+    hdr = quad.header.copy()
+    gain, rn = float(hdr["GAIN"]), float(hdr["READNOI"])
+    filt = Filter.parse(int(hdr["FILTERID"]))
+    mjd = float(hdr["OBSMJD"]) + 0.5 * float(hdr["EXPTIME"]) / 86400.0
+    # 1-3. bias, flat (hi-nu x static low-nu)
+    flat = frames.flat * (frames.lownu if frames.lownu is not None else 1.0)
+    okflat = flat > 0.05
+    raw_sub = quad.data - frames.bias
+    data = np.where(okflat, raw_sub / np.where(okflat, flat, 1.0), 0.0).astype(np.float32)
+    variance = ((np.maximum(raw_sub, 0.0) / gain + (rn / gain) ** 2)
+                / np.where(okflat, flat, 1.0) ** 2).astype(np.float32)
+    saturate = float(hdr["SATURATE"]) - float(hdr.get("OVSLEVEL", 0.0))
+    mask = np.zeros(quad.shape, MASK_DTYPE)
+    if frames.flat_mask is not None:
+        mask |= frames.flat_mask.astype(MASK_DTYPE)
+    if frames.bias_mask is not None:
+        mask[frames.bias_mask] |= MASK_DTYPE(int(MaskBit.NOISY))
+    mask[~okflat] |= MASK_DTYPE(int(MaskBit.DEAD))
+    sat = saturation_mask(raw_sub, saturate - float(np.median(frames.bias)), config.mask)
+    sat |= (quad.mask & int(MaskBit.SATURATED)) != 0
+    mask[sat] |= MASK_DTYPE(int(MaskBit.SATURATED))
+    nan = ~np.isfinite(data)
+    mask[nan] |= MASK_DTYPE(int(MaskBit.NAN))
+    data[nan] = 0.0
+    tick("flatfield")
+    # 4. cosmic rays (L.A.Cosmic) on the flat-fielded frame
+    bad = (mask & BAD_PIXEL_BITS) != 0
+    if config.mask.cosmic_rays:
+        guess = float(hdr.get("SEEING", 2.0)) / PIXEL_SCALE  # guider seeing: PSF not yet known
+        cr = cosmic_ray_mask(data, bad, gain, rn, saturate, config.mask, guess)
+        mask[cr & ~bad] |= MASK_DTYPE(int(MaskBit.SPIKE))
+    tick("cosmics")
+    # 5-6. background and extraction
+    bad = (mask & BAD_PIXEL_BITS) != 0
+    bkg = estimate_background(data, bad, config.detect)
+    sub = (data - bkg.level).astype(np.float32)
+    sexcat = extract_sources(sub, bkg, mask, config.detect)
+    tick("extract")
+    infobits = 0
+    if len(sexcat) == 0:
+        infobits |= InfoBits.NO_SOURCES
+    # 7. PSF model
+    psf = None
+    sat_level = saturate - float(np.median(frames.bias)) - bkg.global_level
+    if len(sexcat):
+        stars = select_psf_stars(sub, bad, sexcat["x"].to_numpy(), sexcat["y"].to_numpy(),
+                                 sexcat["flux_auto"].to_numpy(), sexcat["peak"].to_numpy(),
+                                 sat_level, config.psf_select)
+        try:
+            psf = build_moffat_psf(sub, variance, bad, sexcat["x"].to_numpy()[stars],
+                                   sexcat["y"].to_numpy()[stars], config.psf)
+        except ValueError:
+            psf = None
+        if psf is None or psf.degree == 0:
+            infobits |= InfoBits.FEW_PSF_STARS
+    tick("psf")
+    # 8. PSF-fit photometry of the detections
+    psfcat = pd.DataFrame()
+    if psf is not None:
+        # Every detection is PSF-fitted (an aperture S/N cut would drop faint point sources
+        # whose Kron aperture is noisy); the catalogue keeps fits above the S/N threshold.
+        psfcat = psf_photometry(sub, variance, bad, psf, sexcat["x"].to_numpy(),
+                                sexcat["y"].to_numpy(), config.psfphot)
+        snr = psfcat["flux"] / psfcat["fluxerr"]
+        psfcat = psfcat[np.isfinite(snr) & (snr >= config.psffit_min_snr)].reset_index(drop=True)
+        psfcat["flags"] = mask_flags(mask, psfcat["x"].to_numpy(), psfcat["y"].to_numpy())
+    tick("psfphot")
+    # 9. astrometry (Gaia-like) from the camera's approximate WCS
+    wcs0 = WCS(hdr)
+    if len(psfcat):
+        good = np.isfinite(psfcat["flux"]) & (psfcat["flux"] > 0)
+        cat = psfcat[good]
+        astro = solve_astrometry(cat["x"].to_numpy(), cat["y"].to_numpy(),
+                                 cat["flux"].to_numpy(), quad.shape, wcs0, gaia, mjd,
+                                 config.astrometry)
+    else:
+        astro = AstrometryResult(None, False, "no sources")
+    if not astro.ok:
+        infobits |= InfoBits.ASTROMETRY_FAILED
+    elif max(astro.rms_ra_arcsec, astro.rms_dec_arcsec) > 0.1:
+        infobits |= InfoBits.HIGH_ASTROM_RMS
+    wcs = astro.wcs if astro.ok else wcs0
+    tick("astrometry")
+    # 10. photometric calibration (PS1-like)
+    if len(psfcat):
+        ra, dec = wcs.all_pix2world(psfcat["x"].to_numpy(), psfcat["y"].to_numpy(), 0)
+        psfcat["ra"], psfcat["dec"] = ra, dec
+        minst, einst = _mag(psfcat["flux"].to_numpy(), psfcat["fluxerr"].to_numpy(), 0.0)
+        phot = (photometric_calibration(minst, einst, ra, dec, ps1, filt, config.photcal)
+                if astro.ok else PhotCalResult(False, "no astrometric solution"))
+    else:
+        phot = PhotCalResult(False, "no sources")
+    if not phot.ok:
+        infobits |= InfoBits.PHOTCAL_FAILED
+    else:
+        rms_cut, n_cut = CLOUDY[filt]
+        if phot.magzprms > rms_cut:
+            infobits |= InfoBits.HIGH_ZP_RMS
+        if phot.nmatches < n_cut:
+            infobits |= InfoBits.FEW_CALIBRATORS
+    tick("photcal")
+    # 11. catalogs with calibrated magnitudes, QA
+    zp = phot.magzp if phot.ok else np.nan
+    if len(psfcat):
+        psfcat["mag"], psfcat["sigmag"] = _mag(psfcat["flux"].to_numpy(),
+                                               psfcat["fluxerr"].to_numpy(), zp)
+        psfcat["snr"] = psfcat["flux"] / psfcat["fluxerr"]
+    if len(sexcat):
+        sra, sdec = wcs.all_pix2world(sexcat["x"].to_numpy(), sexcat["y"].to_numpy(), 0)
+        sexcat["ra"], sexcat["dec"] = sra, sdec
+        sexcat["mag_auto"], sexcat["magerr_auto"] = _mag(
+            sexcat["flux_auto"].to_numpy(), sexcat["fluxerr_auto"].to_numpy(), zp)
+    sat_frac = float(sat.mean())
+    if sat_frac > 0.02:
+        infobits |= InfoBits.HIGH_SATURATION
+    fwhm_px = float(psf.fwhm_at(quad.shape[1] / 2, quad.shape[0] / 2)) if psf else np.nan
+    n_eff = np.nan
+    if psf is not None:
+        st = psf.stamp(quad.shape[1] / 2, quad.shape[0] / 2, 31)
+        n_eff = 1.0 / float(np.sum(st**2))  # noise-equivalent area of the PSF (pixels)
+    maglim = zp - 2.5 * np.log10(5.0 * bkg.global_rms * np.sqrt(n_eff)) if phot.ok else np.nan
+    qa = {
+        "seeing": fwhm_px * PIXEL_SCALE, "fwhm_px": fwhm_px, "maglim": float(maglim),
+        "sky": bkg.global_level, "skyrms": bkg.global_rms, "nsexcat": len(sexcat),
+        "npsfcat": len(psfcat), "satfrac": sat_frac,
+        "astrom_rms_ra": astro.rms_ra_arcsec, "astrom_rms_dec": astro.rms_dec_arcsec,
+        "astrom_nmatch": astro.n_matches, "n_eff": n_eff,
+    }
+    # Header of the science image
+    for key in list(hdr.keys()):
+        if key.startswith(("CTYPE", "CRPIX", "CRVAL", "CD1_", "CD2_", "PC1_", "PC2_", "CDELT",
+                           "CUNIT", "A_", "B_", "AP_", "BP_", "LONPOLE", "LATPOLE", "WCSAXES",
+                           "RADESYS", "EQUINOX", "MJDREF")):
+            hdr.remove(key, ignore_missing=True, remove_all=True)
+    hdr.update(wcs.to_header(relax=True))
+    for card in phot.header_cards():
+        hdr[card[0]] = card[1:]
+    hdr["SEEING"] = (round(qa["seeing"], 3) if np.isfinite(qa["seeing"]) else -999.0,
+                     "PSF FWHM at the image centre (arcsec)")
+    hdr["MAGLIM"] = (round(qa["maglim"], 3) if np.isfinite(qa["maglim"]) else -999.0,
+                     "5-sigma point-source limiting magnitude")
+    hdr["INFOBITS"] = (int(infobits), "quality bits (0 = good; >= 2**25 = bad data)")
+    hdr["SATURATE"] = (round(saturate - float(np.median(frames.bias)), 1),
+                       "saturation level of this image (DN)")
+    hdr["SKYLEVEL"] = (round(bkg.global_level, 3), "median sky (DN)")
+    hdr["SKYSIG"] = (round(bkg.global_rms, 3), "sky rms (DN)")
+    hdr["ASTRRMS1"] = (round(astro.rms_ra_arcsec, 4) if astro.ok else -999.0,
+                       "astrometric rms along RA (arcsec)")
+    hdr["ASTRRMS2"] = (round(astro.rms_dec_arcsec, 4) if astro.ok else -999.0,
+                       "astrometric rms along Dec (arcsec)")
+    hdr["ASTRNMAT"] = (int(astro.n_matches), "Gaia-like stars in the astrometric fit")
+    hdr["BUNIT"] = ("DN", "bias-subtracted, flat-fielded data numbers")
+    for name, value, comment in mask_header_cards():
+        hdr[name] = (value, comment)
+    tick("qa")
+    names = list(t)
+    timings = {names[k]: t[names[k]] - t[names[k - 1]] for k in range(1, len(names))}
+    image = QuadrantImage(data, variance, mask, wcs, psf, hdr, quad.id)
+    return InstCalResult(image, psfcat, sexcat, astro, phot, qa, infobits, timings)
