@@ -303,27 +303,54 @@ def eval_calibrate(home, db_url, night) -> None:
 @click.option("--exposures", type=int, default=6, show_default=True)
 @user_errors
 def demo(home, db_url, night, exposures) -> None:
-    """Simulate a short night on small quadrants and show where everything went.
+    """Simulate a short night on small quadrants and run every pipeline that exists on it.
 
-    Later pipeline stages join the demo as they land (ingest, calibration, subtraction, alerts).
+    Afternoon calibrations and science exposures (2 CCDs, 512 x 512 quadrants) are simulated,
+    ingested, turned into master biases and flats, and every science quadrant is
+    instrumentally calibrated; the quality is then measured against the simulator's truth.
+    Later stages (references, subtraction, alerts...) join as they land.
     """
+    import numpy as np
+
+    from zsds.calib.build import build_calibrations
+    from zsds.ingest import ingest_incoming
+    from zsds.instcal.evaluate import evaluate_night
+    from zsds.instcal.run import calibrate_night
     from zsds.sim.run import simulate_calib, simulate_night
 
     h = Home.resolve(home or "demo-home", db_url)
+    ccds = [1, 2]
     prog, update = progress_bar("demo")
     with prog:
-        cal = simulate_calib(h, night, 512, [1, 2], seed=1, n_bias=5, n_flat=3, progress=update)
-        sci = simulate_night(
-            h, night, exposures, quad_size=512, ccds=[1, 2], seed=1, progress=update
-        )
+        cal = simulate_calib(h, night, 512, ccds, seed=1, n_bias=5, n_flat=3, filters=("g", "r"),
+                             progress=update)
+        sci = simulate_night(h, night, exposures, quad_size=512, ccds=ccds, seed=1,
+                             progress=update)
+        engine = open_db(h)
+        ingested = ingest_incoming(h, engine)
+        built = build_calibrations(h, engine, night)
+        outcomes = calibrate_night(h, engine, night, progress=update)
+    quality = evaluate_night(h, night)
+    ok = [o for o in outcomes if o.ok]
     console.print(f"[bold green]zsds demo[/] home: {h.root}")
-    console.print(f"  raw calibration files : {len(cal.raw_files)} in {h.incoming}")
-    console.print(f"  raw science files     : {len(sci.raw_files)} in {h.incoming}")
-    console.print(f"  ground truth          : {sci.truth_dir}")
-    console.print(f"  reference catalogs    : {h.refcat} (ps1/, gaia/)")
-    console.print(
-        '  inspect a raw file    : python -c "from astropy.io import fits; '
-        f"fits.info('{sci.raw_files[0]}')\""
+    console.print(f"  simulated             : {len(cal.raw_files)} calibration + "
+                  f"{len(sci.raw_files)} science raw files (truth in {sci.truth_dir})")
+    console.print(f"  ingested              : {sum(r.ok for r in ingested)} files -> {h.raw}")
+    console.print(f"  calibration products  : {len(built.products)} -> {h.products / 'cal'}")
+    console.print(f"  calibrated quadrants  : {len(ok)} of {len(outcomes)} -> "
+                  f"{h.products / 'sci'}")
+    if len(quality):
+        worst = np.maximum(quality.astrom_rms_ra, quality.astrom_rms_dec)
+        console.print(f"  astrometric rms       : median {np.nanmedian(worst):.3f} arcsec/axis")
+        console.print(f"  zero point vs truth   : median |error| "
+                      f"{np.nanmedian(quality.zp_error.abs()):.4f} mag")
+        console.print(f"  completeness S/N>=10  : {np.nanmedian(quality.completeness):.3f}")
+    console.print(f"  database              : {h.db_url}")
+    console.print(f"  quality report        : zsds eval calibrate --home {h.root} --night {night}")
+    click.echo(
+        "  inspect a product     : python -c \"from astropy.io import fits; "
+        f"fits.info('{next(iter(ok[0].products.values())) if ok else sci.raw_files[0]}')\"",
+        err=True,
     )
 
 

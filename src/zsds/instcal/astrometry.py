@@ -49,6 +49,10 @@ class AstrometryConfig:
         Reference stars fainter than this G are left out (poor centroids, rarely detected).
     rms_mag : float
         The reported rms uses matched stars brighter than this G (photon noise dominates fainter).
+    fit_mag : float
+        When at least ``min_matches_sip`` matches are brighter than this G, only they enter the
+        (unweighted) fit: faint stars' centroid noise would otherwise dominate a sparse field's
+        solution.
     n_vote : int
         Number of brightest detections and of brightest reference stars used in the offset vote.
     search_radius_arcsec : float
@@ -71,6 +75,7 @@ class AstrometryConfig:
     bright_mag: float = 12.0
     faint_mag: float = 20.5
     rms_mag: float = 19.0
+    fit_mag: float = 19.5
     n_vote: int = 300
     search_radius_arcsec: float = 60.0
     vote_cell_arcsec: float = 2.0
@@ -308,7 +313,10 @@ def solve_astrometry(
             return _fail(
                 f'too few matches: {len(md)} within {radius}" (need {config.min_matches})', n_ref
             )
-        sel = np.ones(len(md), bool)
+        base = gmag[ref_idx][mr] < config.fit_mag
+        if base.sum() < config.min_matches_sip:
+            base = np.ones(len(md), bool)
+        sel = base.copy()
         # Fit, clip, refit once: each SIP fit costs ~0.3 s in fit_wcs_from_points, and the
         # next (smaller) radius rejects what is left.
         for npass in range(2):
@@ -323,14 +331,14 @@ def solve_astrometry(
                 break
             dra, ddec = _residuals(w, xd[md], yd[md], rra[ref_idx][mr], rdec[ref_idx][mr])
             # Robust per-axis width (MAD) so that outliers do not inflate the threshold.
-            sig = 1.4826 * np.array([np.median(np.abs(dra)), np.median(np.abs(ddec))])
+            sig = 1.4826 * np.array([np.median(np.abs(dra[base])), np.median(np.abs(ddec[base]))])
             sig = np.maximum(sig, 0.01)
-            new = (np.abs(dra) < config.clip_sigma * sig[0]) & (
+            new = base & (np.abs(dra) < config.clip_sigma * sig[0]) & (
                 np.abs(ddec) < config.clip_sigma * sig[1]
             )
             if new.sum() < config.min_matches:
                 return _fail(f"too few matches after clipping: {new.sum()}", n_ref)
-            if new.all():
+            if np.array_equal(new, sel):
                 break
             sel = new
         keep_d, keep_r = md[sel], mr[sel]

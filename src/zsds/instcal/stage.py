@@ -45,6 +45,7 @@ class InfoBits:
     FEW_CALIBRATORS = 1 << 2  # NMATCHES below the cloudy threshold
     HIGH_ASTROM_RMS = 1 << 3  # astrometric rms above 0.1 arcsec per axis
     HIGH_SATURATION = 1 << 4  # more than 2% of pixels saturated
+    LOW_TRANSPARENCY = 1 << 5  # MAGZP more than CLOUD_MAG below the clear-sky zero point
     ASTROMETRY_FAILED = 1 << 25
     PHOTCAL_FAILED = 1 << 26
     NO_SOURCES = 1 << 27
@@ -52,6 +53,8 @@ class InfoBits:
 
 #: IPAC "cloudy" thresholds (fpbot calc_cloudy): MAGZPRMS and NMATCHES per filter.
 CLOUDY = {Filter.g: (0.06, 80), Filter.r: (0.05, 120), Filter.i: (0.06, 100)}
+#: Cloud extinction (mag) beyond which an image gets LOW_TRANSPARENCY.
+CLOUD_MAG = 0.5
 
 
 @dataclass(frozen=True)
@@ -195,6 +198,7 @@ def calibrate_quadrant(
                                 sexcat["y"].to_numpy(), config.psfphot)
         snr = psfcat["flux"] / psfcat["fluxerr"]
         psfcat = psfcat[np.isfinite(snr) & (snr >= config.psffit_min_snr)].reset_index(drop=True)
+        psfcat = psfcat.rename(columns={"flags": "fitflags"})
         psfcat["flags"] = mask_flags(mask, psfcat["x"].to_numpy(), psfcat["y"].to_numpy())
     tick("psfphot")
     # 9. astrometry (Gaia-like) from the camera's approximate WCS
@@ -226,10 +230,18 @@ def calibrate_quadrant(
         infobits |= InfoBits.PHOTCAL_FAILED
     else:
         rms_cut, n_cut = CLOUDY[filt]
+        # IPAC's NMATCHES threshold is for a full 3072 x 3080 quadrant: scale it with the area.
+        n_cut = max(10, int(n_cut * quad.data.size / (3072 * 3080)))
         if phot.magzprms > rms_cut:
             infobits |= InfoBits.HIGH_ZP_RMS
         if phot.nmatches < n_cut:
             infobits |= InfoBits.FEW_CALIBRATORS
+        # Clear-sky zero point of this filter, amplifier, exposure time and airmass.
+        p = filt.props
+        zp_clear = (p.zp_e_per_s + 2.5 * np.log10(float(hdr["EXPTIME"]))
+                    - p.extinction * float(hdr.get("AIRMASS", 1.0)) - 2.5 * np.log10(gain))
+        if phot.magzp < zp_clear - CLOUD_MAG:
+            infobits |= InfoBits.LOW_TRANSPARENCY
     tick("photcal")
     # 11. catalogs with calibrated magnitudes, QA
     zp = phot.magzp if phot.ok else np.nan
