@@ -45,6 +45,7 @@ class InfoBits:
     FEW_CALIBRATORS = 1 << 2  # NMATCHES below the cloudy threshold
     HIGH_ASTROM_RMS = 1 << 3  # astrometric rms above 0.1 arcsec per axis
     HIGH_SATURATION = 1 << 4  # more than 2% of pixels saturated
+    NO_LOWNU_FLAT = 1 << 5  # no static low-frequency flat: high-nu flat only
     LOW_TRANSPARENCY = 1 << 5  # MAGZP more than CLOUD_MAG below the clear-sky zero point
     ASTROMETRY_FAILED = 1 << 25
     PHOTCAL_FAILED = 1 << 26
@@ -171,7 +172,7 @@ def calibrate_quadrant(
     sub = (data - bkg.level).astype(np.float32)
     sexcat = extract_sources(sub, bkg, mask, config.detect)
     tick("extract")
-    infobits = 0
+    infobits = 0 if frames.lownu is not None else InfoBits.NO_LOWNU_FLAT
     if len(sexcat) == 0:
         infobits |= InfoBits.NO_SOURCES
     # 7. PSF model
