@@ -83,7 +83,8 @@ def evaluate_quadrant(sciimg: Path, psfcat: Path, truth_dir: Path, ccdid: int, q
     rms_dec = float(np.sqrt(np.mean(ddec**2))) if len(ddec) else np.nan
     zp = float(hdr.get("MAGZP", np.nan))
     zp_err = zp - float(quads.loc[qid, "magzp"]) if zp > -900 else np.nan
-    clr_err = float(hdr.get("CLRCOEFF", np.nan)) - float(quads.loc[qid, "clrcoeff"])
+    clr = float(hdr.get("CLRCOEFF", np.nan))
+    clr_err = clr - float(quads.loc[qid, "clrcoeff"]) if clr > -900 else np.nan
     # PSF-fit photometry and completeness: nearest psfcat source within 1.5 px.
     n_phot, scatter, offset, n_compl, compl = 0, np.nan, np.nan, 0, np.nan
     if len(cat) and np.isfinite(zp):

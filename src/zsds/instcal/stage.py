@@ -46,7 +46,7 @@ class InfoBits:
     HIGH_ASTROM_RMS = 1 << 3  # astrometric rms above 0.1 arcsec per axis
     HIGH_SATURATION = 1 << 4  # more than 2% of pixels saturated
     NO_LOWNU_FLAT = 1 << 5  # no static low-frequency flat: high-nu flat only
-    LOW_TRANSPARENCY = 1 << 5  # MAGZP more than CLOUD_MAG below the clear-sky zero point
+    LOW_TRANSPARENCY = 1 << 6  # MAGZP more than CLOUD_MAG below the clear-sky zero point
     ASTROMETRY_FAILED = 1 << 25
     PHOTCAL_FAILED = 1 << 26
     NO_SOURCES = 1 << 27
