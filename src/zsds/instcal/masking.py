@@ -1,7 +1,8 @@
 """Mask building for a science quadrant: calibration defects, saturation, bleeds, cosmic rays.
 
-Cosmic rays are found with ``astroscrappy`` (L.A.Cosmic, van Dokkum 2001), the field's
-well-kept implementation.
+Cosmic rays are found by a vectorised sharpness test by default (L.A.Cosmic, through the
+field's well-kept ``astroscrappy``, stays available but misses most hits on ZTF's nearly
+undersampled images when tuned not to flag star cores; see :func:`cosmic_ray_mask`).
 """
 
 from __future__ import annotations
@@ -25,16 +26,22 @@ class MaskConfig:
     bleed_grow : int
         Saturated regions are grown by this many pixels (bleed tails, charge spill).
     cosmic_rays : bool
-        Run astroscrappy.
-    cr_sigclip : float
-        astroscrappy ``sigclip``.
-    cr_objlim : float
-        astroscrappy ``objlim`` (contrast limit that protects stars).
+        Flag cosmic-ray hits (mask bit SPIKE).
+    cr_method : str
+        ``"sharpness"`` (default, see :func:`cosmic_ray_mask`) or ``"lacosmic"`` (astroscrappy).
+    cr_seed_sigma, cr_seed_sharp, cr_grow_sigma : float
+        Significance and sharpness of a hit, and the significance of the pixels it grows over.
+    cr_sigclip, cr_objlim : float
+        astroscrappy ``sigclip`` and ``objlim`` (``"lacosmic"`` only).
     """
 
     saturation_margin: float = 50.0
     bleed_grow: int = 2
     cosmic_rays: bool = True
+    cr_method: str = "sharpness"
+    cr_seed_sigma: float = 5.0
+    cr_seed_sharp: float = 0.1
+    cr_grow_sigma: float = 3.0
     cr_sigclip: float = 5.0
     cr_objlim: float = 8.0
 
@@ -56,52 +63,42 @@ def cosmic_ray_mask(
     config: MaskConfig,
     fwhm_px: float = 2.0,
 ) -> np.ndarray:
-    """Cosmic-ray hits with L.A.Cosmic (astroscrappy); ``data`` in DN, background included.
+    """Cosmic-ray hits; ``data`` in DN, background included.
 
-    ZTF images are nearly undersampled (FWHM ~ 2 px), where L.A.Cosmic's default
-    fine-structure image mistakes star cores for cosmic rays; the fine structure is therefore
-    built by convolving with a Moffat of the expected FWHM (``fsmode="convolve"``) and the
-    contrast limit ``objlim`` is raised.
+    The default (``config.cr_method == "sharpness"``) is a vectorised sharpness test written
+    here because L.A.Cosmic (astroscrappy) does badly on ZTF's nearly undersampled images: with
+    settings that leave star cores alone (Moffat fine-structure kernel, objlim 8) it found 0 of
+    34 simulated hits on a full quadrant in 8 s, while this test finds 33 of 34 in ~0.4 s (see
+    ``docs/instcal.md``). A pixel is a hit when it is ``cr_seed_sigma`` above the sky and its
+    dimmest 4-neighbour, even raised by 3 sky sigma, holds less than ``cr_seed_sharp`` of its
+    excess -- a PSF core (FWHM >= 1.5 px) always keeps > 15% one pixel away; hits are then grown
+    over adjacent pixels > ``cr_grow_sigma``. ``"lacosmic"`` runs astroscrappy instead.
     """
-    import astroscrappy
-
-    kw = dict(
-        sigclip=config.cr_sigclip,
-        objlim=config.cr_objlim,
-        gain=gain,
-        readnoise=read_noise,
-        satlevel=saturate,
-        sepmed=True,
-        cleantype="meanmask",
-        fsmode="convolve",
-        psfmodel="moffat",
-        psffwhm=float(fwhm_px),
-        psfsize=7,
-        psfbeta=3.0,
-    )
     img = np.ascontiguousarray(data, dtype=np.float32)
     bad = np.asarray(bad, bool)
-    # L.A.Cosmic's second iteration runs on the image cleaned of the first iteration's hits, so
-    # it can only find new pixels near them: run iteration 1 on the whole frame and iteration 2
-    # (both iterations, as before) only on windows around the hits, keeping each window's
-    # interior, far from its edges. Same mask as niter=2 on the whole frame at half the cost.
-    crmask, _ = astroscrappy.detect_cosmics(img, inmask=bad, niter=1, **kw)
-    if not crmask.any():
+    if config.cr_method == "lacosmic":
+        import astroscrappy
+
+        crmask, _ = astroscrappy.detect_cosmics(
+            img, inmask=bad, sigclip=config.cr_sigclip, objlim=config.cr_objlim, gain=gain,
+            readnoise=read_noise, satlevel=saturate, sepmed=True, cleantype="meanmask",
+            fsmode="convolve", psfmodel="moffat", psffwhm=float(fwhm_px), psfsize=7,
+            psfbeta=3.0, niter=2)
         return crmask
-    ny, nx = img.shape
-    inner, margin = 12, 24
-    lab, _ = ndimage.label(ndimage.binary_dilation(crmask, np.ones((3, 3), bool),
-                                                   iterations=inner))
-    out = crmask.copy()
-    for sl in ndimage.find_objects(lab):
-        y0, y1 = max(sl[0].start - margin, 0), min(sl[0].stop + margin, ny)
-        x0, x1 = max(sl[1].start - margin, 0), min(sl[1].stop + margin, nx)
-        sub, _ = astroscrappy.detect_cosmics(
-            np.ascontiguousarray(img[y0:y1, x0:x1]),
-            inmask=np.ascontiguousarray(bad[y0:y1, x0:x1]), niter=2, **kw)
-        win = (slice(sl[0].start - y0, sl[0].stop - y0), slice(sl[1].start - x0, sl[1].stop - x0))
-        out[sl] |= sub[win]
-    return out
+    sky = float(np.median(img[::7, ::7]))
+    excess = img - np.float32(sky)
+    sigma = np.sqrt(np.maximum(img, 0.0) / np.float32(gain)
+                    + np.float32((read_noise / gain) ** 2))
+    sky_sigma = np.float32(np.sqrt(max(sky, 0.0) / gain + (read_noise / gain) ** 2))
+    pad = np.pad(excess, 1, mode="edge")
+    nmin = np.minimum(np.minimum(pad[:-2, 1:-1], pad[2:, 1:-1]),
+                      np.minimum(pad[1:-1, :-2], pad[1:-1, 2:]))
+    seed = ((excess > config.cr_seed_sigma * sigma)
+            & (nmin + 3.0 * sky_sigma < config.cr_seed_sharp * excess) & ~bad)
+    if not seed.any():
+        return seed
+    return ndimage.binary_dilation(seed, np.ones((3, 3), bool), iterations=2,
+                                   mask=(excess > config.cr_grow_sigma * sigma) & ~bad)
 
 
 def combine_masks(shape: tuple[int, int], planes: dict[MaskBit, np.ndarray | None]) -> np.ndarray:
