@@ -67,6 +67,8 @@ class AstrometryConfig:
         Matches with a residual beyond this many (robust) rms are rejected before refitting.
     min_matches : int
         Fewest matches for a solution; below it the field fails.
+    max_fit_stars : int
+        At most this many (the brightest) matched stars enter each SIP fit.
     min_matches_sip : int
         Fewer matches than this fit a linear TAN WCS only (a SIP fit would be underconstrained).
     """
@@ -84,6 +86,7 @@ class AstrometryConfig:
     clip_sigma: float = 3.0
     min_matches: int = 8
     min_matches_sip: int = 40
+    max_fit_stars: int = 2000
 
 
 @dataclass(frozen=True)
@@ -316,6 +319,13 @@ def solve_astrometry(
         base = gmag[ref_idx][mr] < config.fit_mag
         if base.sum() < config.min_matches_sip:
             base = np.ones(len(md), bool)
+        if base.sum() > config.max_fit_stars:
+            # Crowded fields: the brightest few thousand stars pin a cubic SIP down far below
+            # the required accuracy; fitting all of them only costs time.
+            order = np.argsort(gmag[ref_idx][mr])
+            brightest = np.zeros(len(md), bool)
+            brightest[order[base[order]][: config.max_fit_stars]] = True
+            base = brightest
         sel = base.copy()
         # Fit, clip, refit once: each SIP fit costs ~0.3 s in fit_wcs_from_points, and the
         # next (smaller) radius rejects what is left.

@@ -34,7 +34,7 @@ from zsds.db.schema import Exposure, Job, QAMetric, QuadrantProduct, RawFile
 from zsds.instcal.stage import CalibrationFrames, InstCalConfig, InstCalResult, calibrate_quadrant
 from zsds.io.fitsio import write_image, write_table
 from zsds.sky.refcat import RefCatalog
-from zsds.split import read_raw_ccd, split_quadrant
+from zsds.split import quadrant_qa, read_raw_ccd, split_quadrant
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -268,6 +268,9 @@ def calibrate_night(
                 res = calibrate_quadrant(
                     image, frames, gaia.cone(float(ra0[0]), float(dec0[0]), radius),
                     ps1.cone(float(ra0[0]), float(dec0[0]), radius), config)
+                # QA of the split step (overscan level/noise, saturation) joins the record.
+                split_qa = quadrant_qa(image, raw.overscans[q])
+                res.qa.update({f"split_{k}": v for k, v in split_qa.items()})
                 paths = write_products(home, qid, res)
                 _record(engine, home, qid, res, paths)
                 _job(engine, key, "done")
