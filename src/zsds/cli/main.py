@@ -282,7 +282,8 @@ def eval_calibrate(home, db_url, night) -> None:
             ("maglim", "maglim", "{:.2f}")]
     for _, title, _ in cols:
         table.add_column(title, justify="right")
-    for _, r in df.iterrows():
+    df = df.astype({"pid": "int64", "infobits": "int64"})
+    for r in df.to_dict("records"):
         table.add_row(*[fmt.format(r[c]) for c, _, fmt in cols])
     Console().print(table)
     summary = {
