@@ -285,7 +285,7 @@ def eval_calibrate(home, db_url, night) -> None:
     df = df.astype({"pid": "int64", "infobits": "int64"})
     for r in df.to_dict("records"):
         table.add_row(*[fmt.format(r[c]) for c, _, fmt in cols])
-    Console().print(table)
+    Console(width=130).print(table)
     summary = {
         "quadrants": len(df),
         "astrometric rms per axis (arcsec, median)": float(np.nanmedian(
