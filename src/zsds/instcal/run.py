@@ -32,7 +32,7 @@ from zsds.core.naming import BIAS_CODE, parse_night, static_cal_product
 from zsds.db.engine import session
 from zsds.db.schema import Exposure, Job, QAMetric, QuadrantProduct, RawFile
 from zsds.instcal.stage import CalibrationFrames, InstCalConfig, InstCalResult, calibrate_quadrant
-from zsds.io.fitsio import write_image, write_table
+from zsds.io.fitsio import write_hdul, write_image, write_table
 from zsds.sky.refcat import RefCatalog
 from zsds.split import quadrant_qa, read_raw_ccd, split_quadrant
 
@@ -149,12 +149,7 @@ def write_products(home: Home, qid: QuadrantId, res: InstCalResult) -> dict[str,
                                 Table.from_pandas(sex) if len(sex) else Table(), ch, "SEXCAT")
     if img.psf is not None:
         psf_path = home.path(qid.product("sciimgdao.psf"))
-        psf_hdul = fits.HDUList([fits.PrimaryHDU(), img.psf.to_hdu()])
-        psf_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = psf_path.with_name(f".{psf_path.name}.tmp")
-        psf_hdul.writeto(tmp, overwrite=True)
-        tmp.replace(psf_path)
-        out["psf"] = psf_path
+        out["psf"] = write_hdul(fits.HDUList([fits.PrimaryHDU(), img.psf.to_hdu()]), psf_path)
         cen = img.psf.stamp(img.shape[1] / 2, img.shape[0] / 2, 25).astype(np.float32)
         out["psfcent"] = write_image(home.path(qid.product("sciimgdaopsfcent.fits")), cen)
     log = home.path(qid.product("sciimlog.txt"))

@@ -16,7 +16,8 @@ from astropy.table import Table
 from zsds import __version__
 
 
-def _atomic(hdul: fits.HDUList, path: Path) -> Path:
+def write_hdul(hdul: fits.HDUList, path: Path) -> Path:
+    """Write an HDU list atomically (temporary name, then rename), with FITS checksums."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     hdul.writeto(tmp, overwrite=True, checksum=True)
@@ -39,7 +40,7 @@ def write_image(
 ) -> Path:
     """Write an image product (primary HDU) atomically."""
     hdul = fits.HDUList([fits.PrimaryHDU(data, header=stamp_header(header)), *(extra or [])])
-    return _atomic(hdul, path)
+    return write_hdul(hdul, path)
 
 
 def write_table(
@@ -49,4 +50,4 @@ def write_table(
     hdu = fits.table_to_hdu(table)
     hdu.name = name
     hdul = fits.HDUList([fits.PrimaryHDU(header=stamp_header(header)), hdu])
-    return _atomic(hdul, path)
+    return write_hdul(hdul, path)

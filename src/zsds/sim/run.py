@@ -57,10 +57,9 @@ class SimRunResult:
 
 
 def _write_atomic_fits(hdul, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    hdul.writeto(tmp, overwrite=True, output_verify="exception")
-    os.replace(tmp, path)
+    from zsds.io.fitsio import write_hdul
+
+    write_hdul(hdul, path)
 
 
 def _write_parquet(df: pd.DataFrame, path: Path) -> None:
