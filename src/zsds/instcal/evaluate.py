@@ -15,7 +15,6 @@ Only evaluation code reads the truth; the pipeline never does.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from scipy.spatial import cKDTree
 
 from zsds.core.home import Home
 from zsds.core.instrument import amplifier
+from zsds.core.naming import parse_night, pid_of
 
 
 @dataclass
@@ -123,8 +123,6 @@ def evaluate_quadrant(sciimg: Path, psfcat: Path, truth_dir: Path, ccdid: int, q
 
 def evaluate_night(home: Home, night: str) -> pd.DataFrame:
     """Quality of every calibrated quadrant of a night (one row each)."""
-    from zsds.core.naming import parse_night
-
     date = parse_night(night)
     rows = []
     for sci in sorted((home.products / "sci" / f"{date:%Y}" / f"{date:%m%d}").rglob(
@@ -134,10 +132,7 @@ def evaluate_night(home: Home, night: str) -> pd.DataFrame:
         tdir = home.truth / f"{date:%Y%m%d}" / str(expid)
         if not (tdir / "exposure.json").exists():
             continue
-        json.loads((tdir / "exposure.json").read_text())
         psfcat = sci.with_name(sci.name.replace("_sciimg.fits", "_psfcat.fits"))
-        from zsds.core.naming import pid_of
-
         rows.append(asdict(evaluate_quadrant(sci, psfcat, tdir, ccdid, qid,
                                              pid_of(expid, ccdid, qid))))
     return pd.DataFrame(rows)

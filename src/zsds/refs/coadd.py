@@ -4,8 +4,8 @@ Algorithm (per reference field/CCD/quadrant/filter):
 
 1. **Prepare** each input: pixels with any of ``bad_bits`` set become NaN; the variance is the
    image's own map or is rebuilt from GAIN/READNOI (or SKYSIG); a global sky level (sigma-clipped
-   median of the good pixels) is subtracted; data and variance are scaled to the common zero point
-   ``zp`` by ``f = 10**(0.4 (zp - MAGZP))`` and ``f**2``.
+   median of the good pixels away from sources) is subtracted; data and variance are scaled to
+   the common zero point ``zp`` by ``f = 10**(0.4 (zp - MAGZP))`` and ``f**2``.
 2. **Resample** data and variance together onto the reference grid with
    :func:`reproject.reproject_interp` (bilinear). The reference grid is a TAN projection with the
    camera's pixel scale, so input and output pixels have the same area to <0.2 % (the SIP
@@ -176,12 +176,23 @@ def input_variance(img: QuadrantImage) -> np.ndarray:
 
 
 def background_level(data: np.ndarray, good: np.ndarray, subsample: int = 2) -> float:
-    """Global sky level: 3-sigma-clipped median of the good pixels (every ``subsample``-th)."""
+    """Global sky level: sigma-clipped median of the good pixels away from sources.
+
+    Every ``subsample``-th pixel per axis is used. A first 3-sigma-clipped pass finds the pixels
+    above ``median + 2 sigma``; these, grown by ~6 pixels, are excluded in the second pass so that
+    the wings of stars do not bias the sky (and hence the co-add's fluxes) high.
+    """
     sl = (slice(None, None, subsample), slice(None, None, subsample))
-    vals = data[sl][good[sl]]
-    if vals.size == 0:
+    d, g = data[sl], good[sl]
+    if not g.any():
         raise ValueError("input has no good pixels")
-    _, med, _ = sigma_clipped_stats(vals, sigma=3.0, maxiters=5)
+    _, med, std = sigma_clipped_stats(d[g], sigma=3.0, maxiters=5)
+    grow = 2 * max(6 // subsample, 1) + 1
+    src = maximum_filter((d > med + 2.0 * std).view(np.uint8), size=grow).astype(bool)
+    keep = g & ~src
+    if keep.sum() < 0.05 * g.sum():
+        return float(med)
+    _, med, _ = sigma_clipped_stats(d[keep], sigma=3.0, maxiters=5)
     return float(med)
 
 
