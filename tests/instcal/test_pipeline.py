@@ -106,3 +106,11 @@ def test_rerun_is_idempotent(processed):
         assert s.scalar(select(func.count()).select_from(CalibProduct)) == 8
     assert len(sorted(home.products.rglob("*_sciimg.fits"))) == 4
     assert not list(home.products.rglob(".*tmp*"))
+
+
+def test_quality_plot(processed, tmp_path):
+    from zsds.instcal.plots import plot_quality
+
+    home, _ = processed
+    out = plot_quality(evaluate_night(home, NIGHT), tmp_path / "q.png", "test")
+    assert out.stat().st_size > 10_000 and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
