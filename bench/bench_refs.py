@@ -1,0 +1,86 @@
+"""Benchmark: co-add one full-size quadrant reference (3072 x 3080) from N inputs on one core.
+
+The inputs are one real calibrated full-size quadrant (from a home made by
+``bench/bench_instcal.py``, or simulated and calibrated here) repeated N times with independent
+noise, a few-arcsecond pointing offset and a different zero point each, so resampling, outlier
+rejection and weighting do the work they do on a real stack. Prints seconds per stage and the
+peak resident memory. Issue 4 asks for the time and memory of one reference from 20 inputs.
+
+Usage: python bench/bench_refs.py [--home DIR] [--inputs 20]
+"""
+
+from __future__ import annotations
+
+import os
+
+for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(var, "1")  # one core
+
+import argparse
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+from astropy.wcs import WCS
+
+from zsds.core.image import QuadrantImage
+from zsds.refs.coadd import coadd, reference_grid
+
+
+def _inputs(sciimg: Path, n: int, seed: int = 1) -> list[QuadrantImage]:
+    hdr = fits.getheader(sciimg)
+    data = fits.getdata(sciimg).astype(np.float32)
+    mask = fits.getdata(sciimg.with_name(sciimg.name.replace("sciimg", "mskimg")))
+    gain = float(hdr["GAIN"])
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        h = hdr.copy()
+        w = WCS(h)
+        w.wcs.crval = w.wcs.crval + rng.normal(0, 3 / 3600, 2)  # pointing jitter
+        h.update(w.to_header(relax=True))
+        dzp = rng.normal(0, 0.05)
+        h["MAGZP"] = float(hdr["MAGZP"]) + dzp
+        scale = np.float32(10 ** (0.4 * dzp))
+        noisy = data * scale + rng.standard_normal(data.shape, dtype=np.float32) * np.sqrt(
+            np.maximum(data, 0) / gain).astype(np.float32) * np.float32(0.3)
+        out.append(QuadrantImage(noisy, mask=mask, wcs=w, header=h))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--home", default=None, help="home with a calibrated full-size quadrant")
+    parser.add_argument("--inputs", type=int, default=20)
+    args = parser.parse_args()
+    home = Path(args.home or tempfile.mkdtemp(prefix="zsds-bench-refs-"))
+    sci = sorted(home.rglob("*_q1_sciimg.fits"))
+    if not sci:
+        here = Path(__file__).resolve().parent
+        subprocess.run([sys.executable, str(here / "bench_instcal.py"), "--home", str(home)],
+                       check=True, stdout=subprocess.DEVNULL)
+        sci = sorted(home.rglob("*_q1_sciimg.fits"))
+    hdr = fits.getheader(sci[0])
+    t0 = time.perf_counter()
+    images = _inputs(sci[0], args.inputs)
+    t1 = time.perf_counter()
+    grid = reference_grid(int(hdr["FIELDID"]), int(hdr["CCD_ID"]), int(hdr["QID"]))
+    res = coadd(images, grid, (3080, 3072))
+    t2 = time.perf_counter()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    print(f"co-add of {args.inputs} full-size inputs (3072x3080) onto the field grid, one core")
+    print(f"  make inputs (not pipeline work)   {t1 - t0:7.2f} s")
+    print(f"  coadd (resample, reject, combine) {t2 - t1:7.2f} s "
+          f"({(t2 - t1) / args.inputs:.2f} s per input)")
+    print(f"  coverage median {np.median(res.coverage):.0f}, rejected fraction "
+          f"{res.rejected_fraction:.4f}")
+    print(f"peak memory (max RSS, inputs held in memory included): {peak:.2f} GB")
+
+
+if __name__ == "__main__":
+    main()
