@@ -291,10 +291,14 @@ def resample_fast(
     # float64: float32 coordinates would round by 2e-4 px near x = 3000 (a few DN on a star).
     cx = wy @ xi @ wx.T
     cy = wy @ yi @ wx.T
+    # As reproject: a pixel is covered when its centre maps inside the input's pixel area,
+    # [-0.5, n - 0.5); the outer half-pixel takes the edge value.
+    nyi, nxi = planes.shape[1:]
+    outside = (cx < -0.5) | (cx >= nxi - 0.5) | (cy < -0.5) | (cy >= nyi - 0.5)
     out = np.empty((len(planes), ny, nx), np.float32)
     for k, plane in enumerate(planes):
-        out[k] = map_coordinates(plane, (cy, cx), order=1, mode="constant", cval=np.nan,
-                                 prefilter=False)
+        out[k] = map_coordinates(plane, (cy, cx), order=1, mode="nearest", prefilter=False)
+        out[k][outside] = np.nan
     return out
 
 
