@@ -253,6 +253,44 @@ def calibrate(home, db_url, night, expid, ccd, quad, no_cosmics) -> None:
                f"{len(outcomes) - len(ok)} failed")
 
 
+@cli.group()
+def refs() -> None:
+    """Reference images: co-adds of the best epochs per field, CCD, quadrant and filter."""
+
+
+@refs.command("build")
+@home_option
+@click.option("--field", type=int, default=None, help="only this field")
+@click.option("--ccd", type=int, default=None, help="only this CCD")
+@click.option("--quad", type=int, default=None, help="only this quadrant (1-4)")
+@click.option("--filter", "filt", default=None, help="only this filter (g, r, i)")
+@user_errors
+def refs_build(home, db_url, field, ccd, quad, filt) -> None:
+    """Build (or rebuild, as a new version) references where enough good epochs exist."""
+    from zsds.core.fields import get_field
+    from zsds.core.instrument import Filter, check_ccd_quad
+    from zsds.refs.run import build_references
+
+    if field is not None:
+        get_field(field)
+    if ccd is not None:
+        check_ccd_quad(ccd)
+    if quad is not None:
+        check_ccd_quad(1, quad)
+    fobj = Filter.parse(filt) if filt else None
+    h = Home.resolve(home, db_url)
+    prog, update = progress_bar("references")
+    with prog:
+        outcomes = build_references(h, open_db(h), field, ccd, quad, fobj, progress=update)
+    built = [o for o in outcomes if o.ok]
+    for o in outcomes:
+        if not o.ok:
+            click.echo(f"skipped field {o.field} c{o.ccdid:02d} q{o.qid} fid {o.fid}: "
+                       f"{o.message}", err=True)
+    click.echo(f"refs build: {len(built)} references built or up to date, "
+               f"{len(outcomes) - len(built)} skipped")
+
+
 @cli.group("eval")
 def evaluate() -> None:
     """Science-quality evaluations against the simulator's ground truth."""
@@ -261,8 +299,10 @@ def evaluate() -> None:
 @evaluate.command("calibrate")
 @home_option
 @click.option("--night", required=True, help="UT date of the night, YYYY-MM-DD")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="also write a PNG of the quality figures per quadrant")
 @user_errors
-def eval_calibrate(home, db_url, night) -> None:
+def eval_calibrate(home, db_url, night, plot) -> None:
     """Astrometric rms, zero-point error, PSF-photometry scatter and completeness vs truth."""
     import numpy as np
     from rich.table import Table as RichTable
@@ -296,6 +336,11 @@ def eval_calibrate(home, db_url, night) -> None:
     }
     for k, v in summary.items():
         click.echo(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}")
+    if plot is not None:
+        from zsds.instcal.plots import plot_quality
+
+        plot_quality(df, plot, f"instrumental calibration vs truth, night {night}")
+        click.echo(f"plot: {plot}")
 
 
 @cli.command()

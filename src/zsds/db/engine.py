@@ -17,17 +17,24 @@ from sqlalchemy import Connection, Engine, create_engine, event, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from zsds.db.schema import Base, SchemaVersion
+from zsds.db.schema import Base, Reference, SchemaVersion
 
 
 def _v1(conn: Connection) -> None:
-    """Version 1: the initial schema."""
-    Base.metadata.create_all(conn)
+    """Version 1: the initial schema (every table but those added by later versions)."""
+    later = {Reference.__tablename__}
+    Base.metadata.create_all(conn, tables=[t for t in Base.metadata.sorted_tables
+                                           if t.name not in later])
+
+
+def _v2(conn: Connection) -> None:
+    """Version 2: the ``references`` table (reference images, issue 4)."""
+    Reference.__table__.create(conn, checkfirst=True)
 
 
 #: Ordered migrations; entry ``i`` brings the schema from version ``i`` to ``i + 1``.
 #: Append new ones (never edit old ones) and keep :mod:`zsds.db.schema` at the latest version.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

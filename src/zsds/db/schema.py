@@ -185,5 +185,34 @@ class Quarantine(Base):
     at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class Reference(Base):
+    """One version of a reference (template) image of a field/CCD/quadrant/filter.
+
+    ``rfid = field * 1_000_000 + fid * 100_000 + version * 100 + rcid`` (see ``docs/refs.md``).
+    Added in schema version 2.
+    """
+
+    __tablename__ = "references"
+    __table_args__ = (
+        UniqueConstraint("field", "ccdid", "qid", "fid", "version", name="uq_references_version"),
+        Index("ix_references_lookup", "field", "ccdid", "qid", "fid"),
+    )
+
+    rfid: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    field: Mapped[int] = mapped_column(Integer)
+    ccdid: Mapped[int] = mapped_column(Integer)
+    qid: Mapped[int] = mapped_column(Integer)
+    fid: Mapped[int] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(Integer)
+    nframes: Mapped[int] = mapped_column(Integer)
+    jdstart: Mapped[float] = mapped_column(Float)
+    jdend: Mapped[float] = mapped_column(Float)
+    input_pids: Mapped[list[int]] = mapped_column(JSON)
+    relpath: Mapped[str] = mapped_column(String(255), unique=True)
+    maglim: Mapped[float | None] = mapped_column(Float)
+    seeing: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 #: Every table of the current schema.
 TABLES = tuple(t.name for t in Base.metadata.sorted_tables)
