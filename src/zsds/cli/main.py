@@ -343,6 +343,31 @@ def eval_calibrate(home, db_url, night, plot) -> None:
         click.echo(f"plot: {plot}")
 
 
+@evaluate.command("refs")
+@home_option
+@click.option("--field", type=int, default=None, help="only this field")
+@user_errors
+def eval_refs(home, db_url, field) -> None:
+    """Reference quality vs truth: depth gain, flux zero point, survivors, registration."""
+    from rich.table import Table as RichTable
+
+    from zsds.refs.evaluate import evaluate_references
+
+    h = Home.resolve(home, db_url)
+    df = evaluate_references(h, field)
+    if df.empty:
+        raise click.ClickException("no reference images with truth in this home")
+    table = RichTable(title="reference images vs truth")
+    cols = [c for c in ("rfid", "nframes", "maglim", "inmaglim", "depth_gain", "zp_offset",
+                        "phot_rms", "astrom_rms_ra", "astrom_rms_dec", "n_minority",
+                        "n_survivors") if c in df.columns]
+    for c in cols:
+        table.add_column(c, justify="right")
+    for r in df.to_dict("records"):
+        table.add_row(*[f"{r[c]:.4f}" if isinstance(r[c], float) else str(r[c]) for c in cols])
+    Console(width=160).print(table)
+
+
 @cli.command()
 @home_option
 @click.option("--night", default="2026-11-20", show_default=True, help="UT date of the demo night")
