@@ -23,6 +23,7 @@ test: install
 bench: install
 	$(PY) bench/bench_simulate.py
 	$(PY) bench/bench_instcal.py
+	$(PY) bench/bench_refs.py
 
 clean:
 	rm -rf $(VENV) $(HOME_DIR) .pytest_cache .ruff_cache
