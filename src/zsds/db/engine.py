@@ -17,12 +17,25 @@ from sqlalchemy import Connection, Engine, create_engine, event, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from zsds.db.schema import Base, Reference, SchemaVersion
+from zsds.db.schema import (
+    AlertRecord,
+    AstroObject,
+    Base,
+    Candidate,
+    DiffImageRecord,
+    ObjectCounter,
+    Reference,
+    SchemaVersion,
+)
+
+#: Tables added after version 1, by the migration that adds them.
+_V2_TABLES = (Reference,)
+_V3_TABLES = (DiffImageRecord, Candidate, AstroObject, ObjectCounter, AlertRecord)
 
 
 def _v1(conn: Connection) -> None:
     """Version 1: the initial schema (every table but those added by later versions)."""
-    later = {Reference.__tablename__}
+    later = {t.__tablename__ for t in (*_V2_TABLES, *_V3_TABLES)}
     Base.metadata.create_all(conn, tables=[t for t in Base.metadata.sorted_tables
                                            if t.name not in later])
 
@@ -32,9 +45,15 @@ def _v2(conn: Connection) -> None:
     Reference.__table__.create(conn, checkfirst=True)
 
 
+def _v3(conn: Connection) -> None:
+    """Version 3: difference images, candidates, objects, alerts (issue 5)."""
+    for t in _V3_TABLES:
+        t.__table__.create(conn, checkfirst=True)
+
+
 #: Ordered migrations; entry ``i`` brings the schema from version ``i`` to ``i + 1``.
 #: Append new ones (never edit old ones) and keep :mod:`zsds.db.schema` at the latest version.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

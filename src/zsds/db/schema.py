@@ -216,3 +216,104 @@ class Reference(Base):
 
 #: Every table of the current schema.
 TABLES = tuple(t.name for t in Base.metadata.sorted_tables)
+
+
+class DiffImageRecord(Base):
+    """One difference image (science minus reference) of a quadrant. Added in schema v3.
+
+    Its footprint (``ra``, ``dec``, ``radius``) and ``diffmaglim`` give the upper limits of the
+    alert history (``prv_candidates``) at positions it covered without a detection.
+    """
+
+    __tablename__ = "diff_images"
+    __table_args__ = (Index("ix_diff_images_cover", "field", "rcid", "jd"),)
+
+    pid: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    expid: Mapped[int] = mapped_column(BigInteger, index=True)
+    nid: Mapped[int] = mapped_column(Integer, index=True)
+    field: Mapped[int] = mapped_column(Integer)
+    ccdid: Mapped[int] = mapped_column(Integer)
+    qid: Mapped[int] = mapped_column(Integer)
+    rcid: Mapped[int] = mapped_column(Integer)
+    fid: Mapped[int] = mapped_column(Integer)
+    programid: Mapped[int] = mapped_column(Integer)
+    jd: Mapped[float] = mapped_column(Float)
+    rfid: Mapped[int] = mapped_column(BigInteger)
+    ra: Mapped[float] = mapped_column(Float)
+    dec: Mapped[float] = mapped_column(Float)
+    radius: Mapped[float] = mapped_column(Float)
+    diffmaglim: Mapped[float | None] = mapped_column(Float)
+    magzp: Mapped[float | None] = mapped_column(Float)
+    relpath: Mapped[str] = mapped_column(String(255))
+    ncand: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Candidate(Base):
+    """One event on a difference image (|Scorr| >= 5). Added in schema v3.
+
+    ``candid = pid * 1_000_000 + n`` (``n`` the event's rank on its image). The key columns are
+    indexed; ``record`` holds every ZTF ``candidate`` field for the alert packet.
+    """
+
+    __tablename__ = "candidates"
+    __table_args__ = (Index("ix_candidates_pos", "dec", "ra"),)
+
+    candid: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    pid: Mapped[int] = mapped_column(BigInteger, ForeignKey("diff_images.pid"), index=True)
+    object_id: Mapped[str | None] = mapped_column(String(16), index=True)
+    jd: Mapped[float] = mapped_column(Float, index=True)
+    nid: Mapped[int] = mapped_column(Integer, index=True)
+    fid: Mapped[int] = mapped_column(Integer)
+    field: Mapped[int] = mapped_column(Integer)
+    rcid: Mapped[int] = mapped_column(Integer)
+    programid: Mapped[int] = mapped_column(Integer)
+    ra: Mapped[float] = mapped_column(Float)
+    dec: Mapped[float] = mapped_column(Float)
+    isdiffpos: Mapped[str] = mapped_column(String(1))
+    magpsf: Mapped[float | None] = mapped_column(Float)
+    sigmapsf: Mapped[float | None] = mapped_column(Float)
+    scorr: Mapped[float] = mapped_column(Float)
+    rb: Mapped[float | None] = mapped_column(Float)
+    passed: Mapped[bool] = mapped_column(default=False)
+    record: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class AstroObject(Base):
+    """A position with one or more candidates within 1.5": ZTF's ``objectId``. Schema v3."""
+
+    __tablename__ = "objects"
+    __table_args__ = (Index("ix_objects_pos", "dec", "ra"),)
+
+    object_id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    ra: Mapped[float] = mapped_column(Float)
+    dec: Mapped[float] = mapped_column(Float)
+    ndet: Mapped[int] = mapped_column(Integer, default=0)
+    jdstart: Mapped[float] = mapped_column(Float)
+    jdend: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ObjectCounter(Base):
+    """Next object-name counter of each two-digit year (names are ZTF + YY + 7 letters)."""
+
+    __tablename__ = "object_counters"
+
+    year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    next: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class AlertRecord(Base):
+    """An alert packet made for a candidate: where it was archived and whether Kafka has it."""
+
+    __tablename__ = "alerts"
+
+    candid: Mapped[int] = mapped_column(BigInteger, ForeignKey("candidates.candid"),
+                                        primary_key=True, autoincrement=False)
+    object_id: Mapped[str] = mapped_column(String(16), index=True)
+    topic: Mapped[str] = mapped_column(String(64), index=True)
+    relpath: Mapped[str] = mapped_column(String(255))
+    nbytes: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    sent_to: Mapped[str | None] = mapped_column(String(255))

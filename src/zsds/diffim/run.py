@@ -1,0 +1,462 @@
+"""Pipeline 6 runner: subtract every calibrated quadrant of a night that has a reference.
+
+For each science quadrant (``sciimg`` in ``quadrant_products``) with a reference of its field,
+CCD, quadrant and filter: read the science products and the latest reference version once,
+:func:`~zsds.diffim.stage.subtract`, :func:`~zsds.diffim.candidates.measure_candidates`, add
+catalogue context and the real-bogus score, apply the packet cuts, and write
+
+* ``..._scimrefdiffimg.fits`` (D in science DN), ``..._diffimgpsf.fits`` (P_D),
+  ``..._scimrefscorrimg.fits`` (Scorr), ``..._diffcands.fits`` (every candidate) and
+  ``..._candcutouts.fits`` (63x63 science/template/difference cutouts of every candidate);
+* rows in ``diff_images`` and ``candidates`` and the objects they belong to.
+
+Re-running a quadrant replaces its products and rows (candidate ids are deterministic), so
+nothing is duplicated; object names, once given, are kept.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import socket
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from astropy.io import fits
+from astropy.table import Table
+from astropy.wcs import WCS, FITSFixedWarning
+from sqlalchemy import delete, select
+from sqlalchemy.engine import Engine
+
+from zsds.core.home import Home
+from zsds.core.image import QuadrantImage
+from zsds.core.instrument import PIXEL_SCALE
+from zsds.core.naming import mjd_to_jd, nid_of, parse_night
+from zsds.db.engine import session
+from zsds.db.schema import (
+    AlertRecord,
+    Candidate,
+    DiffImageRecord,
+    Exposure,
+    Job,
+    QuadrantProduct,
+    Reference,
+)
+from zsds.diffim.candidates import CandidateConfig, measure_candidates
+from zsds.diffim.context import gaia_context, nearest_reference, ps1_context
+from zsds.diffim.objects import associate
+from zsds.diffim.stage import DiffImage, SubtractConfig, subtract
+from zsds.instcal.moffat import MoffatFieldPSF
+from zsds.io.fitsio import write_hdul, write_image, write_table
+from zsds.sky.refcat import RefCatalog
+
+__all__ = ["PacketCuts", "QuadrantDiffOutcome", "SubtractRunConfig", "subtract_night",
+           "subtract_quadrant"]
+
+log = logging.getLogger(__name__)
+ProgressFn = Callable[[int, int, str], None]
+CUTOUT = 63
+
+
+@dataclass(frozen=True)
+class PacketCuts:
+    """IPAC's packet-triggering cuts (ES section 9.1; ``ZTF_REFERENCE.md`` 2.4 item 9)."""
+
+    min_snr: float = 5.0
+    max_magpsf: float = 23.5
+    max_nbad: int = 4
+    max_fwhm: float = 7.0
+    max_elong: float = 1.6
+    magdiff_range: tuple[float, float] = (-0.4, 0.75)
+    min_rb: float = 0.0
+
+    def apply(self, c: pd.DataFrame) -> np.ndarray:
+        lo, hi = self.magdiff_range
+        rb = c["rb"].fillna(0.0) if "rb" in c else 0.0
+        return ((c["snr"] >= self.min_snr) & (c["magpsf"] <= self.max_magpsf)
+                & (c["nbad"] <= self.max_nbad) & (c["fwhm"] <= self.max_fwhm)
+                & (c["elong"] <= self.max_elong) & (c["magdiff"] >= lo)
+                & (c["magdiff"] <= hi) & (rb >= self.min_rb)).to_numpy(bool)
+
+
+@dataclass(frozen=True)
+class SubtractRunConfig:
+    """Settings of the runner: the stage configurations, cuts and whether to score rb."""
+
+    subtract: SubtractConfig = field(default_factory=SubtractConfig)
+    candidates: CandidateConfig = field(default_factory=CandidateConfig)
+    cuts: PacketCuts = field(default_factory=PacketCuts)
+    score_rb: bool = True
+
+
+@dataclass
+class QuadrantDiffOutcome:
+    """What happened to one quadrant."""
+
+    pid: int
+    ok: bool
+    message: str
+    ncand: int = 0
+    npassed: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+    candidates: pd.DataFrame | None = None
+
+
+def _read(path: Path) -> tuple[np.ndarray, fits.Header]:
+    with fits.open(path, memmap=False) as h:
+        return np.asarray(h[0].data, np.float32), h[0].header.copy()
+
+
+def _table(path: Path) -> pd.DataFrame:
+    with fits.open(path, memmap=False) as h:
+        t = Table(h[1].data)
+    return t.to_pandas() if len(t) else pd.DataFrame(columns=t.colnames)
+
+
+def _wcs(h: fits.Header) -> WCS:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        return WCS(h)
+
+
+def read_science(home: Home, sciimg: str) -> tuple[QuadrantImage, pd.DataFrame]:
+    """Calibrated science quadrant (pixels, mask, WCS, PSF, header) and its psfcat."""
+    path = home.path(sciimg)
+    base = str(path)[: -len("sciimg.fits")]
+    data, hdr = _read(path)
+    mask, _ = _read(Path(base + "mskimg.fits"))
+    with fits.open(base + "sciimgdao.psf", memmap=False) as h:
+        psf = MoffatFieldPSF.from_hdu(h[1])
+    img = QuadrantImage(data, None, mask.astype(np.int64), _wcs(hdr), psf, hdr)
+    return img, _table(Path(base + "psfcat.fits"))
+
+
+def read_reference(home: Home, ref: Reference) -> tuple[QuadrantImage, pd.DataFrame]:
+    """Reference co-add (pixels, variance from refunc, mask, WCS, PSF, header), refpsfcat."""
+    path = home.path(ref.relpath)
+    base = str(path)[: -len("refimg.fits")]
+    data, hdr = _read(path)
+    unc, _ = _read(Path(base + "refunc.fits"))
+    mask, _ = _read(Path(base + "refmskimg.fits"))
+    with fits.open(base + "refpsf.fits", memmap=False) as h:
+        psf = MoffatFieldPSF.from_hdu(h[1])
+    var = np.where(np.isfinite(unc), unc * unc, np.inf).astype(np.float32)
+    img = QuadrantImage(data, var, mask.astype(np.int64), _wcs(hdr), psf, hdr)
+    return img, _table(Path(base + "refpsfcat.fits"))
+
+
+def latest_reference(engine: Engine, field_: int, ccdid: int, qid: int, fid: int
+                     ) -> Reference | None:
+    with session(engine) as s:
+        return s.execute(select(Reference).where(
+            Reference.field == field_, Reference.ccdid == ccdid, Reference.qid == qid,
+            Reference.fid == fid).order_by(Reference.version.desc())).scalars().first()
+
+
+def _stamp(a: np.ndarray, x: float, y: float, n: int = CUTOUT) -> np.ndarray:
+    h = n // 2
+    xi, yi = round(x), round(y)
+    out = np.full((n, n), np.nan, np.float32)
+    ny, nx = a.shape
+    ys, ye, xs, xe = max(yi - h, 0), min(yi + h + 1, ny), max(xi - h, 0), min(xi + h + 1, nx)
+    if ys < ye and xs < xe:
+        out[ys - yi + h:ye - yi + h, xs - xi + h:xe - xi + h] = a[ys:ye, xs:xe]
+    return out
+
+
+def cutouts(diff: DiffImage, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """(3, n, 63, 63) science, template and difference stamps centred on each event."""
+    out = np.empty((3, len(x), CUTOUT, CUTOUT), np.float32)
+    for k, img in enumerate((diff.science, diff.template, diff.diff)):
+        for i in range(len(x)):
+            out[k, i] = _stamp(img, x[i], y[i])
+    return out
+
+
+def _context(home: Home, cand: pd.DataFrame, refcat: pd.DataFrame, hdr: fits.Header
+             ) -> pd.DataFrame:
+    ny, nx = int(hdr["NAXIS2"]), int(hdr["NAXIS1"])
+    wcs = _wcs(hdr)
+    ra0, dec0 = wcs.all_pix2world([nx / 2 - 0.5], [ny / 2 - 0.5], 0)
+    radius = np.hypot(nx, ny) / 2 * PIXEL_SCALE / 3600.0 + 0.03
+    parts = [nearest_reference(cand, refcat)]
+    try:
+        ps1 = RefCatalog(home.refcat / "ps1").cone(float(ra0[0]), float(dec0[0]), radius + 0.01)
+        gaia = RefCatalog(home.refcat / "gaia").cone(float(ra0[0]), float(dec0[0]),
+                                                     radius + 0.03)
+        parts += [ps1_context(cand, ps1), gaia_context(cand, gaia)]
+    except FileNotFoundError as exc:  # no local catalogue: context stays null
+        log.warning("catalogue context skipped: %s", exc)
+        parts += [ps1_context(cand, pd.DataFrame()), gaia_context(cand, pd.DataFrame())]
+    return pd.concat([cand.reset_index(drop=True)] + [p.reset_index(drop=True) for p in parts],
+                     axis=1)
+
+
+RB_NONE = "none"
+
+
+def _rb(cand: pd.DataFrame, enabled: bool) -> tuple[np.ndarray, str]:
+    if not enabled or len(cand) == 0:
+        return np.full(len(cand), np.nan), RB_NONE
+    from zsds.realbogus import load_default_model
+
+    model = load_default_model()
+    feats = rb_features(cand)
+    return model.score(feats).astype(float), model.version
+
+
+def rb_features(cand: pd.DataFrame) -> pd.DataFrame:
+    """The real-bogus feature table of measured candidates."""
+    f = cand.copy()
+    f["scorr"] = np.abs(cand["scorr"])
+    f["isdiffpos_pos"] = (cand["isdiffpos"] == "t").astype(float)
+    return f
+
+
+def _hv(h: fits.Header, key: str) -> float | None:
+    v = h.get(key)
+    if v is None:
+        return None
+    v = float(v)
+    return v if np.isfinite(v) and v != -999.0 else None
+
+
+def candidate_records(cand: pd.DataFrame, diff: DiffImage, pid: int, ref: Reference,
+                      programid: int, diffname: str, rbversion: str) -> list[dict]:
+    """ZTF ``candidate`` records (plain Python values; NaN -> None)."""
+    h = diff.header
+    jd = float(h.get("OBSJD", mjd_to_jd(float(h["OBSMJD"]))))
+    jd_mid = jd + 0.5 * float(h.get("EXPTIME", 30.0)) / 86400.0
+    common = {
+        "jd": jd_mid, "fid": int(h["FILTERID"]), "pid": int(pid), "programid": int(programid),
+        "programpi": "zsds", "pdiffimfilename": diffname,
+        "nid": int(nid_of(_night_of(h))), "rcid": int(h["RCID"]), "field": int(h["FIELDID"]),
+        "rfid": int(ref.rfid), "jdstartref": float(ref.jdstart), "jdendref": float(ref.jdend),
+        "nframesref": int(ref.nframes), "rbversion": rbversion, "drb": None,
+        "drbversion": RB_NONE, "tooflag": 0, "ssdistnr": -999.0, "ssmagnr": -999.0,
+        "ssnamenr": None, "exptime": _hv(h, "EXPTIME"),
+        "magzpsci": _hv(h, "MAGZP"), "magzpsciunc": _hv(h, "MAGZPUNC"),
+        "magzpscirms": _hv(h, "MAGZPRMS"), "nmatches": int(h.get("NMATCHES", 0)),
+        "clrcoeff": _hv(h, "CLRCOEFF"), "clrcounc": _hv(h, "CLRCOUNC"),
+        "zpclrcov": _hv(h, "ZPCLRCOV"), "zpmed": _hv(h, "ZPMED"), "clrmed": _hv(h, "CLRMED"),
+        "clrrms": _hv(h, "CLRRMS"),
+    }
+    keep = [c for c in cand.columns if c not in ("x", "y", "sign", "npix", "flux", "fluxerr",
+                                                  "theta", "difffwhm", "seeing_px")]
+    recs = []
+    for i, row in enumerate(cand[keep].to_dict("records")):
+        r = dict(common)
+        for k, v in row.items():
+            if isinstance(v, float | np.floating):
+                r[k] = float(v) if np.isfinite(v) else None
+            elif isinstance(v, np.integer):
+                r[k] = int(v)
+            else:
+                r[k] = v
+        r["candid"] = int(pid) * 1_000_000 + i
+        r["tblid"] = i
+        recs.append(r)
+    return recs
+
+
+def _night_of(h: fits.Header) -> dt.date:
+    from zsds.core.naming import night_of_mjd
+
+    return night_of_mjd(float(h["OBSMJD"]))
+
+
+def write_diff_products(home: Home, sciimg: str, diff: DiffImage, cand: pd.DataFrame,
+                        stamps: np.ndarray) -> dict[str, Path]:
+    """Write the difference image, its PSF, Scorr, the candidate table and the cutouts."""
+    base = str(home.path(sciimg))[: -len("sciimg.fits")]
+    h = diff.header
+    out = {}
+    out["scimrefdiffimg"] = write_image(Path(base + "scimrefdiffimg.fits"), diff.diff, h)
+    uh = fits.Header()
+    for k in ("EXPID", "FIELDID", "RCID", "FILTERID", "RFID", "MAGZP"):
+        if k in h:
+            uh[k] = (h[k], h.comments[k])
+    uh["BUNIT"] = ("DN", "1-sigma uncertainty of the difference image")
+    out["diffimgunc"] = write_image(Path(base + "scimrefdiffimgunc.fits"), diff.diff_sigma, uh)
+    ph = uh.copy()
+    ph["BUNIT"] = ("", "unit-sum PSF of the difference image at its centre")
+    ph["DIFFFWHM"] = (h["DIFFFWHM"], h.comments["DIFFFWHM"])
+    tiles = fits.HDUList([fits.PrimaryHDU(diff.central_tile().psf, ph)])
+    tt = Table({k: [getattr(t, k) for t in diff.tiles]
+                for k in ("x0", "x1", "y0", "y1", "flux_scale", "fwhm")})
+    tiles.append(fits.ImageHDU(np.stack([t.psf for t in diff.tiles]), name="TILEPSF"))
+    tiles.append(fits.BinTableHDU(tt, name="TILES"))
+    out["diffimgpsf"] = write_hdul(tiles, Path(base + "diffimgpsf.fits"))
+    sh = uh.copy()
+    sh["BUNIT"] = ("", "ZOGY corrected score (standard deviations)")
+    out["scorr"] = write_image(Path(base + "scimrefscorrimg.fits"), diff.scorr, sh)
+    t = Table.from_pandas(cand) if len(cand) else Table()
+    out["diffcands"] = write_table(Path(base + "diffcands.fits"), t, uh, "CANDS")
+    ch = fits.Header()
+    ch["NCAND"] = (len(cand), "candidates (second axis)")
+    cut = fits.HDUList([fits.PrimaryHDU(header=ch)]
+                       + [fits.ImageHDU(stamps[k], name=n)
+                          for k, n in enumerate(("SCIENCE", "TEMPLATE", "DIFFERENCE"))]
+                       + [fits.BinTableHDU(Table({"candid": cand["candid"].to_numpy()
+                                                  if len(cand) else np.zeros(0, np.int64)}),
+                                           name="CANDID")])
+    out["candcutouts"] = write_hdul(cut, Path(base + "candcutouts.fits"))
+    return out
+
+
+def read_cutouts(path: Path) -> dict[int, dict[str, np.ndarray]]:
+    """``candid -> {'science', 'template', 'difference'}`` stamps from a candcutouts file."""
+    with fits.open(path, memmap=False) as h:
+        ids = np.asarray(h["CANDID"].data["candid"], np.int64)
+        planes = {n.lower(): np.asarray(h[n].data) for n in ("SCIENCE", "TEMPLATE",
+                                                             "DIFFERENCE")}
+    return {int(c): {k: v[i] for k, v in planes.items()} for i, c in enumerate(ids)}
+
+
+def _job(engine: Engine, key: str, state: str, error: str | None = None,
+         inputs: dict | None = None) -> None:
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    with session(engine) as s:
+        job = s.execute(select(Job).where(Job.stage == "subtract", Job.key == key)
+                        ).scalar_one_or_none()
+        if job is None:
+            job = Job(stage="subtract", key=key, attempts=0)
+            s.add(job)
+        job.state = state
+        job.host = socket.gethostname()
+        if state == "running":
+            job.attempts = (job.attempts or 0) + 1
+            job.started_at, job.finished_at, job.error = now, None, None
+            job.inputs = inputs
+        else:
+            job.finished_at = now
+            job.error = error
+
+
+def subtract_quadrant(home: Home, engine: Engine, sciimg: QuadrantProduct,
+                      config: SubtractRunConfig = SubtractRunConfig()) -> QuadrantDiffOutcome:
+    """Subtract, extract, vet and record one science quadrant (see the module docstring)."""
+    pid = int(sciimg.pid)
+    t0 = time.perf_counter()
+    ref = latest_reference(engine, sciimg.field, sciimg.ccdid, sciimg.qid, sciimg.fid)
+    if ref is None:
+        return QuadrantDiffOutcome(pid, False, "no reference")
+    sci, sci_cat = read_science(home, sciimg.relpath)
+    refimg, ref_cat = read_reference(home, ref)
+    t1 = time.perf_counter()
+    diff = subtract(sci, refimg, config.subtract, sci_cat, ref_cat)
+    t2 = time.perf_counter()
+    cand = measure_candidates(diff, config.candidates)
+    if len(cand):
+        refcat = ref_cat.rename(columns={})
+        cand = _context(home, cand, refcat, diff.header)
+    t3 = time.perf_counter()
+    rb, rbversion = _rb(cand, config.score_rb)
+    if len(cand):
+        cand["rb"] = rb
+        cand["passed"] = config.cuts.apply(cand)
+    with session(engine) as s:
+        programid = s.execute(select(Exposure.programid).where(
+            Exposure.expid == sciimg.expid)).scalar_one_or_none() or 1
+    diffname = Path(sciimg.relpath).name.replace("sciimg.fits", "scimrefdiffimg.fits")
+    recs = candidate_records(cand, diff, pid, ref, programid, diffname, rbversion)
+    if len(cand):
+        cand["candid"] = [r["candid"] for r in recs]
+    stamps = cutouts(diff, cand["x"].to_numpy(), cand["y"].to_numpy()) if len(cand) else \
+        np.zeros((3, 0, CUTOUT, CUTOUT), np.float32)
+    paths = write_diff_products(home, sciimg.relpath, diff, cand, stamps)
+    t4 = time.perf_counter()
+    _record(home, engine, sciimg, diff, ref, programid, cand, recs, paths)
+    t5 = time.perf_counter()
+    timings = {"read": t1 - t0, "subtract": t2 - t1, "candidates": t3 - t2, "rb": 0.0,
+               "write": t4 - t3, "database": t5 - t4}
+    npass = int(cand["passed"].sum()) if len(cand) else 0
+    msg = (f"{len(cand)} candidates ({npass} pass the packet cuts), DIFFMLIM "
+           f"{diff.header['DIFFMLIM']:.2f}")
+    return QuadrantDiffOutcome(pid, True, msg, len(cand), npass, timings, cand)
+
+
+def _record(home: Home, engine: Engine, sciimg: QuadrantProduct, diff: DiffImage,
+            ref: Reference, programid: int, cand: pd.DataFrame, recs: list[dict],
+            paths: dict[str, Path]) -> None:
+    h = diff.header
+    ny, nx = diff.shape
+    wcs = _wcs(h)
+    ra0, dec0 = wcs.all_pix2world([nx / 2 - 0.5], [ny / 2 - 0.5], 0)
+    pid = int(sciimg.pid)
+    jd = recs[0]["jd"] if recs else float(h.get("OBSJD", mjd_to_jd(float(h["OBSMJD"])))) \
+        + 0.5 * float(h.get("EXPTIME", 30.0)) / 86400.0
+    lim = float(h["DIFFMLIM"])
+    with session(engine) as s:
+        # Idempotent re-run: this image's candidates (and alerts of them) are replaced.
+        old = select(Candidate.candid).where(Candidate.pid == pid)
+        s.execute(delete(AlertRecord).where(AlertRecord.candid.in_(old)))
+        s.execute(delete(Candidate).where(Candidate.pid == pid))
+        s.execute(delete(DiffImageRecord).where(DiffImageRecord.pid == pid))
+        s.execute(delete(QuadrantProduct).where(
+            QuadrantProduct.pid == pid, QuadrantProduct.kind.in_(list(paths))))
+        s.flush()
+        s.add(DiffImageRecord(
+            pid=pid, expid=sciimg.expid, nid=int(nid_of(_night_of(h))), field=sciimg.field,
+            ccdid=sciimg.ccdid, qid=sciimg.qid, rcid=sciimg.rcid, fid=sciimg.fid,
+            programid=programid, jd=jd, rfid=ref.rfid, ra=float(ra0[0]), dec=float(dec0[0]),
+            radius=float(np.hypot(nx, ny) / 2 * PIXEL_SCALE / 3600.0),
+            diffmaglim=lim if lim != -999.0 else None, magzp=_hv(h, "MAGZP"),
+            relpath=str(paths["scimrefdiffimg"].relative_to(home.root)), ncand=len(recs)))
+        for kind, p in paths.items():
+            s.add(QuadrantProduct(
+                pid=pid, expid=sciimg.expid, ccdid=sciimg.ccdid, qid=sciimg.qid,
+                rcid=sciimg.rcid, field=sciimg.field, fid=sciimg.fid, kind=kind,
+                relpath=str(p.relative_to(home.root)), infobits=sciimg.infobits,
+                magzp=sciimg.magzp))
+        s.flush()
+        passed = cand["passed"].to_numpy(bool) if len(cand) else np.zeros(0, bool)
+        for r, ok in zip(recs, passed, strict=True):
+            oid = associate(s, r["ra"], r["dec"], r["jd"])
+            s.add(Candidate(
+                candid=r["candid"], pid=pid, object_id=oid, jd=r["jd"], nid=r["nid"],
+                fid=r["fid"], field=r["field"], rcid=r["rcid"], programid=programid,
+                ra=r["ra"], dec=r["dec"], isdiffpos=r["isdiffpos"], magpsf=r.get("magpsf"),
+                sigmapsf=r.get("sigmapsf"), scorr=r["scorr"], rb=r.get("rb"),
+                passed=bool(ok), record=r))
+
+
+def subtract_night(home: Home, engine: Engine, night: str | dt.date, expid: int | None = None,
+                   ccd: int | None = None, quad: int | None = None,
+                   config: SubtractRunConfig = SubtractRunConfig(),
+                   progress: ProgressFn | None = None) -> list[QuadrantDiffOutcome]:
+    """Subtract every calibrated science quadrant of a night that has a reference."""
+    date = parse_night(night)
+    with session(engine) as s:
+        q = (select(QuadrantProduct).join(Exposure, Exposure.expid == QuadrantProduct.expid)
+             .where(Exposure.night == date, QuadrantProduct.kind == "sciimg"))
+        if expid is not None:
+            q = q.where(QuadrantProduct.expid == expid)
+        if ccd is not None:
+            q = q.where(QuadrantProduct.ccdid == ccd)
+        if quad is not None:
+            q = q.where(QuadrantProduct.qid == quad)
+        rows = s.execute(q.order_by(Exposure.mjd, QuadrantProduct.pid)).scalars().all()
+        for r in rows:
+            s.expunge(r)
+    outcomes = []
+    for k, row in enumerate(rows):
+        key = str(row.pid)
+        if progress:
+            progress(k, len(rows), Path(row.relpath).name)
+        _job(engine, key, "running", inputs={"sciimg": row.relpath})
+        try:
+            out = subtract_quadrant(home, engine, row, config)
+        except Exception as exc:  # one quadrant's failure must not stop the night
+            log.exception("subtraction of %s failed", row.relpath)
+            out = QuadrantDiffOutcome(int(row.pid), False, f"{type(exc).__name__}: {exc}")
+        _job(engine, key, "done" if out.ok else "failed", None if out.ok else out.message)
+        outcomes.append(out)
+    if progress:
+        progress(len(rows), len(rows), "done")
+    return outcomes
