@@ -6,77 +6,25 @@ as a traceback.
 
 from __future__ import annotations
 
-import functools
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from zsds import __version__
+from zsds.cli.alerts_cmd import alerts
+from zsds.cli.common import (
+    console,
+    home_option,
+    open_db,
+    parse_int_list,
+    progress_bar,
+    user_errors,
+)
+from zsds.cli.diffim_cmd import eval_subtract, rb, subtract_cmd
+from zsds.cli.send_cmd import alerts_send
 from zsds.core.home import Home
-
-console = Console(stderr=True)
-
-
-def user_errors(fn: Callable) -> Callable:
-    """Turn ValueError/FileNotFoundError from the library into a one-line click error."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except (ValueError, FileNotFoundError, LookupError) as exc:
-            raise click.ClickException(str(exc)) from None
-
-    return wrapper
-
-
-def home_option(fn: Callable) -> Callable:
-    fn = click.option(
-        "--home",
-        "home",
-        type=click.Path(file_okay=False, path_type=Path),
-        default=None,
-        help="zsds home folder (default: $ZSDS_HOME or ./zsds-home)",
-    )(fn)
-    return click.option(
-        "--db-url",
-        default=None,
-        help="database URL (default: $ZSDS_DB_URL or the home's SQLite file)",
-    )(fn)
-
-
-def parse_int_list(text: str | None, what: str) -> list[int] | None:
-    """Parse ``1,2,5`` into integers; raise ValueError naming the option."""
-    if text is None or text == "":
-        return None
-    try:
-        return [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise ValueError(
-            f"invalid {what} list {text!r}: expected comma-separated integers"
-        ) from None
-
-
-def progress_bar(description: str) -> tuple[Progress, Callable[[str, int, int], None]]:
-    prog = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[item]}"),
-        console=console,
-        disable=not sys.stderr.isatty(),
-    )
-    task = prog.add_task(description, total=None, item="")
-
-    def update(item: str, done: int, total: int) -> None:
-        prog.update(task, completed=done, total=total, item=item)
-
-    return prog, update
 
 
 @click.group()
@@ -162,16 +110,6 @@ def simulate_night_cmd(
         f"wrote {len(res.raw_files)} raw files ({len(res.exposures)} exposures, fields "
         f"{', '.join(map(str, fields_used))}) to {h.incoming}; truth in {res.truth_dir}"
     )
-
-
-def open_db(home: Home):
-    """Engine for the home's database, schema created or upgraded."""
-    from zsds.db import connect, init_db
-
-    home.ensure()
-    engine = connect(home.db_url)
-    init_db(engine)
-    return engine
 
 
 @cli.command()
@@ -424,6 +362,12 @@ def demo(home, db_url, night, exposures) -> None:
         err=True,
     )
 
+
+cli.add_command(subtract_cmd)
+cli.add_command(rb)
+alerts.add_command(alerts_send)
+cli.add_command(alerts)
+evaluate.add_command(eval_subtract)
 
 if __name__ == "__main__":  # pragma: no cover
     cli()

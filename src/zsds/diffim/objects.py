@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from zsds.db.schema import AstroObject, Candidate, DiffImageRecord, ObjectCounter
 
-__all__ = ["associate", "history", "object_name", "parse_object_name"]
+__all__ = ["associate", "history", "object_name", "parse_object_name", "refresh_objects"]
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 NAME_DIGITS = 7
@@ -84,7 +84,8 @@ def _sep(ra1, dec1, ra2, dec2) -> np.ndarray:
 def associate(s: Session, ra: float, dec: float, jd: float, radius: float = ASSOC_RADIUS
               ) -> str:
     """Object name for a detection at (ra, dec, jd): the nearest object within ``radius``"
-    or a new one (named from the year of ``jd``). Updates the object's span and count."""
+    or a new one (named from the year of ``jd``). :func:`refresh_objects` then recomputes the
+    objects' counts and spans from their candidates."""
     rows = s.execute(select(AstroObject).where(_near(AstroObject, ra, dec, radius))).scalars()
     best, best_d = None, radius
     for o in rows:
@@ -95,11 +96,21 @@ def associate(s: Session, ra: float, dec: float, jd: float, radius: float = ASSO
         best = AstroObject(object_id=_next_name(s, _year(jd)), ra=ra, dec=dec, ndet=0,
                            jdstart=jd, jdend=jd)
         s.add(best)
-    best.ndet = (best.ndet or 0) + 1
-    best.jdstart = min(best.jdstart, jd)
-    best.jdend = max(best.jdend, jd)
-    s.flush()
+        s.flush()
     return best.object_id
+
+
+def refresh_objects(s: Session, object_ids: set[str]) -> None:
+    """Recompute ``ndet``, ``jdstart`` and ``jdend`` of objects from their candidates (so that
+    re-processing an image never double-counts)."""
+    from sqlalchemy import func
+
+    for oid in object_ids:
+        n, j0, j1 = s.execute(select(func.count(), func.min(Candidate.jd), func.max(Candidate.jd))
+                              .where(Candidate.object_id == oid)).one()
+        o = s.get(AstroObject, oid)
+        if o is not None and n:
+            o.ndet, o.jdstart, o.jdend = int(n), float(j0), float(j1)
 
 
 def history(s: Session, object_id: str, ra: float, dec: float, jd: float, field: int,

@@ -40,6 +40,7 @@ from zsds.core.naming import mjd_to_jd, nid_of, parse_night
 from zsds.db.engine import session
 from zsds.db.schema import (
     AlertRecord,
+    AstroObject,
     Candidate,
     DiffImageRecord,
     Exposure,
@@ -49,7 +50,7 @@ from zsds.db.schema import (
 )
 from zsds.diffim.candidates import CandidateConfig, measure_candidates
 from zsds.diffim.context import gaia_context, nearest_reference, ps1_context
-from zsds.diffim.objects import associate
+from zsds.diffim.objects import associate, refresh_objects
 from zsds.diffim.stage import DiffImage, SubtractConfig, subtract
 from zsds.instcal.moffat import MoffatFieldPSF
 from zsds.io.fitsio import write_hdul, write_image, write_table
@@ -395,6 +396,9 @@ def _record(home: Home, engine: Engine, sciimg: QuadrantProduct, diff: DiffImage
     with session(engine) as s:
         # Idempotent re-run: this image's candidates (and alerts of them) are replaced.
         old = select(Candidate.candid).where(Candidate.pid == pid)
+        # Names already given to this image's events are kept (candids are deterministic).
+        named = dict(s.execute(select(Candidate.candid, Candidate.object_id)
+                               .where(Candidate.pid == pid)).all())
         s.execute(delete(AlertRecord).where(AlertRecord.candid.in_(old)))
         s.execute(delete(Candidate).where(Candidate.pid == pid))
         s.execute(delete(DiffImageRecord).where(DiffImageRecord.pid == pid))
@@ -416,14 +420,20 @@ def _record(home: Home, engine: Engine, sciimg: QuadrantProduct, diff: DiffImage
                 magzp=sciimg.magzp))
         s.flush()
         passed = cand["passed"].to_numpy(bool) if len(cand) else np.zeros(0, bool)
+        touched = set(named.values())
         for r, ok in zip(recs, passed, strict=True):
-            oid = associate(s, r["ra"], r["dec"], r["jd"])
+            oid = named.get(r["candid"])
+            if oid is None or s.get(AstroObject, oid) is None:
+                oid = associate(s, r["ra"], r["dec"], r["jd"])
+            touched.add(oid)
             s.add(Candidate(
                 candid=r["candid"], pid=pid, object_id=oid, jd=r["jd"], nid=r["nid"],
                 fid=r["fid"], field=r["field"], rcid=r["rcid"], programid=programid,
                 ra=r["ra"], dec=r["dec"], isdiffpos=r["isdiffpos"], magpsf=r.get("magpsf"),
                 sigmapsf=r.get("sigmapsf"), scorr=r["scorr"], rb=r.get("rb"),
                 passed=bool(ok), record=r))
+        s.flush()
+        refresh_objects(s, touched)
 
 
 def subtract_night(home: Home, engine: Engine, night: str | dt.date, expid: int | None = None,

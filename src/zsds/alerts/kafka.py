@@ -1,0 +1,360 @@
+"""Kafka transport of alert packets: topic names, an idempotent producer, a group consumer.
+
+Topics follow ZTF/ZADS: ``ztf_YYYYMMDD_programidN``, one per UT night and program (N = 1 public,
+2 partnership, 3 Caltech). Each message value is one alert OCF (:mod:`zsds.alerts.packet`) and
+its key is the ``candid`` as ASCII digits, so a re-sent alert lands on the same partition.
+
+Only ``bootstrap.servers`` ties this module to a broker: it runs against the Tansu test broker
+(:mod:`zsds.alerts.broker`) and a real Kafka cluster alike. Consumer settings work around Tansu's
+slow group joins (``session.timeout.ms=6000``, ``heartbeat.interval.ms=1000``; see
+``shared/reference/KAFKA.md``) and are harmless on Kafka.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import time
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any, NamedTuple
+
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from zsds.core.naming import parse_night
+
+#: Programme ids that have alert topics, with the name used by the public archive tarballs.
+PROGRAMS = {1: "public", 2: "partnership", 3: "caltech"}
+#: Subscription pattern matching every ZTF alert topic.
+ALL_TOPICS = "^ztf_.*"
+_TOPIC = re.compile(r"^ztf_(?P<date>\d{8})_programid(?P<pid>\d+)$")
+
+#: librdkafka's own log lines go to this logger rather than straight to stderr.
+log = logging.getLogger(__name__)
+log.addHandler(logging.NullHandler())  # a library stays quiet unless the application logs
+
+#: Consumer settings that keep group joins at ~3 s on Tansu (default gives ~23 s).
+GROUP_TIMEOUTS = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}
+
+
+def topic_name(night: dt.date | str, programid: int) -> str:
+    """Alert topic of a UT night and programme, e.g. ``ztf_20261120_programid1``.
+
+    Parameters
+    ----------
+    night
+        UT night as a date, ``YYYY-MM-DD`` or ``YYYYMMDD``.
+    programid
+        1 (public), 2 (partnership) or 3 (Caltech).
+    """
+    if int(programid) not in PROGRAMS:
+        raise ValueError(f"invalid programid {programid!r}: expected one of {sorted(PROGRAMS)}")
+    return f"ztf_{parse_night(night):%Y%m%d}_programid{int(programid)}"
+
+
+def parse_topic(topic: str) -> tuple[dt.date, int]:
+    """Inverse of :func:`topic_name`: ``(night, programid)``; ValueError if not an alert topic."""
+    match = _TOPIC.match(topic)
+    if not match:
+        raise ValueError(f"invalid alert topic {topic!r}: expected ztf_YYYYMMDD_programidN")
+    return parse_night(match["date"]), int(match["pid"])
+
+
+# --------------------------------------------------------------------------------------------
+# Producer
+# --------------------------------------------------------------------------------------------
+class AlertProducer:
+    """Idempotent Kafka producer of alert packets.
+
+    ``enable.idempotence`` (hence ``acks=all``) means a retried send is never duplicated within
+    a partition; the key ``str(candid)`` keeps one candidate on one partition. Delivery reports
+    are collected and returned by :meth:`flush`. Use as a context manager; leaving it flushes.
+    Not thread-safe: one instance per thread.
+
+    Parameters
+    ----------
+    bootstrap
+        ``host:port[,host:port...]``.
+    compression
+        ``lz4`` (default), ``gzip``, ``zstd``, ``snappy`` or ``none``.
+    config
+        Extra librdkafka settings (override the defaults).
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        compression: str = "lz4",
+        config: Mapping[str, Any] | None = None,
+    ) -> None:
+        settings: dict[str, Any] = {
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "acks": "all",
+            "compression.type": compression,
+            "linger.ms": 20,
+            "message.max.bytes": 10_000_000,  # a packet with a long history can reach MBs
+            "logger": log,
+        }
+        settings.update(config or {})
+        self._producer = Producer(settings)
+        self._delivered: list[int] = []
+        self._errors: list[str] = []
+
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        key = msg.key()
+        candid = int(key) if key is not None else -1
+        if err is not None:
+            self._errors.append(f"candid {candid} to {msg.topic()}: {err.str()}")
+        else:
+            self._delivered.append(candid)
+
+    def produce(self, topic: str, candid: int, payload: bytes) -> None:
+        """Queue one packet; waits for queue space if the local buffer is full."""
+        while True:
+            try:
+                self._producer.produce(
+                    topic,
+                    value=payload,
+                    key=str(int(candid)).encode(),
+                    on_delivery=self._on_delivery,
+                )
+                break
+            except BufferError:
+                self._producer.poll(0.1)  # let deliveries drain the local queue
+        self._producer.poll(0)
+
+    def flush(self, timeout: float = 30.0) -> tuple[list[int], list[str]]:
+        """Wait for outstanding deliveries.
+
+        Returns
+        -------
+        delivered, errors
+            Candids acknowledged and error messages since the previous flush; messages still
+            queued after ``timeout`` are reported as one error.
+        """
+        remaining = self._producer.flush(timeout)
+        delivered, errors = self._delivered, self._errors
+        self._delivered, self._errors = [], []
+        if remaining:
+            errors.append(f"{remaining} message(s) not delivered within {timeout:g} s")
+        return delivered, errors
+
+    def __len__(self) -> int:
+        """Messages queued and not yet acknowledged."""
+        return len(self._producer)
+
+    def __enter__(self) -> AlertProducer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._producer.flush(10.0 if exc_type is None else 0.0)
+
+
+# --------------------------------------------------------------------------------------------
+# Consumer
+# --------------------------------------------------------------------------------------------
+class AlertMessage(NamedTuple):
+    """One consumed message."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+def consume_alerts(
+    bootstrap: str,
+    topics: str | Sequence[str],
+    group_id: str,
+    *,
+    max_messages: int | None = None,
+    idle_timeout: float = 5.0,
+    from_beginning: bool = True,
+    commit: bool = True,
+    join_timeout: float = 30.0,
+    config: Mapping[str, Any] | None = None,
+) -> Iterator[AlertMessage]:
+    """Consume alert packets as a member of a consumer group.
+
+    A message's offset is stored only once the caller asks for the next one, and stored offsets
+    are committed synchronously every 100 messages and when the iterator ends (or is closed),
+    so a consumer that stops early leaves the rest to the next member of the group:
+    at-least-once delivery.
+
+    Parameters
+    ----------
+    bootstrap
+        ``host:port``.
+    topics
+        A topic, a list of topics, or a regex starting with ``^`` (e.g. :data:`ALL_TOPICS`).
+    group_id
+        Consumer group; offsets are committed under it.
+    max_messages
+        Stop after this many messages (None: no limit).
+    idle_timeout
+        Stop when no message arrived for this long (s) after partitions were assigned, or
+        when, this long after the start, the broker has no topic matching ``topics``.
+    from_beginning
+        ``auto.offset.reset=earliest`` for partitions without a committed offset (else
+        ``latest``, which Tansu gets wrong, see ``KAFKA.md``).
+    commit
+        Commit consumed offsets to the group.
+    join_timeout
+        Give up (TimeoutError) if matching topics exist but no partitions are assigned within
+        this many seconds (broker unreachable, group stuck).
+    config
+        Extra librdkafka settings.
+
+    Yields
+    ------
+    AlertMessage
+        ``(topic, partition, offset, key, value)``.
+    """
+    names = [topics] if isinstance(topics, str) else list(topics)
+    if not names:
+        raise ValueError("no topic given")
+    settings: dict[str, Any] = {
+        "bootstrap.servers": bootstrap,
+        "group.id": group_id,
+        "auto.offset.reset": "earliest" if from_beginning else "latest",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "enable.partition.eof": False,
+        # Pattern subscriptions should see topics created while we run.
+        "topic.metadata.refresh.interval.ms": 2000,
+        "logger": log,
+        "error_cb": lambda err: errors.append(err.str()),
+        **GROUP_TIMEOUTS,
+    }
+    settings.update(config or {})
+    errors: deque[str] = deque(maxlen=10)  # recent client errors, for the timeout message
+    consumer = Consumer(settings)
+    assigned_at: list[float] = []
+
+    def on_assign(_consumer: Consumer, _partitions: list[TopicPartition]) -> None:
+        if not assigned_at:
+            assigned_at.append(time.monotonic())
+
+    consumer.subscribe(names, on_assign=on_assign)
+    started = time.monotonic()
+    last = started
+    next_check = started + idle_timeout
+    count = uncommitted = 0
+    try:
+        while max_messages is None or count < max_messages:
+            now = time.monotonic()
+            if not assigned_at:
+                if now >= next_check:
+                    # No topic to subscribe to (yet) is an idle stream, not an error.
+                    next_check = now + 1.0
+                    if _topics_missing(consumer, names):
+                        break
+                if now - started > join_timeout:
+                    raise TimeoutError(
+                        f"no partitions of {names} assigned to group {group_id!r} at {bootstrap} "
+                        f"within {join_timeout:g} s"
+                        + (f" (last error: {errors[-1]})" if errors else "")
+                    )
+            elif now - max(last, assigned_at[0]) > idle_timeout:
+                break
+            msg = consumer.poll(0.2)
+            if msg is None:
+                continue
+            err = msg.error()
+            if err is not None:
+                if err.fatal():
+                    raise KafkaException(err)
+                errors.append(err.str())
+                continue  # transient: broker not up yet, topic not created yet, rebalance...
+            last = time.monotonic()
+            yield AlertMessage(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value())
+            count += 1
+            if commit:
+                consumer.store_offsets(message=msg)
+                uncommitted += 1
+                if uncommitted >= 100:
+                    _commit(consumer)
+                    uncommitted = 0
+    finally:
+        try:
+            if commit and uncommitted:
+                _commit(consumer)
+        finally:
+            consumer.close()
+
+
+def _topics_missing(consumer: Consumer, names: Sequence[str]) -> bool:
+    """True if the broker answers and has no topic matching the subscription."""
+    try:
+        existing = consumer.list_topics(timeout=1.0).topics
+    except KafkaException:
+        return False  # broker unreachable: let the join timeout report it
+    for name in names:
+        if name.startswith("^"):
+            if any(re.search(name, topic) for topic in existing):
+                return False
+        elif name in existing and existing[name].error is None:
+            return False
+    return True
+
+
+def _commit(consumer: Consumer) -> None:
+    try:
+        consumer.commit(asynchronous=False)
+    except KafkaException as exc:
+        if exc.args[0].code() != KafkaError._NO_OFFSET:
+            raise
+
+
+# --------------------------------------------------------------------------------------------
+# Admin
+# --------------------------------------------------------------------------------------------
+def ensure_topic(bootstrap: str, topic: str, partitions: int = 4, *, timeout: float = 10.0) -> bool:
+    """Create ``topic`` with ``partitions`` partitions (replication 1) unless it exists.
+
+    Returns
+    -------
+    bool
+        True if it was created, False if it already existed.
+    """
+    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": log})
+    future = admin.create_topics(
+        [NewTopic(topic, num_partitions=partitions, replication_factor=1)],
+        request_timeout=timeout,
+        operation_timeout=timeout,
+    )[topic]
+    try:
+        future.result(timeout=timeout)
+    except KafkaException as exc:
+        if exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
+            return False
+        raise
+    return True
+
+
+def list_topics(bootstrap: str, *, timeout: float = 10.0) -> dict[str, int]:
+    """Topics of the cluster with their partition counts (internal ``__`` topics left out)."""
+    meta = AdminClient({"bootstrap.servers": bootstrap, "logger": log}).list_topics(timeout=timeout)
+    return {
+        name: len(t.partitions)
+        for name, t in sorted(meta.topics.items())
+        if not name.startswith("__")
+    }
