@@ -52,8 +52,11 @@ def rb() -> None:
 @click.option("--table", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="also save the labelled training table (Parquet)")
 @click.option("--fakes", type=int, default=40, show_default=True, help="fakes per quadrant")
+@click.option("--night", default=None, help="only science of this night (YYYY-MM-DD)")
+@click.option("--target-fpr", type=float, default=0.003, show_default=True,
+              help="false-positive rate of the operating threshold (held-out set)")
 @user_errors
-def rb_train(homes, out, plot, table, fakes) -> None:
+def rb_train(homes, out, plot, table, fakes, night, target_fpr) -> None:
     """Inject fakes, subtract, label candidates against truth, train, print ROC figures."""
     import pandas as pd
 
@@ -67,19 +70,19 @@ def rb_train(homes, out, plot, table, fakes) -> None:
         prog, update = progress_bar(f"label {h.root.name}")
         with prog:
             cand, _ = evaluate_home(h, open_db(h), SubtractRunConfig(score_rb=False),
-                                    FakeConfig(n=fakes, seed=7 + k),
+                                    FakeConfig(n=fakes, seed=7 + k), night=night,
                                     progress=lambda d, t, item, u=update: u(item, d, t))
         parts.append(cand.assign(home=str(h.root)))
     cand = pd.concat(parts, ignore_index=True)
     cand = cand[cand.real >= 0].reset_index(drop=True)
     if table:
         cand.to_parquet(table)
-    model = train(rb_features(cand), cand.real.to_numpy())
+    model = train(rb_features(cand), cand.real.to_numpy(), target_fpr=target_fpr)
     stem = out or packaged_model_stem()
     model.save(stem)
     m = model.metrics
-    console.print(f"[bold]real-bogus {model.version}[/]: {int(m['n_real'])} real, "
-                  f"{int(m['n_bogus'])} bogus (held-out test set of {int(m['n_test'])})")
+    console.print(f"[bold]real-bogus {model.version}[/]: trained on {model.n_train} candidates; "
+                  f"held-out test set: {int(m['n_real'])} real, {int(m['n_bogus'])} bogus")
     for key in ("auc", "threshold", "fpr_at_threshold", "fnr_at_threshold", "fpr_at_0p5",
                 "fnr_at_0p5", "fnr_at_fpr_1pct", "fpr_at_fnr_1pct", "fpr_at_fnr_5pct"):
         console.print(f"  {key:18s} {m[key]:.4f}")
@@ -98,8 +101,9 @@ def rb_train(homes, out, plot, table, fakes) -> None:
 @home_option
 @click.option("--fakes", type=int, default=40, show_default=True, help="fakes per quadrant")
 @click.option("--limit", type=int, default=None, help="at most this many quadrants")
+@click.option("--night", default=None, help="only science of this night (YYYY-MM-DD)")
 @user_errors
-def eval_subtract(home, db_url, fakes, limit) -> None:
+def eval_subtract(home, db_url, fakes, limit, night) -> None:
     """Completeness, photometry and false candidates of subtraction, with injected fakes."""
     from zsds.diffim.evaluate import FakeConfig, evaluate_home, summarize
     from zsds.realbogus import load_default_model
@@ -108,6 +112,7 @@ def eval_subtract(home, db_url, fakes, limit) -> None:
     prog, update = progress_bar("eval subtract")
     with prog:
         cand, fk = evaluate_home(h, open_db(h), fakes=FakeConfig(n=fakes), limit=limit,
+                                 night=night,
                                  progress=lambda d, t, item: update(item, d, t))
     s = summarize(cand, fk, load_default_model().threshold)
     for k, v in s.items():

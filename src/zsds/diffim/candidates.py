@@ -55,24 +55,38 @@ class CandidateConfig:
     max_candidates: int = 3000
 
 
-def find_peaks(scorr: np.ndarray, threshold: float, max_n: int) -> pd.DataFrame:
-    """Connected regions of ``sign * Scorr >= threshold`` and their peaks, for both signs.
+def find_peaks(scorr: np.ndarray, threshold: float, max_n: int, min_sep: int = 3,
+               per_region: int = 3) -> pd.DataFrame:
+    """Local maxima of ``sign * Scorr >= threshold`` for both signs.
 
-    Returns columns ``x, y`` (integer peak pixel, 0-based), ``sign`` (+1/-1), ``scorr`` (signed
-    peak value) and ``npix`` (region area).
+    A peak is the maximum of its ``(2 min_sep + 1)^2`` neighbourhood, so two events a few
+    pixels apart in one connected region above the threshold are both kept (a simple
+    deblending; Scorr is already PSF-smoothed, so noise makes no extra maxima on a bright
+    event). At most ``per_region`` maxima (the highest) are kept per connected region, so an
+    extended artefact (a bad column, a satellite trail) does not become dozens of candidates.
+    Returns ``x, y`` (integer peak pixel, 0-based), ``sign`` (+1/-1), ``scorr`` (signed
+    peak value) and ``npix`` (area of the connected region above the threshold).
     """
     rows = []
     s = np.nan_to_num(scorr, nan=0.0)
+    size = 2 * min_sep + 1
     for sign in (1, -1):
-        lab, n = ndimage.label(sign * s >= threshold, structure=np.ones((3, 3), bool))
+        v = sign * s
+        above = v >= threshold
+        lab, n = ndimage.label(above, structure=np.ones((3, 3), bool))
         if n == 0:
             continue
-        idx = np.arange(1, n + 1)
-        pos = np.array(ndimage.maximum_position(sign * s, lab, idx), dtype=int).reshape(-1, 2)
-        area = ndimage.sum_labels(np.ones_like(lab), lab, idx)
-        peak = sign * s[pos[:, 0], pos[:, 1]]
-        keep = np.argsort(-peak)[:max_n]
-        rows.append(pd.DataFrame({"x": pos[keep, 1], "y": pos[keep, 0], "sign": sign,
+        peak_mask = above & (v == ndimage.maximum_filter(v, size=size, mode="nearest"))
+        py, px = np.nonzero(peak_mask)
+        reg = lab[py, px]
+        area = np.bincount(lab.ravel())[reg]
+        peak = v[py, px]
+        order = np.lexsort((-peak, reg))  # by region, highest first within a region
+        first = np.r_[0, np.flatnonzero(np.diff(reg[order])) + 1]
+        rank = np.arange(len(order)) - np.repeat(first, np.diff(np.r_[first, len(order)]))
+        sel = order[rank < per_region]
+        keep = sel[np.argsort(-peak[sel], kind="stable")][:max_n]
+        rows.append(pd.DataFrame({"x": px[keep], "y": py[keep], "sign": sign,
                                   "scorr": sign * peak[keep], "npix": area[keep].astype(int)}))
     if not rows:
         return pd.DataFrame({"x": [], "y": [], "sign": [], "scorr": [], "npix": []})

@@ -7,10 +7,10 @@ subtracted and its candidates measured exactly as in :func:`zsds.diffim.run.subt
 (nothing is written). Every candidate is labelled:
 
 * ``real = 1``: within 1.5 px of a fake;
-* ``astro``: within 2" of a simulated transient or asteroid (truth ``kind`` 3, 4), or of a star
-  whose truth magnitude in this epoch differs from its median over the night's epochs by more
-  than 2 sigma of the difference image (a variable or flare) -- real sky events, neither fakes
-  nor bogus;
+* ``astro`` (``real = -1``): within 2" of a simulated transient or asteroid (truth ``kind`` 3,
+  4), or of a star whose truth flux in this epoch differs from its median over the reference's
+  input epochs by more than 2 sigma of the difference image's PSF flux (a variable or flare) --
+  real sky events, neither fakes nor bogus;
 * ``real = 0`` (bogus): everything else.
 
 Figures (:func:`summarize`): completeness of fakes with true S/N >= 6 (true S/N from the fake's
@@ -33,8 +33,9 @@ from sqlalchemy.engine import Engine
 
 from zsds.core.home import Home
 from zsds.core.image import QuadrantImage
+from zsds.core.naming import parse_night
 from zsds.db.engine import session
-from zsds.db.schema import Exposure, QuadrantProduct
+from zsds.db.schema import Exposure, QuadrantProduct, Reference
 from zsds.diffim.candidates import measure_candidates
 from zsds.diffim.run import (
     SubtractRunConfig,
@@ -86,21 +87,29 @@ def inject_fakes(img: QuadrantImage, config: FakeConfig, rng: np.random.Generato
     return pd.DataFrame({"x": x, "y": y, "mag": mag, "flux": flux})
 
 
-def _truth(home: Home, expid: int, ccdid: int, qid: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Truth sources of the quadrant in this epoch, and every epoch's star magnitudes."""
+def _truth(home: Home, expid: int, ccdid: int, qid: int, ref_expids: list[int]
+           ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Truth sources of the quadrant in this epoch, and the star magnitudes of the epochs that
+    went into its reference (what the difference is relative to)."""
     hits = sorted(home.truth.glob(f"*/{expid}"))
     if not hits:
         return pd.DataFrame(), pd.DataFrame()
     f = hits[0] / f"c{ccdid:02d}_sources.parquet"
     now = pd.read_parquet(f) if f.exists() else pd.DataFrame()
     now = now[now.qid == qid] if len(now) else now
-    night = hits[0].parent
-    mags = []
-    for d in sorted(night.iterdir()):
-        p = d / f"c{ccdid:02d}_sources.parquet"
-        if d.is_dir() and p.exists():
-            t = pd.read_parquet(p, columns=["qid", "id", "kind", "mag"])
-            mags.append(t[(t.qid == qid) & (t.kind == 1)][["id", "mag"]])
+    mags, movers = [], []
+    for e in ref_expids:
+        for d in home.truth.glob(f"*/{e}"):
+            p = d / f"c{ccdid:02d}_sources.parquet"
+            if p.exists():
+                t = pd.read_parquet(p, columns=["qid", "id", "kind", "mag", "ra", "dec"])
+                t = t[t.qid == qid]
+                mags.append(t[t.kind == 1][["id", "mag"]])
+                # A transient or asteroid in the reference leaves a negative event later.
+                movers.append(t[t.kind.isin([3, 4])])
+    if movers and len(now):
+        now = pd.concat([now] + [m.assign(x=np.nan, y=np.nan) for m in movers],
+                        ignore_index=True)
     return now, (pd.concat(mags) if mags else pd.DataFrame(columns=["id", "mag"]))
 
 
@@ -131,16 +140,21 @@ def label_candidates(cand: pd.DataFrame, fakes: pd.DataFrame, truth: pd.DataFram
             var = stars[dflux > 2.0 * flux_sigma]
             astro = pd.concat([astro, var])
         if len(astro):
-            t = cKDTree(np.column_stack([astro.x, astro.y]))
-            d, _ = t.query(np.column_stack([cand.x, cand.y]), distance_upper_bound=2.0)
+            # Matched on the sky (2"): reference-epoch sources have no position on this grid.
+            cosd = np.cos(np.radians(cand.dec.to_numpy().mean()))
+            t = cKDTree(np.column_stack([astro.ra.to_numpy() * cosd, astro.dec.to_numpy()]))
+            d, _ = t.query(np.column_stack([cand.ra.to_numpy() * cosd, cand.dec.to_numpy()]),
+                           distance_upper_bound=2.0 / 3600.0)
             cand.loc[np.isfinite(d) & (cand.real == 0).to_numpy(), "real"] = -1
     return cand, detected
 
 
 def evaluate_home(home: Home, engine: Engine, config: SubtractRunConfig | None = None,
                   fakes: FakeConfig | None = None, limit: int | None = None,
-                  progress=None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Inject, subtract and label every quadrant with a reference.
+                  progress=None, night: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Inject, subtract and label every quadrant with a reference (of one night if given).
+
+    Epochs that went into their reference are skipped when the selection has others.
 
     Returns ``(candidates, fakes)`` over all quadrants (column ``pid`` identifies the image).
     """
@@ -149,14 +163,18 @@ def evaluate_home(home: Home, engine: Engine, config: SubtractRunConfig | None =
     with session(engine) as s:
         rows = s.execute(select(QuadrantProduct).join(
             Exposure, Exposure.expid == QuadrantProduct.expid).where(
-            QuadrantProduct.kind == "sciimg").order_by(Exposure.mjd, QuadrantProduct.pid)
-        ).scalars().all()
+            QuadrantProduct.kind == "sciimg").where(
+            True if night is None else Exposure.night == parse_night(night))
+            .order_by(Exposure.mjd, QuadrantProduct.pid)).scalars().all()
         for r in rows:
             s.expunge(r)
     rng = np.random.default_rng(fakes.seed)
     cands, fks = [], []
     refs: dict[tuple, tuple] = {}
     rows = rows[:limit] if limit else rows
+    with session(engine) as s:
+        used = {int(p) for r in s.execute(select(Reference.input_pids)).scalars() for p in r}
+    all_in_refs = all(r.pid in used for r in rows)
     for k, row in enumerate(rows):
         key = (row.field, row.ccdid, row.qid, row.fid)
         if key not in refs:
@@ -165,7 +183,7 @@ def evaluate_home(home: Home, engine: Engine, config: SubtractRunConfig | None =
         if refs[key][0] is None:
             continue
         ref, refimg, ref_cat = refs[key]
-        if row.pid in ref.input_pids and len(rows) > 2 * len(ref.input_pids):
+        if row.pid in ref.input_pids and not all_in_refs:
             continue
         sci, sci_cat = read_science(home, row.relpath)
         fk = inject_fakes(sci, fakes, rng)
@@ -179,7 +197,8 @@ def evaluate_home(home: Home, engine: Engine, config: SubtractRunConfig | None =
             cand = _context(home, cand, ref_cat, diff.header)
             cand["rb"] = _rb(cand, config.score_rb)[0]
             cand["passed"] = config.cuts.apply(cand)
-        truth, star_mags = _truth(home, row.expid, row.ccdid, row.qid)
+        truth, star_mags = _truth(home, row.expid, row.ccdid, row.qid,
+                                  sorted({int(p) // 10_000 for p in ref.input_pids}))
         cand, det = label_candidates(cand, fk, truth, star_mags, zp, flux_sigma)
         fk["detected"] = det
         cand["pid"] = row.pid

@@ -50,16 +50,20 @@ def _year(jd: float) -> int:
 
 
 def _next_name(s: Session, year: int) -> str:
-    row = s.execute(select(ObjectCounter).where(ObjectCounter.year == year)
-                    .with_for_update()).scalar_one_or_none()
-    if row is None:
-        s.add(ObjectCounter(year=year, next=1))
-        s.flush()
-        return object_name(year, 0)
-    n = row.next
-    s.execute(update(ObjectCounter).where(ObjectCounter.year == year)
-              .values(next=n + 1))
-    return object_name(year, n)
+    """Take the next name of ``year`` atomically (an upsert, then an increment that returns the
+    new value under the row lock), so concurrent workers never share a name."""
+    dialect = s.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:  # pragma: no cover - only the two supported backends
+        raise RuntimeError(f"unsupported database dialect {dialect!r}")
+    s.execute(insert(ObjectCounter).values(year=year, next=0)
+              .on_conflict_do_nothing(index_elements=["year"]))
+    n = s.execute(update(ObjectCounter).where(ObjectCounter.year == year)
+                  .values(next=ObjectCounter.next + 1).returning(ObjectCounter.next)).scalar_one()
+    return object_name(year, int(n) - 1)
 
 
 def _near(table, ra: float, dec: float, radius: float):

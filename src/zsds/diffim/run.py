@@ -354,10 +354,10 @@ def subtract_quadrant(home: Home, engine: Engine, sciimg: QuadrantProduct,
     t2 = time.perf_counter()
     cand = measure_candidates(diff, config.candidates)
     if len(cand):
-        refcat = ref_cat.rename(columns={})
-        cand = _context(home, cand, refcat, diff.header)
+        cand = _context(home, cand, ref_cat, diff.header)
     t3 = time.perf_counter()
     rb, rbversion = _rb(cand, config.score_rb)
+    t3b = time.perf_counter()
     if len(cand):
         cand["rb"] = rb
         cand["passed"] = config.cuts.apply(cand)
@@ -374,8 +374,8 @@ def subtract_quadrant(home: Home, engine: Engine, sciimg: QuadrantProduct,
     t4 = time.perf_counter()
     _record(home, engine, sciimg, diff, ref, programid, cand, recs, paths)
     t5 = time.perf_counter()
-    timings = {"read": t1 - t0, "subtract": t2 - t1, "candidates": t3 - t2, "rb": 0.0,
-               "write": t4 - t3, "database": t5 - t4}
+    timings = {"read": t1 - t0, "subtract": t2 - t1, "candidates": t3 - t2, "rb": t3b - t3,
+               "write": t4 - t3b, "database": t5 - t4}
     npass = int(cand["passed"].sum()) if len(cand) else 0
     msg = (f"{len(cand)} candidates ({npass} pass the packet cuts), DIFFMLIM "
            f"{diff.header['DIFFMLIM']:.2f}")

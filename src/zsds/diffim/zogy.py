@@ -156,7 +156,7 @@ def psf_hat(psf: np.ndarray, shape: tuple[int, int], workers: int | None = None)
     full = np.zeros(shape, dtype=_F32)
     rows = np.arange(-(my // 2), my // 2 + 1) % shape[0]
     cols = np.arange(-(mx // 2), mx // 2 + 1) % shape[1]
-    full[np.ix_(rows, cols)] = psf / _F32(total)
+    full[np.ix_(rows, cols)] = psf / _F32(float(total))
     return sfft.rfft2(full, workers=workers)
 
 
@@ -175,9 +175,9 @@ def extract_centred_stamp(full: np.ndarray, size: int) -> np.ndarray:
 
 def _safe_inverse(x: np.ndarray) -> np.ndarray:
     """1/x where x > 0, else 0 (frequencies where both PSFs vanish carry no signal)."""
-    out = np.zeros_like(x)
-    np.divide(1, x, out=out, where=x > 0)
-    return out
+    # np.where rather than divide(where=...): the same code then runs on CuPy arrays.
+    pos = x > 0
+    return np.where(pos, 1 / np.where(pos, x, 1), 0).astype(x.dtype, copy=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -345,9 +345,9 @@ def corrected_score(
     ``score_var`` is ``V(S_N) + V(S_R)`` and ``score_var_ast`` the astrometric terms.
     """
     total = score_var + score_var_ast
-    out = np.full_like(score, np.nan)
-    np.divide(score, np.sqrt(total), out=out, where=total > 0)
-    return out
+    pos = total > 0
+    return np.where(pos, score / np.sqrt(np.where(pos, total, 1)), np.nan).astype(
+        score.dtype, copy=False)
 
 
 def score_flux_scale(diff_psf_full: np.ndarray, f_d: float) -> float:
