@@ -40,14 +40,14 @@ def _zsds(*args: str) -> None:
     subprocess.run([str(exe), *args], check=True, stdout=subprocess.DEVNULL)
 
 
-def build_home(home: Path, n_ref: int, n_sci: int) -> None:
+def build_home(home: Path, n_ref: int, n_sci: int, field: int = FIELD) -> None:
     """Simulate, ingest, calibrate (quadrant 1) and build the reference, via the CLI."""
     h = ["--home", str(home)]
     _zsds("simulate", "calib", *h, "--night", NIGHT_REF, "--ccds", str(CCD), "--n-bias", "5",
           "--n-flat", "3")
     for night, n, seed in ((NIGHT_REF, n_ref, 11), (NIGHT_SCI, n_sci, 12)):
         _zsds("simulate", "night", *h, "--night", night, "--ccds", str(CCD), "--exposures",
-              str(n), "--fields", str(FIELD), "--filters", "r", "--seed", str(seed))
+              str(n), "--fields", str(field), "--filters", "r", "--seed", str(seed))
     _zsds("ingest", *h)
     _zsds("calib", "build", *h, "--night", NIGHT_REF)
     for night in (NIGHT_REF, NIGHT_SCI):
@@ -66,11 +66,12 @@ def main() -> None:
     parser.add_argument("--packets", type=int, default=2000, help="packets sent to Kafka")
     parser.add_argument("--n-ref", type=int, default=16)
     parser.add_argument("--n-sci", type=int, default=4)
+    parser.add_argument("--field", type=int, default=FIELD, help="645 typical, 730 Galactic plane")
     args = parser.parse_args()
     home_dir = Path(args.home or tempfile.mkdtemp(prefix="zsds-bench-diffim-"))
     if not any(home_dir.rglob("*_refimg.fits")):
         t = time.perf_counter()
-        build_home(home_dir, args.n_ref, args.n_sci)
+        build_home(home_dir, args.n_ref, args.n_sci, args.field)
         print(f"built home {home_dir} in {time.perf_counter() - t:.0f} s")
 
     from sqlalchemy import select

@@ -9,7 +9,7 @@ unique across processes (the counter row is locked by the transaction that takes
 from __future__ import annotations
 
 import numpy as np
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm import Session
 
 from zsds.db.schema import AstroObject, Candidate, DiffImageRecord, ObjectCounter
@@ -107,8 +107,6 @@ def associate(s: Session, ra: float, dec: float, jd: float, radius: float = ASSO
 def refresh_objects(s: Session, object_ids: set[str]) -> None:
     """Recompute ``ndet``, ``jdstart`` and ``jdend`` of objects from their candidates (so that
     re-processing an image never double-counts)."""
-    from sqlalchemy import func
-
     for oid in object_ids:
         n, j0, j1 = s.execute(select(func.count(), func.min(Candidate.jd), func.max(Candidate.jd))
                               .where(Candidate.object_id == oid)).one()
@@ -118,8 +116,7 @@ def refresh_objects(s: Session, object_ids: set[str]) -> None:
 
 
 def history(s: Session, object_id: str, ra: float, dec: float, jd: float, field: int,
-            rcid: int, days: float = 30.0, radius: float = ASSOC_RADIUS
-            ) -> tuple[list[dict], list[dict], dict[str, float]]:
+            rcid: int, days: float = 30.0) -> tuple[list[dict], list[dict], dict[str, float]]:
     """Previous detections and upper limits at a position over the last ``days``.
 
     Returns ``(detections, upper_limits, hist)``: candidate records of the object before
@@ -132,9 +129,13 @@ def history(s: Session, object_id: str, ra: float, dec: float, jd: float, field:
                       .order_by(Candidate.jd)).scalars().all()
     same = [c for c in cands if c.field == field and c.rcid == rcid]
     det_pids = {c.pid for c in cands}
+    # Coverage history: the same field and readout channel always look at (nearly) the same
+    # sky, so a count suffices; only the 30-day window is read row by row.
+    cover = (DiffImageRecord.field == field, DiffImageRecord.rcid == rcid,
+             DiffImageRecord.jd <= jd)
+    ncov = s.scalar(select(func.count()).select_from(DiffImageRecord).where(*cover))
     covers = s.execute(select(DiffImageRecord).where(
-        DiffImageRecord.field == field, DiffImageRecord.rcid == rcid,
-        DiffImageRecord.jd <= jd)).scalars().all()
+        *cover, DiffImageRecord.jd >= jd - days)).scalars().all()
     covers = [d for d in covers if _sep(ra, dec, d.ra, d.dec) <= d.radius * 3600.0]
     window = [c for c in cands if c.jd >= jd - days]
     dets = [dict(c.record) for c in window]
@@ -143,6 +144,6 @@ def history(s: Session, object_id: str, ra: float, dec: float, jd: float, field:
               "magzpsci": d.magzp}
              for d in covers if d.jd < jd and d.jd >= jd - days and d.pid not in det_pids]
     jds = [c.jd for c in same] + [jd]
-    hist = {"ndethist": len(same) + 1, "ncovhist": len(covers),
+    hist = {"ndethist": len(same) + 1, "ncovhist": int(ncov),
             "jdstarthist": min(jds), "jdendhist": max(jds)}
     return dets, ulims, hist
