@@ -36,7 +36,7 @@ from zsds.db.schema import AlertRecord, Candidate, DiffImageRecord
 from zsds.diffim.objects import history
 from zsds.diffim.run import read_cutouts
 
-__all__ = ["SendSummary", "make_packets", "send_night"]
+__all__ = ["SendSummary", "make_packets", "publish", "send_night"]
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -56,9 +56,14 @@ class SendSummary:
 
 
 def make_packets(
-    home: Home, engine: Engine, night: str | dt.date, progress: ProgressFn | None = None
+    home: Home,
+    engine: Engine,
+    night: str | dt.date,
+    progress: ProgressFn | None = None,
+    pids: list[int] | None = None,
 ) -> list[tuple[str, int, str, Path, int]]:
-    """Build and archive every packet of a night; returns (topic, candid, objectId, path, size).
+    """Build and archive every packet of a night (or of the difference images ``pids``);
+    returns (topic, candid, objectId, path, size).
 
     Packets are (re)written for every passing candidate, so the archive always reflects the
     current candidates; the ``alerts`` rows keep their delivery state.
@@ -69,15 +74,10 @@ def make_packets(
     out = []
     cut_cache: dict[int, dict] = {}
     with session(engine) as s:
-        cands = (
-            s.execute(
-                select(Candidate)
-                .where(Candidate.nid == nid, Candidate.passed)
-                .order_by(Candidate.jd, Candidate.candid)
-            )
-            .scalars()
-            .all()
-        )
+        q = select(Candidate).where(Candidate.nid == nid, Candidate.passed)
+        if pids is not None:
+            q = q.where(Candidate.pid.in_([int(p) for p in pids]))
+        cands = s.execute(q.order_by(Candidate.jd, Candidate.candid)).scalars().all()
         for k, c in enumerate(cands):
             if c.pid not in cut_cache:
                 d = s.get(DiffImageRecord, c.pid)
@@ -141,26 +141,41 @@ def send_night(
     if kafka is None:
         return summary
     t1 = time.perf_counter()
+    sent, errors, already = publish(engine, kafka, packets, resend)
+    summary.sent, summary.errors, summary.already_sent = sent, errors, already
+    summary.seconds_kafka = time.perf_counter() - t1
+    return summary
+
+
+def publish(engine: Engine, kafka: str, packets: list[tuple[str, int, str, Path, int]],
+            resend: bool = False, producer: AlertProducer | None = None
+            ) -> tuple[int, list[str], int]:
+    """Produce archived packets to Kafka and record their delivery.
+
+    Packets the ``alerts`` table marks as delivered are skipped unless ``resend``. Returns
+    ``(delivered, errors, skipped)``. A ``producer`` may be passed to keep one idempotent
+    producer session across calls (the executive does so for a whole night).
+    """
+    cands = [p[1] for p in packets]
     with session(engine) as s:
-        sent = {
-            r.candid
-            for r in s.execute(
-                select(AlertRecord).where(AlertRecord.sent_at.is_not(None))
-            ).scalars()
-        }
+        sent = set(s.execute(select(AlertRecord.candid).where(
+            AlertRecord.candid.in_(cands), AlertRecord.sent_at.is_not(None))).scalars())
     todo = [p for p in packets if resend or p[1] not in sent]
-    summary.already_sent = len(packets) - len(todo)
-    with AlertProducer(kafka) as prod:
+    if not todo:
+        return 0, [], len(packets)
+    own = producer is None
+    prod = AlertProducer(kafka) if own else producer
+    try:
         for topic, candid, _oid, path, _n in todo:
             prod.produce(topic, candid, path.read_bytes())
         delivered, errors = prod.flush(60.0)
+    finally:
+        if own:
+            prod.__exit__(None, None, None)
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     with session(engine) as s:
         for candid in delivered:
             rec = s.get(AlertRecord, candid)
             if rec is not None:
                 rec.sent_at, rec.sent_to = now, kafka
-    summary.sent = len(delivered)
-    summary.errors = errors
-    summary.seconds_kafka = time.perf_counter() - t1
-    return summary
+    return len(delivered), errors, len(packets) - len(todo)

@@ -23,6 +23,7 @@ from zsds.cli.common import (
     user_errors,
 )
 from zsds.cli.diffim_cmd import eval_subtract, rb, subtract_cmd
+from zsds.cli.night_cmd import night, status
 from zsds.cli.send_cmd import alerts_send
 from zsds.core.home import Home
 
@@ -367,6 +368,8 @@ cli.add_command(subtract_cmd)
 cli.add_command(rb)
 alerts.add_command(alerts_send)
 cli.add_command(alerts)
+cli.add_command(night)
+cli.add_command(status)
 evaluate.add_command(eval_subtract)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -23,6 +23,7 @@ from zsds.db.schema import (
     Base,
     Candidate,
     DiffImageRecord,
+    NightSummaryRecord,
     ObjectCounter,
     Reference,
     SchemaVersion,
@@ -31,11 +32,12 @@ from zsds.db.schema import (
 #: Tables added after version 1, by the migration that adds them.
 _V2_TABLES = (Reference,)
 _V3_TABLES = (DiffImageRecord, Candidate, AstroObject, ObjectCounter, AlertRecord)
+_V4_TABLES = (NightSummaryRecord,)
 
 
 def _v1(conn: Connection) -> None:
     """Version 1: the initial schema (every table but those added by later versions)."""
-    later = {t.__tablename__ for t in (*_V2_TABLES, *_V3_TABLES)}
+    later = {t.__tablename__ for t in (*_V2_TABLES, *_V3_TABLES, *_V4_TABLES)}
     Base.metadata.create_all(conn, tables=[t for t in Base.metadata.sorted_tables
                                            if t.name not in later])
 
@@ -51,9 +53,14 @@ def _v3(conn: Connection) -> None:
         t.__table__.create(conn, checkfirst=True)
 
 
+def _v4(conn: Connection) -> None:
+    """Version 4: ``night_summaries`` (the executive, issue 6)."""
+    NightSummaryRecord.__table__.create(conn, checkfirst=True)
+
+
 #: Ordered migrations; entry ``i`` brings the schema from version ``i`` to ``i + 1``.
 #: Append new ones (never edit old ones) and keep :mod:`zsds.db.schema` at the latest version.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -317,3 +317,21 @@ class AlertRecord(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     sent_to: Mapped[str | None] = mapped_column(String(255))
+
+
+class NightSummaryRecord(Base):
+    """The summary of one run of the executive over a night (schema v4)."""
+
+    __tablename__ = "night_summaries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    night: Mapped[dt.date] = mapped_column(Date, index=True)
+    mode: Mapped[str] = mapped_column(String(16))
+    quadrants: Mapped[int] = mapped_column(Integer)
+    failed: Mapped[int] = mapped_column(Integer)
+    alerts: Mapped[int] = mapped_column(Integer)
+    wall_s: Mapped[float] = mapped_column(Float)
+    latency_p50_s: Mapped[float | None] = mapped_column(Float)
+    latency_p95_s: Mapped[float | None] = mapped_column(Float)
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

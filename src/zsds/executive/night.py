@@ -1,0 +1,450 @@
+"""The pipeline executive: a night's raw files to alerts on Dask distributed.
+
+Per raw CCD file a chain of tasks (:mod:`zsds.executive.tasks`) is submitted to a Dask cluster::
+
+    ingest ─► calibrate (4 quadrants) ─► 4 × (subtract ─► packets) ─► publish (driver)
+
+Calibration frames of a night are ingested and turned into master biases and flats before the
+night's science; references are built at the end of the night wherever enough good epochs
+exist. The cluster is a local one sized to the machine (one single-threaded worker process per
+core) unless a scheduler address is given, in which case the same graph runs on that cluster.
+
+Robustness: every task is idempotent and Dask retries it (``retries``) and reschedules the tasks
+of a worker that died, so killing a worker loses no quadrant; packets are built and archived by
+the workers but published to Kafka only by this driver, through one idempotent producer, after
+which the ``alerts`` table marks them sent -- a re-delivered task never sends a packet twice.
+A failure in one quadrant is recorded (``jobs``) and never stops the others; re-running a night
+skips what is done (``redo`` forces everything again).
+
+Latency per exposure is measured from the moment its first raw file was available (its file
+time, or the start of the run for files that were waiting) to the moment its last packet was
+published (or archived, without Kafka).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+
+from zsds.core.home import Home
+from zsds.core.naming import nid_of, parse_night, parse_raw_name, pid_of
+from zsds.db.engine import session
+from zsds.db.schema import Job, NightSummaryRecord
+from zsds.executive import tasks
+
+__all__ = ["ExecConfig", "Executive", "NightSummary", "expid_of_name"]
+
+ProgressFn = Callable[[str, int, int], None]
+CALIB_TYPES = ("b", "f")  # bias, dome flat
+SCIENCE = "o"
+
+
+@dataclass(frozen=True)
+class ExecConfig:
+    """Settings of the executive.
+
+    Attributes
+    ----------
+    scheduler : str or None
+        Address of an existing Dask scheduler (``tcp://host:8786``); ``None`` starts a local
+        cluster.
+    n_workers : int or None
+        Worker processes of the local cluster (default: the machine's cores).
+    memory_limit : str
+        Memory limit per local worker (a full-size quadrant job needs ~1.5 GB).
+    kafka : str or None
+        Kafka bootstrap server for the alerts (``None``: archive only).
+    retries : int
+        Dask retries of a failed task.
+    redo : bool
+        Process everything again instead of skipping what is done.
+    build_refs : bool
+        Build references at the end of the night.
+    """
+
+    scheduler: str | None = None
+    n_workers: int | None = None
+    memory_limit: str = "4GB"
+    kafka: str | None = None
+    retries: int = 2
+    redo: bool = False
+    build_refs: bool = True
+
+
+@dataclass
+class NightSummary:
+    """What a night's run did (printed, stored in ``night_summaries`` and as JSON)."""
+
+    night: str
+    mode: str
+    files: int = 0
+    quarantined: int = 0
+    exposures: int = 0
+    quadrants: int = 0
+    calibrated: int = 0
+    subtracted: int = 0
+    no_reference: int = 0
+    failed: int = 0
+    skipped_done: int = 0
+    candidates: int = 0
+    alerts: int = 0
+    alerts_sent: int = 0
+    wall_s: float = 0.0
+    latency_p50_s: float | None = None
+    latency_p90_s: float | None = None
+    latency_p95_s: float | None = None
+    latency_max_s: float | None = None
+    quadrants_per_min: float = 0.0
+    workers: int = 0
+    peak_worker_memory_gb: float | None = None
+    refs_built: int = 0
+    errors: list[str] = field(default_factory=list)
+    latencies: dict[str, float] = field(default_factory=dict)
+
+
+def expid_of_name(filefracday: str) -> int:
+    """Exposure id from a raw file's ``filefracday`` (as :func:`zsds.core.naming.expid_of`)."""
+    date = dt.date(int(filefracday[:4]), int(filefracday[4:6]), int(filefracday[6:8]))
+    return nid_of(date) * 100_000 + int(filefracday[8:]) // 10
+
+
+def _night_of_name(filefracday: str) -> str:
+    return f"{filefracday[:4]}-{filefracday[4:6]}-{filefracday[6:8]}"
+
+
+def _peak_rss_gb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+
+class Executive:
+    """Runs nights on a Dask cluster (use as a context manager)."""
+
+    def __init__(self, home: Home, engine: Engine, config: ExecConfig = ExecConfig(),
+                 progress: ProgressFn | None = None) -> None:
+        self.home = home
+        self.engine = engine
+        self.config = config
+        self.progress = progress
+        self.client = None
+        self.cluster = None
+        self.producer = None
+
+    # -- cluster -------------------------------------------------------------------------
+    def __enter__(self) -> Executive:
+        from distributed import Client, LocalCluster
+
+        if self.config.scheduler:
+            self.client = Client(self.config.scheduler, timeout=30)
+        else:
+            n = self.config.n_workers or os.cpu_count() or 1
+            self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                        memory_limit=self.config.memory_limit,
+                                        dashboard_address=None)
+            self.client = Client(self.cluster)
+        if self.config.kafka:
+            from zsds.alerts.kafka import AlertProducer
+
+            self.producer = AlertProducer(self.config.kafka)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.producer is not None:
+            self.producer.__exit__(None, None, None)
+        if self.client is not None:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+    @property
+    def _args(self) -> tuple[str, str]:
+        return str(self.home.root), self.home.db_url
+
+    def _submit(self, fn: Callable, *args: Any, key: str):
+        return self.client.submit(fn, *self._args, *args, key=key, pure=False,
+                                  retries=self.config.retries)
+
+    # -- bookkeeping ---------------------------------------------------------------------
+    def _done_jobs(self) -> dict[tuple[str, str], str]:
+        with session(self.engine) as s:
+            return {(j.stage, j.key): j.state for j in s.execute(select(Job)).scalars()}
+
+    def _ccd_done(self, jobs: dict, expid: int, ccdid: int) -> bool:
+        for q in (1, 2, 3, 4):
+            pid = str(pid_of(expid, ccdid, q))
+            if jobs.get(("subtract", pid)) not in ("done", "skipped"):
+                return False
+            if jobs.get(("subtract", pid)) == "done" and jobs.get(("packets", pid)) != "done":
+                return False
+        return True
+
+    # -- chains --------------------------------------------------------------------------
+    def _chain(self, path: Path, ingest_future, calib_future, state: dict) -> list:
+        """Submit calibrate -> subtract -> packets for one science CCD file."""
+        name = parse_raw_name(path.name)
+        expid = expid_of_name(name.filefracday)
+        night = _night_of_name(name.filefracday)
+        tag = f"{expid}-c{name.ccdid:02d}"
+        deps = [f for f in (ingest_future, calib_future) if f is not None]
+        cal = self._submit(tasks.task_calibrate, night, expid, name.ccdid, *deps,
+                           key=f"calibrate-{tag}-{time.time_ns()}")
+        out = []
+        for q in (1, 2, 3, 4):
+            pid = pid_of(expid, name.ccdid, q)
+            sub = self._submit(tasks.task_subtract, pid, cal, key=f"subtract-{pid}-"
+                                                                 f"{time.time_ns()}")
+            pk = self._submit(tasks.task_packets, night, pid, sub,
+                              key=f"packets-{pid}-{time.time_ns()}")
+            state["futures"][pk.key] = (expid, pid, sub, cal)
+            out.append(pk)
+        state["exposures"].add(expid)
+        return out
+
+    def _collect(self, futures: list, state: dict, summary: NightSummary,
+                 ac=None) -> None:
+        """Wait for packet futures; publish, account, measure latency."""
+        from distributed import as_completed
+
+        seq = ac if ac is not None else as_completed(futures)
+        total = len(futures)
+        done = 0
+        for fut in seq:
+            done += 1
+            expid, pid, sub, cal = state["futures"].pop(fut.key)
+            try:
+                packets = fut.result()
+                sres = sub.result()
+            except Exception as exc:  # the quadrant failed after its retries
+                summary.failed += 1
+                summary.errors.append(f"pid {pid}: {type(exc).__name__}: {exc}")
+                state["last"][expid] = time.time()
+                continue
+            if pid not in state["cal_seen"]:
+                state["cal_seen"].add(pid)
+                summary.calibrated += sum(1 for r in cal.result() if r["ok"] and r["pid"] == pid)
+            summary.quadrants += 1
+            if sres["state"] == "done":
+                summary.subtracted += 1
+                summary.candidates += sres.get("ncand", 0)
+            elif sres["state"] == "skipped":
+                summary.no_reference += 1
+            else:
+                summary.failed += 1
+                summary.errors.append(f"pid {pid}: {sres['message']}")
+            summary.alerts += len(packets)
+            if packets and self.config.kafka:
+                from zsds.alerts.send import publish
+
+                sent, errors, _ = publish(self.engine, self.config.kafka,
+                                          [(t, c, o, Path(p), n) for t, c, o, p, n in packets],
+                                          producer=self.producer)
+                summary.alerts_sent += sent
+                summary.errors += errors
+            state["last"][expid] = time.time()
+            if self.progress:
+                self.progress(f"pid {pid}", done, total if ac is None else done)
+
+    # -- modes ---------------------------------------------------------------------------
+    def run_night(self, night: str | dt.date) -> NightSummary:
+        """Process everything waiting for a night (incoming files and ingested ones), start to
+        end, then build references where enough epochs exist."""
+        date = parse_night(night)
+        ns = f"{date:%Y-%m-%d}"
+        t0 = time.time()
+        summary = NightSummary(ns, "batch")
+        state: dict[str, Any] = {"futures": {}, "exposures": set(), "first": {}, "last": {},
+                                 "cal_seen": set()}
+        files = sorted(p for p in self.home.incoming.glob("ztf_*.fits*")
+                       if _night_of_name(parse_raw_name(p.name).filefracday) == ns)
+        summary.files = len(files)
+        arrival = {p: max(p.stat().st_mtime, t0) for p in files}
+        calib = [p for p in files if parse_raw_name(p.name).imgtypecode in CALIB_TYPES]
+        science = [p for p in files if parse_raw_name(p.name).imgtypecode == SCIENCE]
+        ing = {p: self._submit(tasks.task_ingest, str(p), key=f"ingest-{p.name}-"
+                                                              f"{time.time_ns()}")
+               for p in calib}
+        jobs = self._done_jobs()
+        calib_future = None
+        if calib or (self.config.redo and self._has_calib_frames(date)):
+            for f in ing.values():
+                self._count_ingest(f.result(), summary)
+            calib_future = self._submit(tasks.task_calibrations, ns,
+                                        key=f"calib-{ns}-{time.time_ns()}")
+            calib_future.result()
+        # Science: new files, plus ingested CCDs of the night that are not done.
+        targets: dict[tuple[int, int], Path] = {}
+        for p in science:
+            n = parse_raw_name(p.name)
+            targets[(expid_of_name(n.filefracday), n.ccdid)] = p
+        for relpath, expid, ccdid in self._ingested_science(date):
+            targets.setdefault((expid, ccdid), self.home.path(relpath))
+        futures = []
+        for (expid, ccdid), path in sorted(targets.items()):
+            is_new = path in arrival
+            if not is_new and not self.config.redo and self._ccd_done(jobs, expid, ccdid):
+                summary.skipped_done += 4
+                continue
+            f_ing = None
+            if is_new:
+                f_ing = self._submit(tasks.task_ingest, str(path),
+                                     key=f"ingest-{path.name}-{time.time_ns()}")
+                state.setdefault("ingest", []).append(f_ing)
+            state["first"].setdefault(expid, arrival.get(path, t0))
+            state["first"][expid] = min(state["first"][expid], arrival.get(path, t0))
+            futures += self._chain(path, f_ing, calib_future, state)
+        self._collect(futures, state, summary)
+        for f in state.get("ingest", []):
+            self._count_ingest(f.result(), summary)
+        if self.config.build_refs:
+            res = self._submit(tasks.task_refs, key=f"refs-{time.time_ns()}").result()
+            summary.refs_built = res["built"]
+        return self._finish(summary, state, t0)
+
+    def watch(self, idle: float | None = None, poll: float = 1.0,
+              stop: Callable[[], bool] | None = None) -> list[NightSummary]:
+        """Follow ``HOME/incoming``: process each raw file as it lands (ingest; calibration
+        frames build the night's calibrations when its first science file arrives; science
+        files run the chain). Returns one summary per night seen, after ``idle`` seconds
+        without a new file and with nothing running (or when ``stop()`` is true)."""
+        from distributed import as_completed
+
+        t0 = time.time()
+        seen: set[str] = set()
+        per_night: dict[str, NightSummary] = {}
+        states: dict[str, dict] = defaultdict(lambda: {"futures": {}, "exposures": set(),
+                                                       "first": {}, "last": {},
+                                                       "cal_seen": set()})
+        calib_ing: dict[str, list] = defaultdict(list)
+        calib_built: dict[str, Any] = {}
+        ac = as_completed([])
+        owner: dict[str, str] = {}
+        last_new = time.time()
+        while True:
+            new = sorted(p for p in self.home.incoming.glob("ztf_*.fits*") if p.name not in seen)
+            for p in new:
+                seen.add(p.name)
+                last_new = time.time()
+                n = parse_raw_name(p.name)
+                ns = _night_of_name(n.filefracday)
+                summ = per_night.setdefault(ns, NightSummary(ns, "watch"))
+                summ.files += 1
+                st = states[ns]
+                f_ing = self._submit(tasks.task_ingest, str(p),
+                                     key=f"ingest-{p.name}-{time.time_ns()}")
+                st.setdefault("ingest", []).append(f_ing)
+                if n.imgtypecode in CALIB_TYPES:
+                    calib_ing[ns].append(f_ing)
+                    continue
+                if n.imgtypecode != SCIENCE:
+                    continue
+                if ns not in calib_built and calib_ing[ns]:
+                    calib_built[ns] = self._submit(tasks.task_calibrations, ns, *calib_ing[ns],
+                                                   key=f"calib-{ns}-{time.time_ns()}")
+                expid = expid_of_name(n.filefracday)
+                st["first"].setdefault(expid, p.stat().st_mtime if p.exists() else time.time())
+                for pk in self._chain(p, f_ing, calib_built.get(ns), st):
+                    owner[pk.key] = ns
+                    ac.add(pk)
+            # Drain whatever finished.
+            for fut in list(_ready(ac)):
+                ns = owner.pop(fut.key)
+                self._collect([fut], states[ns], per_night[ns], ac=iter([fut]))
+            busy = bool(owner)
+            if stop is not None and stop() and not busy:
+                break
+            if idle is not None and not busy and time.time() - last_new >= idle:
+                break
+            time.sleep(poll)
+        out = []
+        for ns, summ in sorted(per_night.items()):
+            for f in states[ns].get("ingest", []):
+                self._count_ingest(f.result(), summ)
+            out.append(self._finish(summ, states[ns], t0))
+        return out
+
+    # -- helpers -------------------------------------------------------------------------
+    def _has_calib_frames(self, date: dt.date) -> bool:
+        from zsds.db.schema import Exposure, RawFile
+
+        with session(self.engine) as s:
+            return s.execute(select(RawFile.id).join(Exposure, Exposure.expid == RawFile.expid)
+                             .where(Exposure.night == date,
+                                    Exposure.imgtype.in_(["bias", "flat"]))).first() is not None
+
+    def _ingested_science(self, date: dt.date) -> list[tuple[str, int, int]]:
+        from zsds.instcal.run import science_files
+
+        return [(r[0], int(r[1]), int(r[2])) for r in science_files(self.engine, date)]
+
+    @staticmethod
+    def _count_ingest(res: dict, summary: NightSummary) -> None:
+        if res["status"] == "quarantined":
+            summary.quarantined += 1
+            summary.errors.append(res["message"])
+
+    def _finish(self, summary: NightSummary, state: dict, t0: float) -> NightSummary:
+        summary.wall_s = round(time.time() - t0, 3)
+        summary.exposures = len(state["exposures"])
+        lat = {str(e): state["last"][e] - state["first"].get(e, t0)
+               for e in state["last"]}
+        summary.latencies = {k: round(v, 3) for k, v in lat.items()}
+        if lat:
+            v = np.array(list(lat.values()))
+            summary.latency_p50_s = round(float(np.percentile(v, 50)), 3)
+            summary.latency_p90_s = round(float(np.percentile(v, 90)), 3)
+            summary.latency_p95_s = round(float(np.percentile(v, 95)), 3)
+            summary.latency_max_s = round(float(v.max()), 3)
+        if summary.wall_s > 0:
+            summary.quadrants_per_min = round(60.0 * summary.quadrants / summary.wall_s, 2)
+        try:
+            info = self.client.scheduler_info()
+            summary.workers = len(info.get("workers", {}))
+            peaks = self.client.run(_peak_rss_gb)
+            summary.peak_worker_memory_gb = round(max(peaks.values()), 3) if peaks else None
+        except Exception:  # the cluster may be shutting down; figures are optional
+            pass
+        store_summary(self.home, self.engine, summary)
+        return summary
+
+
+def _ready(ac) -> list:
+    """Futures of an ``as_completed`` that are already finished (non-blocking)."""
+    out = []
+    while True:
+        batch = ac.next_batch(block=False)
+        if not batch:
+            return out
+        out += batch
+
+
+def summary_path(home: Home, night: str, mode: str) -> Path:
+    return home.root / "logs" / f"night_{night.replace('-', '')}_{mode}.json"
+
+
+def store_summary(home: Home, engine: Engine, summary: NightSummary) -> Path:
+    """Write the summary as JSON under ``HOME/logs/`` and as a ``night_summaries`` row."""
+    path = summary_path(home, summary.night, summary.mode)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(asdict(summary), indent=1))
+    tmp.replace(path)
+    with session(engine) as s:
+        s.add(NightSummaryRecord(night=parse_night(summary.night), mode=summary.mode,
+                                 quadrants=summary.quadrants, failed=summary.failed,
+                                 alerts=summary.alerts, wall_s=summary.wall_s,
+                                 latency_p50_s=summary.latency_p50_s,
+                                 latency_p95_s=summary.latency_p95_s,
+                                 summary=asdict(summary)))
+    return path

@@ -1,0 +1,158 @@
+"""The units of work the executive hands to Dask workers.
+
+Each task takes only plain, picklable values (the home folder, the database URL, ids), opens what
+it needs in the worker process (one database engine per process and URL, cached), runs one
+pipeline step through the same functions the command line uses, and returns a small summary.
+Every step is idempotent, so Dask may retry a task (after a worker died) without duplicating
+products, rows or alerts, and each step records itself in the ``jobs`` table.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import time
+import traceback
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+
+from zsds.core.home import Home
+from zsds.db import connect, init_db
+from zsds.db.engine import session
+from zsds.db.schema import Job, QuadrantProduct
+
+__all__ = ["task_calibrate", "task_calibrations", "task_ingest", "task_packets", "task_refs",
+           "task_subtract"]
+
+
+@lru_cache(maxsize=8)
+def _engine(db_url: str) -> Engine:
+    engine = connect(db_url)
+    init_db(engine)
+    return engine
+
+
+def open_home(root: str, db_url: str) -> tuple[Home, Engine]:
+    """The home and its (per-process cached) database engine."""
+    return Home.resolve(root, db_url), _engine(db_url)
+
+
+def record_job(engine: Engine, stage: str, key: str, state: str, error: str | None = None,
+               inputs: dict | None = None) -> None:
+    """Create or update the ``jobs`` row of (stage, key); ``running`` counts an attempt."""
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    with session(engine) as s:
+        job = s.execute(select(Job).where(Job.stage == stage, Job.key == key)
+                        ).scalar_one_or_none()
+        if job is None:
+            job = Job(stage=stage, key=key, attempts=0)
+            s.add(job)
+        job.state = state
+        job.host = socket.gethostname()
+        if state == "running":
+            job.attempts = (job.attempts or 0) + 1
+            job.started_at, job.finished_at, job.error = now, None, None
+            if inputs is not None:
+                job.inputs = inputs
+        else:
+            job.finished_at = now
+            job.error = error
+
+
+def task_ingest(root: str, db_url: str, path: str) -> dict[str, Any]:
+    """Ingest one raw file (validate, archive or quarantine)."""
+    from zsds.ingest.core import ingest_file
+
+    home, engine = open_home(root, db_url)
+    t = time.perf_counter()
+    r = ingest_file(home, engine, path)
+    return {"file": r.file, "status": r.status, "message": r.message,
+            "seconds": time.perf_counter() - t, "done_at": time.time()}
+
+
+def task_calibrations(root: str, db_url: str, night: str) -> dict[str, Any]:
+    """Master biases and flats of a night (before its science)."""
+    from zsds.calib.build import build_calibrations
+
+    home, engine = open_home(root, db_url)
+    record_job(engine, "calib", night, "running", inputs={"night": night})
+    try:
+        res = build_calibrations(home, engine, night)
+    except Exception as exc:
+        record_job(engine, "calib", night, "failed", f"{type(exc).__name__}: {exc}")
+        raise
+    record_job(engine, "calib", night, "done")
+    return {"night": night, "products": len(res.products)}
+
+
+def task_calibrate(root: str, db_url: str, night: str, expid: int, ccdid: int,
+                   *_after: Any) -> list[dict[str, Any]]:
+    """Instrumental calibration of the four quadrants of one CCD of one exposure.
+
+    Extra positional arguments are upstream results (Dask dependencies) and are ignored.
+    """
+    from zsds.instcal.run import calibrate_night
+
+    home, engine = open_home(root, db_url)
+    t = time.perf_counter()
+    out = calibrate_night(home, engine, night, expid=expid, ccd=ccdid)
+    dt_s = time.perf_counter() - t
+    return [{"pid": o.pid, "ok": o.ok, "message": o.message, "seconds": dt_s / max(len(out), 1)}
+            for o in out]
+
+
+def task_subtract(root: str, db_url: str, pid: int, *_after: Any) -> dict[str, Any]:
+    """Subtraction, candidates, real-bogus and objects of one quadrant (if it has a reference)."""
+    from zsds.diffim.run import subtract_quadrant
+
+    home, engine = open_home(root, db_url)
+    with session(engine) as s:
+        row = s.execute(select(QuadrantProduct).where(
+            QuadrantProduct.pid == pid, QuadrantProduct.kind == "sciimg")).scalar_one_or_none()
+        if row is not None:
+            s.expunge(row)
+    if row is None:
+        return {"pid": pid, "ok": False, "state": "no-science", "message": "not calibrated"}
+    record_job(engine, "subtract", str(pid), "running", inputs={"sciimg": row.relpath})
+    t = time.perf_counter()
+    try:
+        out = subtract_quadrant(home, engine, row)
+    except Exception as exc:
+        msg = f"{type(exc).__name__}: {exc}"
+        record_job(engine, "subtract", str(pid), "failed",
+                   msg + "\n" + traceback.format_exc(limit=5))
+        return {"pid": pid, "ok": False, "state": "failed", "message": msg}
+    state = "done" if out.ok else "skipped"
+    record_job(engine, "subtract", str(pid), state, None if out.ok else out.message)
+    return {"pid": pid, "ok": out.ok, "state": state, "message": out.message,
+            "ncand": out.ncand, "npassed": out.npassed, "seconds": time.perf_counter() - t}
+
+
+def task_packets(root: str, db_url: str, night: str, pid: int, *_after: Any
+                 ) -> list[tuple[str, int, str, str, int]]:
+    """Build and archive the alert packets of one difference image (publishing is the
+    driver's: one idempotent producer session, and a dead worker cannot leave a packet sent
+    but unrecorded)."""
+    from zsds.alerts.send import make_packets
+
+    home, engine = open_home(root, db_url)
+    record_job(engine, "packets", str(pid), "running")
+    packets = make_packets(home, engine, night, pids=[pid])
+    record_job(engine, "packets", str(pid), "done")
+    return [(t, c, o, str(p), n) for t, c, o, p, n in packets]
+
+
+def task_refs(root: str, db_url: str, *_after: Any) -> dict[str, Any]:
+    """Build references wherever enough good epochs exist (end-of-night work)."""
+    from zsds.refs.run import build_references
+
+    home, engine = open_home(root, db_url)
+    record_job(engine, "refs", "all", "running")
+    out = build_references(home, engine)
+    record_job(engine, "refs", "all", "done")
+    return {"built": sum(o.ok for o in out), "skipped": sum(not o.ok for o in out),
+            "messages": [o.message for o in out if o.ok]}
+
