@@ -80,9 +80,14 @@ def simulate_calib_cmd(home, db_url, night, quad_size, ccds, seed, n_bias, n_fla
 )
 @click.option("--filters", default="r,g", show_default=True, help="filter cycle")
 @click.option("--no-asteroids", is_flag=True, help="leave out asteroids (faster)")
+@click.option("--realtime", is_flag=True,
+              help="deliver the exposures at the survey cadence (for `zsds night watch`)")
+@click.option("--speedup", type=click.FloatRange(min=0.01), default=1.0, show_default=True,
+              help="with --realtime: play the night this many times faster")
 @user_errors
 def simulate_night_cmd(
-    home, db_url, night, quad_size, ccds, seed, exposures, fields, filters, no_asteroids
+    home, db_url, night, quad_size, ccds, seed, exposures, fields, filters, no_asteroids,
+    realtime, speedup,
 ) -> None:
     """Write a night of science exposures into HOME/incoming (truth into HOME/truth)."""
     from zsds.sim.camera import SimConfig
@@ -105,6 +110,7 @@ def simulate_night_cmd(
             filters=filt,
             config=config,
             progress=update,
+            realtime_speedup=speedup if realtime else None,
         )
     fields_used = sorted({e.field for e in res.exposures})
     click.echo(

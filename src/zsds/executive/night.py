@@ -181,27 +181,34 @@ class Executive:
         with session(self.engine) as s:
             return {(j.stage, j.key): j.state for j in s.execute(select(Job)).scalars()}
 
-    def _ccd_done(self, jobs: dict, expid: int, ccdid: int) -> bool:
-        for q in (1, 2, 3, 4):
-            pid = str(pid_of(expid, ccdid, q))
-            if jobs.get(("subtract", pid)) not in ("done", "skipped"):
-                return False
-            if jobs.get(("subtract", pid)) == "done" and jobs.get(("packets", pid)) != "done":
-                return False
-        return True
+    @staticmethod
+    def _quadrant_done(jobs: dict, pid: int) -> bool:
+        """Subtracted and packaged, or finished without a reference."""
+        state = jobs.get(("subtract", str(pid)))
+        if state == "skipped":
+            return True
+        return state == "done" and jobs.get(("packets", str(pid))) == "done"
+
+    @staticmethod
+    def _calibrated(jobs: dict, pid: int) -> bool:
+        return jobs.get(("calibrate", str(pid))) == "done"
 
     # -- chains --------------------------------------------------------------------------
-    def _chain(self, path: Path, ingest_future, calib_future, state: dict) -> list:
-        """Submit calibrate -> subtract -> packets for one science CCD file."""
+    def _chain(self, path: Path, ingest_future, calib_future, state: dict,
+               quads: tuple[int, ...] = (1, 2, 3, 4), calibrate: bool = True) -> list:
+        """Submit calibrate -> subtract -> packets for (some quadrants of) one science CCD."""
         name = parse_raw_name(path.name)
         expid = expid_of_name(name.filefracday)
         night = _night_of_name(name.filefracday)
         tag = f"{expid}-c{name.ccdid:02d}"
         deps = [f for f in (ingest_future, calib_future) if f is not None]
-        cal = self._submit(tasks.task_calibrate, night, expid, name.ccdid, *deps,
-                           key=f"calibrate-{tag}-{time.time_ns()}")
+        if calibrate:
+            cal = self._submit(tasks.task_calibrate, night, expid, name.ccdid, *deps,
+                               key=f"calibrate-{tag}-{time.time_ns()}")
+        else:  # calibrated already: a placeholder result keeps the accounting uniform
+            cal = self.client.submit(list, key=f"calibrated-{tag}-{time.time_ns()}")
         out = []
-        for q in (1, 2, 3, 4):
+        for q in quads:
             pid = pid_of(expid, name.ccdid, q)
             sub = self._submit(tasks.task_subtract, pid, cal, key=f"subtract-{pid}-"
                                                                  f"{time.time_ns()}")
@@ -293,9 +300,16 @@ class Executive:
         futures = []
         for (expid, ccdid), path in sorted(targets.items()):
             is_new = path in arrival
-            if not is_new and not self.config.redo and self._ccd_done(jobs, expid, ccdid):
-                summary.skipped_done += 4
-                continue
+            pids = {q: pid_of(expid, ccdid, q) for q in (1, 2, 3, 4)}
+            quads: tuple[int, ...] = (1, 2, 3, 4)
+            calibrate = True
+            if not is_new and not self.config.redo:
+                # Resume: only the quadrants not finished; calibrate only if one needs it.
+                quads = tuple(q for q in quads if not self._quadrant_done(jobs, pids[q]))
+                summary.skipped_done += 4 - len(quads)
+                if not quads:
+                    continue
+                calibrate = not all(self._calibrated(jobs, pids[q]) for q in quads)
             f_ing = None
             if is_new:
                 f_ing = self._submit(tasks.task_ingest, str(path),
@@ -303,7 +317,7 @@ class Executive:
                 state.setdefault("ingest", []).append(f_ing)
             state["first"].setdefault(expid, arrival.get(path, t0))
             state["first"][expid] = min(state["first"][expid], arrival.get(path, t0))
-            futures += self._chain(path, f_ing, calib_future, state)
+            futures += self._chain(path, f_ing, calib_future, state, quads, calibrate)
         self._collect(futures, state, summary)
         for f in state.get("ingest", []):
             self._count_ingest(f.result(), summary)

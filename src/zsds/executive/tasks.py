@@ -14,6 +14,7 @@ import socket
 import time
 import traceback
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -68,7 +69,22 @@ def task_ingest(root: str, db_url: str, path: str) -> dict[str, Any]:
 
     home, engine = open_home(root, db_url)
     t = time.perf_counter()
-    r = ingest_file(home, engine, path)
+    p = Path(path)
+    if not p.exists():
+        # A retry after the worker died having already archived (or quarantined) the file.
+        from zsds.db.schema import Quarantine, RawFile
+
+        with session(engine) as s:
+            if s.execute(select(RawFile.id).where(RawFile.filename == p.name)).first():
+                return {"file": p.name, "status": "ingested", "seconds": 0.0,
+                        "message": f"{p.name}: already archived", "done_at": time.time()}
+            q = s.execute(select(Quarantine.message).where(Quarantine.filename == p.name)
+                          ).scalars().first()
+            if q is not None:
+                return {"file": p.name, "status": "quarantined", "message": q,
+                        "seconds": 0.0, "done_at": time.time()}
+        raise FileNotFoundError(f"{path}: raw file vanished before it was ingested")
+    r = ingest_file(home, engine, p)
     return {"file": r.file, "status": r.status, "message": r.message,
             "seconds": time.perf_counter() - t, "done_at": time.time()}
 

@@ -83,8 +83,18 @@ def simulate_exposures(
     config: SimConfig,
     ccds: list[int],
     progress: ProgressFn | None = None,
+    realtime_speedup: float | None = None,
 ) -> list[Path]:
-    """Simulate the given CCDs of the given exposures into ``home``; returns the raw files."""
+    """Simulate the given CCDs of the given exposures into ``home``; returns the raw files.
+
+    With ``realtime_speedup`` K, each exposure's files are written no earlier than its start
+    time relative to the first exposure divided by K (K = 1: the survey cadence, one exposure
+    every ~45 s), so ``zsds night watch`` sees a night arrive as the camera would deliver it.
+    """
+    import time
+
+    t_start = time.monotonic()
+    mjd0 = exposures[0].mjd if exposures else 0.0
     from zsds.sim.scene import exposure_scene, gather_scene
     from zsds.sky.model import SkyModel
     from zsds.sky.refcat import ensure_refcats
@@ -96,6 +106,10 @@ def simulate_exposures(
     done = 0
     asteroid_ids: set[str] = set()
     for exp in exposures:
+        if realtime_speedup:
+            wait = (exp.mjd - mjd0) * 86400.0 / realtime_speedup - (time.monotonic() - t_start)
+            if wait > 0:
+                time.sleep(wait)
         tdir = _truth_dir(home, exp)
         tdir.mkdir(parents=True, exist_ok=True)
         (tdir / "exposure.json").write_text(
@@ -209,14 +223,16 @@ def simulate_night(
     filters: tuple[str, ...] = ("r", "g"),
     config: SimConfig | None = None,
     progress: ProgressFn | None = None,
+    realtime_speedup: float | None = None,
 ) -> SimRunResult:
-    """Write a night of science exposures into ``home/incoming`` (truth into ``home/truth``)."""
+    """Write a night of science exposures into ``home/incoming`` (truth into ``home/truth``);
+    ``realtime_speedup`` paces them at the survey cadence divided by it."""
     date = parse_night(night)
     if config is None:
         config = SimConfig(quad_size=validate_quad_size(quad_size), seed=seed)
     ccd_list = validate_ccds(ccds)
     exposures = night_schedule(date, n_exposures, fields, filters, config.seed)
-    files = simulate_exposures(home, exposures, config, ccd_list, progress)
+    files = simulate_exposures(home, exposures, config, ccd_list, progress, realtime_speedup)
     ndir = _write_night_truth(home, date, exposures, "science")
     if config.asteroids:
         _write_asteroid_truth(ndir, exposures, config)
