@@ -222,3 +222,37 @@ def test_watch_follows_a_realtime_night(base, tmp_path):
     s = out[0]
     assert s.mode == "watch" and s.files == 3 and s.quadrants == 12 and s.failed == 0
     assert s.latency_max_s is not None and s.latency_max_s < 120
+
+
+def test_cli_night_run_and_status(base, tmp_path):
+    from click.testing import CliRunner
+
+    from zsds.cli.main import cli
+
+    home, _ = _copy(base, tmp_path / "c")
+    _night2(home)
+    r = CliRunner().invoke(cli, ["night", "run", "--home", str(home.root), "--night", N2,
+                                 "--workers", "2", "--no-refs"])
+    assert r.exit_code == 0, r.output
+    assert "12: 12 subtracted" in r.output
+    r = CliRunner().invoke(cli, ["status", "--home", str(home.root)])
+    assert r.exit_code == 0, r.output
+    assert "subtract" in r.output and "night 2026-11-21 batch: 12 quadrants" in r.output
+    r = CliRunner().invoke(cli, ["night", "run", "--home", str(home.root), "--night",
+                                 "2026-02-30"])
+    assert r.exit_code != 0 and "Traceback" not in r.output
+
+
+def test_demo(tmp_path):
+    """The README's main command: two small nights end to end, alerts archived."""
+    from click.testing import CliRunner
+
+    from zsds.cli.main import cli
+
+    r = CliRunner().invoke(cli, ["demo", "--home", str(tmp_path / "demo"), "--exposures", "2"])
+    assert r.exit_code == 0, r.output
+    home = Home.resolve(tmp_path / "demo")
+    assert list(home.alerts.rglob("*.avro"))
+    assert (home.root / "logs" / "night_20261121_batch.json").exists()
+    summary = json.loads((home.root / "logs" / "night_20261121_batch.json").read_text())
+    assert summary["subtracted"] == 8 and summary["failed"] == 0

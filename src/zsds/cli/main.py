@@ -193,7 +193,7 @@ def calibrate(home, db_url, night, expid, ccd, quad, no_cosmics) -> None:
     for o in outcomes:
         if not o.ok:
             click.echo(f"failed: {o.message}", err=True)
-    flagged = sum(1 for o in ok if o.result.infobits)
+    flagged = sum(1 for o in ok if o.infobits)
     click.echo(f"calibrate: {len(ok)} quadrants calibrated ({flagged} with INFOBITS set), "
                f"{len(outcomes) - len(ok)} failed")
 
@@ -315,59 +315,67 @@ def eval_refs(home, db_url, field) -> None:
 
 @cli.command()
 @home_option
-@click.option("--night", default="2026-11-20", show_default=True, help="UT date of the demo night")
-@click.option("--exposures", type=int, default=6, show_default=True)
+@click.option("--night", default="2026-11-20", show_default=True,
+              help="UT date of the reference night (the science night is the next one)")
+@click.option("--exposures", type=int, default=4, show_default=True,
+              help="science exposures on the second night")
+@click.option("--workers", type=int, default=None, help="local Dask workers (default: cores)")
 @user_errors
-def demo(home, db_url, night, exposures) -> None:
-    """Simulate a short night on small quadrants and run every pipeline that exists on it.
+def demo(home, db_url, night, exposures, workers) -> None:
+    """Simulate two short nights on small quadrants and run every pipeline on them.
 
-    Afternoon calibrations and science exposures (2 CCDs, 512 x 512 quadrants) are simulated,
-    ingested, turned into master biases and flats, and every science quadrant is
-    instrumentally calibrated; the quality is then measured against the simulator's truth.
-    Later stages (references, subtraction, alerts...) join as they land.
+    Night 1: afternoon calibrations and 16 epochs of one field (one CCD, 512 x 512
+    quadrants), run by the executive on a local Dask cluster: ingest, master bias and flats,
+    instrumental calibration, then references at the end of the night. Night 2: a few
+    exposures of the same field with transients, variable stars and asteroids, run the same
+    way: calibration, ZOGY subtraction, candidates, real-bogus, objects and alert packets in the
+    nightly archive. Prints where everything is and how to look at it.
     """
+    import datetime as dt
+
     import numpy as np
 
-    from zsds.calib.build import build_calibrations
-    from zsds.ingest import ingest_incoming
+    from zsds.cli.night_cmd import print_summary
+    from zsds.executive import ExecConfig, Executive
     from zsds.instcal.evaluate import evaluate_night
-    from zsds.instcal.run import calibrate_night
+    from zsds.sim.camera import SimConfig
     from zsds.sim.run import simulate_calib, simulate_night
 
     h = Home.resolve(home or "demo-home", db_url)
-    ccds = [1, 2]
+    night2 = (dt.date.fromisoformat(night) + dt.timedelta(days=1)).isoformat()
+    ccds, field = [6], 645
+    # Denser transients and asteroids than the sky's average, so a 0.04 deg^2 quadrant sees
+    # some in a few exposures.
+    cfg = SimConfig(quad_size=512, seed=1, transient_rate=300.0, asteroid_density=5.0)
+    engine = open_db(h)
+    summaries = []
     prog, update = progress_bar("demo")
     with prog:
-        cal = simulate_calib(h, night, 512, ccds, seed=1, n_bias=5, n_flat=3, filters=("g", "r"),
-                             progress=update)
-        sci = simulate_night(h, night, exposures, quad_size=512, ccds=ccds, seed=1,
-                             progress=update)
-        engine = open_db(h)
-        ingested = ingest_incoming(h, engine)
-        built = build_calibrations(h, engine, night)
-        outcomes = calibrate_night(h, engine, night, progress=update)
-    quality = evaluate_night(h, night)
-    ok = [o for o in outcomes if o.ok]
+        simulate_calib(h, night, 512, ccds, seed=1, n_bias=5, n_flat=3, filters=("r",),
+                       progress=update)
+        simulate_night(h, night, 16, [field], ccds=ccds, filters=("r",), config=cfg,
+                       progress=update)
+        with Executive(h, engine, ExecConfig(n_workers=workers), progress=update) as ex:
+            summaries.append(ex.run_night(night))
+            simulate_night(h, night2, exposures, [field], ccds=ccds, filters=("r",),
+                           config=SimConfig(**{**cfg.__dict__, "seed": 2}), progress=update)
+            summaries.append(ex.run_night(night2))
+    for s in summaries:
+        print_summary(s)
+    quality = evaluate_night(h, night2)
     console.print(f"[bold green]zsds demo[/] home: {h.root}")
-    console.print(f"  simulated             : {len(cal.raw_files)} calibration + "
-                  f"{len(sci.raw_files)} science raw files (truth in {sci.truth_dir})")
-    console.print(f"  ingested              : {sum(r.ok for r in ingested)} files -> {h.raw}")
-    console.print(f"  calibration products  : {len(built.products)} -> {h.products / 'cal'}")
-    console.print(f"  calibrated quadrants  : {len(ok)} of {len(outcomes)} -> "
-                  f"{h.products / 'sci'}")
     if len(quality):
         worst = np.maximum(quality.astrom_rms_ra, quality.astrom_rms_dec)
         console.print(f"  astrometric rms       : median {np.nanmedian(worst):.3f} arcsec/axis")
         console.print(f"  zero point vs truth   : median |error| "
                       f"{np.nanmedian(quality.zp_error.abs()):.4f} mag")
-        console.print(f"  completeness S/N>=10  : {np.nanmedian(quality.completeness):.3f}")
+    console.print(f"  raw archive           : {h.raw}")
+    console.print(f"  calibrated, references, difference images : {h.products}")
+    console.print(f"  alert packets         : {h.alerts}  (zsds alerts tail {h.alerts})")
+    console.print(f"  night summaries       : {h.root / 'logs'}  (zsds status --home {h.root})")
     console.print(f"  database              : {h.db_url}")
-    console.print(f"  quality report        : zsds eval calibrate --home {h.root} --night {night}")
-    click.echo(
-        "  inspect a product     : python -c \"from astropy.io import fits; "
-        f"fits.info('{next(iter(ok[0].products.values())) if ok else sci.raw_files[0]}')\"",
-        err=True,
-    )
+    console.print(f"  quality reports       : zsds eval calibrate --home {h.root} --night "
+                  f"{night2}; zsds eval subtract --home {h.root} --night {night2}")
 
 
 cli.add_command(subtract_cmd)

@@ -66,6 +66,7 @@ class QuadrantOutcome:
     message: str
     result: InstCalResult | None = None
     products: dict[str, Path] | None = None
+    infobits: int = 0
 
 
 def _load(path: Path) -> np.ndarray:
@@ -232,8 +233,13 @@ def calibrate_night(
     quad: int | None = None,
     config: InstCalConfig | None = None,
     progress: ProgressFn | None = None,
+    keep_results: bool = False,
 ) -> list[QuadrantOutcome]:
-    """Calibrate every (or the selected) science quadrant of a night."""
+    """Calibrate every (or the selected) science quadrant of a night.
+
+    The pixels of each calibrated quadrant are written and then released; ``keep_results``
+    keeps every :class:`InstCalResult` in the outcomes (tests; ~1 GB per full quadrant).
+    """
     config = config or InstCalConfig()
     date = parse_night(night)
     files = science_files(engine, date, expid, ccd)
@@ -269,7 +275,10 @@ def calibrate_night(
                 paths = write_products(home, qid, res)
                 _record(engine, home, qid, res, paths)
                 _job(engine, key, "done")
-                outcomes.append(QuadrantOutcome(qid.pid, True, "ok", res, paths))
+                outcomes.append(QuadrantOutcome(qid.pid, True, "ok",
+                                                res if keep_results else None, paths,
+                                                int(res.infobits)))
+                del res, image
             except Exception as exc:  # one quadrant's failure never stops the others
                 msg = f"{Path(relpath).name} q{q}: {type(exc).__name__}: {exc}"
                 _job(engine, key, "failed", msg + "\n" + traceback.format_exc(limit=5))
