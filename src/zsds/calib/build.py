@@ -51,14 +51,17 @@ class CalibBuildResult:
     skipped: list[str]
 
 
-def _raw_frames(home: Home, engine: Engine, night: dt.date, imgtype: str):
+def _raw_frames(home: Home, engine: Engine, night: dt.date, imgtype: str,
+                ccd: int | None = None):
     with session(engine) as s:
-        rows = s.execute(
+        q = (
             select(RawFile.relpath, RawFile.ccdid, Exposure.fid, Exposure.mjd)
             .join(Exposure, Exposure.expid == RawFile.expid)
             .where(Exposure.night == night, Exposure.imgtype == imgtype)
-            .order_by(Exposure.mjd)
-        ).all()
+        )
+        if ccd is not None:
+            q = q.where(RawFile.ccdid == ccd)
+        rows = s.execute(q.order_by(Exposure.mjd)).all()
     return [(home.path(r.relpath), r.ccdid, r.fid, r.mjd) for r in rows]
 
 
@@ -102,9 +105,12 @@ def _header(kind: str, nframes: int, night: dt.date, qa: dict) -> fits.Header:
 
 
 def build_calibrations(
-    home: Home, engine: Engine, night: str | dt.date, config: CalibBuildConfig = CalibBuildConfig()
+    home: Home, engine: Engine, night: str | dt.date, config: CalibBuildConfig = CalibBuildConfig(),
+    ccd: int | None = None,
 ) -> CalibBuildResult:
-    """Build master biases and high-frequency flats for a night from ingested raw frames.
+    """Build master biases and high-frequency flats for a night from ingested raw frames
+    (of one CCD if ``ccd`` is given: the executive builds one CCD per task, as the frames of a
+    CCD are held in memory together).
 
     Idempotent: products are rewritten in place (atomically) and their database rows updated.
     """
@@ -112,7 +118,7 @@ def build_calibrations(
     products: dict[tuple[str, str, int, int], Path] = {}
     skipped: list[str] = []
     biases: dict[tuple[int, int], list[np.ndarray]] = defaultdict(list)
-    for path, ccdid, _fid, _mjd in _raw_frames(home, engine, date, "bias"):
+    for path, ccdid, _fid, _mjd in _raw_frames(home, engine, date, "bias", ccd):
         raw = read_raw_ccd(path)
         for qid in (1, 2, 3, 4):
             biases[(ccdid, qid)].append(split_quadrant(raw, qid).data)
@@ -144,7 +150,7 @@ def build_calibrations(
             res.qa,
         )
     flats: dict[tuple[str, int, int], list[np.ndarray]] = defaultdict(list)
-    for path, ccdid, fid, _mjd in _raw_frames(home, engine, date, "dome"):
+    for path, ccdid, fid, _mjd in _raw_frames(home, engine, date, "dome", ccd):
         raw = read_raw_ccd(path)
         for qid in (1, 2, 3, 4):
             flats[(Filter(fid).code, ccdid, qid)].append(split_quadrant(raw, qid).data)

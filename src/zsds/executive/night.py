@@ -283,13 +283,16 @@ class Executive:
                                                               f"{time.time_ns()}")
                for p in calib}
         jobs = self._done_jobs()
-        calib_future = None
-        if calib or (self.config.redo and self._has_calib_frames(date)):
-            for f in ing.values():
-                self._count_ingest(f.result(), summary)
-            calib_future = self._submit(tasks.task_calibrations, ns,
-                                        key=f"calib-{ns}-{time.time_ns()}")
-            calib_future.result()
+        # Master bias and flats, one task per CCD (its frames are held in memory together);
+        # science of a CCD waits for its own.
+        calib_ccds = {parse_raw_name(p.name).ccdid for p in calib}
+        if not calib_ccds and self.config.redo:
+            calib_ccds = self._calib_ccds(date)
+        calib_futures = {
+            c: self._submit(tasks.task_calibrations, ns, c,
+                            *[f for p, f in ing.items() if parse_raw_name(p.name).ccdid == c],
+                            key=f"calib-{ns}-c{c:02d}-{time.time_ns()}")
+            for c in sorted(calib_ccds)}
         # Science: new files, plus ingested CCDs of the night that are not done.
         targets: dict[tuple[int, int], Path] = {}
         for p in science:
@@ -317,8 +320,11 @@ class Executive:
                 state.setdefault("ingest", []).append(f_ing)
             state["first"].setdefault(expid, arrival.get(path, t0))
             state["first"][expid] = min(state["first"][expid], arrival.get(path, t0))
-            futures += self._chain(path, f_ing, calib_future, state, quads, calibrate)
+            futures += self._chain(path, f_ing, calib_futures.get(ccdid), state, quads,
+                                   calibrate)
         self._collect(futures, state, summary)
+        for f in ing.values():
+            self._count_ingest(f.result(), summary)
         for f in state.get("ingest", []):
             self._count_ingest(f.result(), summary)
         if self.config.build_refs:
@@ -359,16 +365,19 @@ class Executive:
                                      key=f"ingest-{p.name}-{time.time_ns()}")
                 st.setdefault("ingest", []).append(f_ing)
                 if n.imgtypecode in CALIB_TYPES:
-                    calib_ing[ns].append(f_ing)
+                    calib_ing[(ns, n.ccdid)].append(f_ing)
                     continue
                 if n.imgtypecode != SCIENCE:
                     continue
-                if ns not in calib_built and calib_ing[ns]:
-                    calib_built[ns] = self._submit(tasks.task_calibrations, ns, *calib_ing[ns],
-                                                   key=f"calib-{ns}-{time.time_ns()}")
+                ck = (ns, n.ccdid)
+                if ck not in calib_built and calib_ing[ck]:
+                    calib_built[ck] = self._submit(tasks.task_calibrations, ns, n.ccdid,
+                                                   *calib_ing[ck],
+                                                   key=f"calib-{ns}-c{n.ccdid:02d}-"
+                                                       f"{time.time_ns()}")
                 expid = expid_of_name(n.filefracday)
                 st["first"].setdefault(expid, p.stat().st_mtime if p.exists() else time.time())
-                for pk in self._chain(p, f_ing, calib_built.get(ns), st):
+                for pk in self._chain(p, f_ing, calib_built.get(ck), st):
                     owner[pk.key] = ns
                     ac.add(pk)
             # Drain whatever finished.
@@ -389,13 +398,14 @@ class Executive:
         return out
 
     # -- helpers -------------------------------------------------------------------------
-    def _has_calib_frames(self, date: dt.date) -> bool:
+    def _calib_ccds(self, date: dt.date) -> set[int]:
+        """CCDs with ingested calibration frames on a night."""
         from zsds.db.schema import Exposure, RawFile
 
         with session(self.engine) as s:
-            return s.execute(select(RawFile.id).join(Exposure, Exposure.expid == RawFile.expid)
-                             .where(Exposure.night == date,
-                                    Exposure.imgtype.in_(["bias", "flat"]))).first() is not None
+            return set(s.execute(select(RawFile.ccdid).join(
+                Exposure, Exposure.expid == RawFile.expid).where(
+                Exposure.night == date, Exposure.imgtype.in_(["bias", "dome", "flat"]))).scalars())
 
     def _ingested_science(self, date: dt.date) -> list[tuple[str, int, int]]:
         from zsds.instcal.run import science_files

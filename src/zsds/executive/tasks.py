@@ -89,19 +89,21 @@ def task_ingest(root: str, db_url: str, path: str) -> dict[str, Any]:
             "seconds": time.perf_counter() - t, "done_at": time.time()}
 
 
-def task_calibrations(root: str, db_url: str, night: str) -> dict[str, Any]:
-    """Master biases and flats of a night (before its science)."""
+def task_calibrations(root: str, db_url: str, night: str, ccdid: int, *_after: Any
+                      ) -> dict[str, Any]:
+    """Master biases and flats of one CCD for a night (before its science)."""
     from zsds.calib.build import build_calibrations
 
     home, engine = open_home(root, db_url)
-    record_job(engine, "calib", night, "running", inputs={"night": night})
+    key = f"{night}-c{ccdid:02d}"
+    record_job(engine, "calib", key, "running", inputs={"night": night, "ccd": ccdid})
     try:
-        res = build_calibrations(home, engine, night)
+        res = build_calibrations(home, engine, night, ccd=ccdid)
     except Exception as exc:
-        record_job(engine, "calib", night, "failed", f"{type(exc).__name__}: {exc}")
+        record_job(engine, "calib", key, "failed", f"{type(exc).__name__}: {exc}")
         raise
-    record_job(engine, "calib", night, "done")
-    return {"night": night, "products": len(res.products)}
+    record_job(engine, "calib", key, "done")
+    return {"night": night, "ccd": ccdid, "products": len(res.products)}
 
 
 def task_calibrate(root: str, db_url: str, night: str, expid: int, ccdid: int,
