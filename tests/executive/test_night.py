@@ -256,3 +256,43 @@ def test_demo(tmp_path):
     assert (home.root / "logs" / "night_20261121_batch.json").exists()
     summary = json.loads((home.root / "logs" / "night_20261121_batch.json").read_text())
     assert summary["subtracted"] == 8 and summary["failed"] == 0
+
+
+def test_night_on_postgresql(tmp_path):
+    """The same executive with PostgreSQL as the metadata database (workers connect by URL)."""
+    import uuid
+
+    from sqlalchemy import text
+
+    from tests.db.conftest import PG_URL
+
+    try:
+        admin = connect(PG_URL, connect_args={"connect_timeout": 3})
+        with admin.connect() as conn:
+            conn.execute(text("select 1"))
+    except Exception as exc:
+        if os.environ.get("ZSDS_REQUIRE_PG"):
+            raise
+        pytest.skip(f"PostgreSQL unreachable: {exc}")
+    schema = f"zsds_exec_{uuid.uuid4().hex[:10]}"
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        url = f"{PG_URL}?options=-csearch_path%3D{schema}"
+        home = Home.resolve(tmp_path / "pg", url)
+        simulate_calib(home, N1, 256, [CCD], seed=2, n_bias=5, n_flat=3, filters=("r",))
+        simulate_night(home, N1, 2, [FIELD], 256, [CCD], seed=3, filters=("r",))
+        engine = connect(url)
+        init_db(engine)
+        with Executive(home, engine, ExecConfig(n_workers=2)) as ex:
+            s = ex.run_night(N1)
+        assert s.files == 10 and s.quadrants == 8 and s.failed == 0 and s.no_reference == 8
+        with session(engine) as ss:
+            states = dict(ss.execute(select(Job.stage, func.count()).where(
+                Job.state.in_(["done", "skipped"])).group_by(Job.stage)).all())
+        assert states["calibrate"] == 8 and states["subtract"] == 8 and states["calib"] == 1
+        engine.dispose()
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
