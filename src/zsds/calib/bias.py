@@ -48,13 +48,29 @@ class BiasResult:
 
 
 def clipped_stack(
-    frames: np.ndarray, sigma: float, maxiters: int
+    frames: np.ndarray, sigma: float, maxiters: int, block_rows: int = 256
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sigma-clipped mean, standard deviation (ddof 1) and count along axis 0.
 
     The clip uses the median and the MAD-based width, which, unlike the plain standard deviation,
-    can reject a single outlier among a handful of frames.
+    can reject a single outlier among a handful of frames. Every pixel is clipped on its own, so
+    the cube is processed in blocks of ``block_rows`` rows: astropy's masked-array clipping
+    makes several float64 copies of what it is given, which for a full quadrant stack would be
+    gigabytes.
     """
+    ny = frames.shape[1]
+    mean = np.empty(frames.shape[1:], np.float64)
+    std = np.empty(frames.shape[1:], np.float64)
+    n = np.empty(frames.shape[1:], np.int64)
+    for y0 in range(0, ny, block_rows):
+        sl = slice(y0, min(y0 + block_rows, ny))
+        mean[sl], std[sl], n[sl] = _clipped_block(frames[:, sl], sigma, maxiters)
+    return mean, std, n
+
+
+def _clipped_block(
+    frames: np.ndarray, sigma: float, maxiters: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     clipped = sigma_clip(
         frames, sigma=sigma, maxiters=maxiters, axis=0, cenfunc="median", stdfunc="mad_std"
     )

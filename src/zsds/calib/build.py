@@ -123,7 +123,8 @@ def build_calibrations(
         for qid in (1, 2, 3, 4):
             biases[(ccdid, qid)].append(split_quadrant(raw, qid).data)
     masters = {}
-    for (ccdid, qid), frames in sorted(biases.items()):
+    for ccdid, qid in sorted(biases):
+        frames = biases.pop((ccdid, qid))  # frees each quadrant's stack once used
         if len(frames) < config.min_bias:
             skipped.append(f"bias c{ccdid:02d} q{qid}: {len(frames)} frames")
             continue
@@ -154,7 +155,8 @@ def build_calibrations(
         raw = read_raw_ccd(path)
         for qid in (1, 2, 3, 4):
             flats[(Filter(fid).code, ccdid, qid)].append(split_quadrant(raw, qid).data)
-    for (fc, ccdid, qid), frames in sorted(flats.items()):
+    for fc, ccdid, qid in sorted(flats):
+        frames = flats.pop((fc, ccdid, qid))
         mb = masters.get((ccdid, qid))
         if mb is None or len(frames) < config.min_flat:
             skipped.append(

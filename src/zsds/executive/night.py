@@ -62,7 +62,9 @@ class ExecConfig:
     n_workers : int or None
         Worker processes of the local cluster (default: the machine's cores).
     memory_limit : str
-        Memory limit per local worker (a full-size quadrant job needs ~1.5 GB).
+        Memory limit per local worker: ``auto`` shares the machine's memory among the workers.
+        A full-size quadrant's calibration or subtraction peaks at ~1.5 GB; building one CCD's
+        master bias and flats (afternoon) at ~3.1 GB.
     kafka : str or None
         Kafka bootstrap server for the alerts (``None``: archive only).
     retries : int
@@ -75,7 +77,7 @@ class ExecConfig:
 
     scheduler: str | None = None
     n_workers: int | None = None
-    memory_limit: str = "4GB"
+    memory_limit: str = "auto"
     kafka: str | None = None
     retries: int = 2
     redo: bool = False
