@@ -36,6 +36,9 @@ def main() -> None:
     parser.add_argument("--home", default=None, help="home from bench_diffim.py (copied)")
     parser.add_argument("--exposures", type=int, default=4)
     parser.add_argument("--workers", type=int, default=os.cpu_count())
+    parser.add_argument("--realtime", action="store_true",
+                        help="deliver the exposures at the survey cadence (45 s) and follow them "
+                             "with `night watch` instead of queueing them all at once")
     args = parser.parse_args()
 
     import bench_diffim as bd
@@ -50,6 +53,7 @@ def main() -> None:
     if not any(src.rglob("*_refimg.fits")):
         bd.build_home(src, 16, 0)
     work = Path(tempfile.mkdtemp(prefix="zsds-bench-exec-run-")) / "home"
+    print(f"working copy: {work}")
     shutil.copytree(src, work, ignore=shutil.ignore_patterns("incoming", "alerts"))
     home = Home.resolve(work)
     engine = connect(home.db_url)
@@ -63,22 +67,37 @@ def main() -> None:
             ex.run_night(bd.NIGHT_REF)
         build_references(home, engine)
         print(f"prepared references of 4 quadrants in {time.perf_counter() - t:.0f} s")
-    t = time.perf_counter()
-    simulate_night(home, NIGHT, args.exposures, [bd.FIELD], None, [bd.CCD], seed=21,
-                   filters=("r",))
-    print(f"simulated {args.exposures} full-size exposures (1 CCD) in "
-          f"{time.perf_counter() - t:.0f} s")
-    with Executive(home, engine, ExecConfig(n_workers=args.workers, build_refs=False)) as ex:
-        s = ex.run_night(NIGHT)
+    night = "2026-11-23" if args.realtime else NIGHT
+    cfg = ExecConfig(n_workers=args.workers, build_refs=False)
+    if args.realtime:
+        import threading
+
+        sim = threading.Thread(target=simulate_night, args=(
+            home, night, args.exposures, [bd.FIELD], None, [bd.CCD]),
+            kwargs={"seed": 22, "filters": ("r",), "realtime_speedup": 1.0})
+        with Executive(home, engine, cfg) as ex:
+            sim.start()
+            s = ex.watch(idle=60.0, poll=0.5)[0]
+        sim.join()
+        print(f"real time: {args.exposures} exposures delivered every ~45 s, followed by "
+              "`night watch` (latency = raw file written -> last packet archived)")
+    else:
+        t = time.perf_counter()
+        simulate_night(home, night, args.exposures, [bd.FIELD], None, [bd.CCD], seed=21,
+                       filters=("r",))
+        print(f"simulated {args.exposures} full-size exposures (1 CCD) in "
+              f"{time.perf_counter() - t:.0f} s")
+        with Executive(home, engine, cfg) as ex:
+            s = ex.run_night(night)
     cores = max(s.workers, 1)
     qpm_core = s.quadrants_per_min / cores
-    print(f"night {NIGHT}: {s.quadrants} full-size quadrants ({s.subtracted} subtracted, "
+    print(f"night {night}: {s.quadrants} full-size quadrants ({s.subtracted} subtracted, "
           f"{s.failed} failed) in {s.wall_s:.0f} s on {cores} single-threaded workers")
     print(f"  throughput        {s.quadrants_per_min:.2f} quadrants/min = {qpm_core:.2f} "
           "quadrants/min/core (ingest + calibration + subtraction + packets)")
     print(f"  latency           p50 {s.latency_p50_s:.0f} s, p90 {s.latency_p90_s:.0f} s, "
           f"p95 {s.latency_p95_s:.0f} s, max {s.latency_max_s:.0f} s per exposure "
-          f"(all exposures queued at once)")
+          + ("" if args.realtime else "(all exposures queued at once)"))
     print(f"  peak memory       {s.peak_worker_memory_gb:.2f} GB per worker")
     print(f"  candidates/alerts {s.candidates} / {s.alerts}")
     if qpm_core > 0:
