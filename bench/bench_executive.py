@@ -100,7 +100,7 @@ def main() -> None:
           + ("" if args.realtime else "(all exposures queued at once)"))
     print(f"  peak memory       {s.peak_worker_memory_gb:.2f} GB per worker")
     print(f"  candidates/alerts {s.candidates} / {s.alerts}")
-    if qpm_core > 0:
+    if qpm_core > 0 and not args.realtime:  # in real time the arrival rate bounds throughput
         print(f"  cores needed for ZTF's {ZTF_QUADRANTS_PER_MIN:.0f} quadrants/min: "
               f"{ZTF_QUADRANTS_PER_MIN / qpm_core:.0f} (original system: 553)")
 
