@@ -209,17 +209,22 @@ def tail_files(
     """
     sink = _Sink(out, table)
     for label, payload in iter_archive(paths):
-        try:
-            records, writer = decode_alert_packet(payload)
-        except Exception as exc:  # fastavro raises several types for corrupt data
-            if errors is None:
-                raise ValueError(f"{label}: not a readable alert packet ({exc})") from exc
-            errors(f"{label}: {exc}")
-            continue
-        for record in records:
-            sink.add(record, _version(writer))
+        _show(sink, label, payload, errors)
     sink.close()
     return sink.count
+
+
+def _show(sink: _Sink, label: str, payload: bytes, errors: Callable[[str], Any] | None) -> None:
+    """Decode one packet into the sink; a corrupt one raises, or goes to ``errors``."""
+    try:
+        records, writer = decode_alert_packet(payload)
+    except Exception as exc:  # fastavro raises several types for corrupt data
+        if errors is None:
+            raise ValueError(f"{label}: not a readable alert packet ({exc})") from exc
+        errors(f"{label}: {exc}")
+        return
+    for record in records:
+        sink.add(record, _version(writer))
 
 
 def tail_kafka(
@@ -252,15 +257,6 @@ def tail_kafka(
         from_beginning=from_beginning,
         commit=commit,
     ):
-        label = f"{msg.topic}[{msg.partition}]@{msg.offset}"
-        try:
-            records, writer = decode_alert_packet(msg.value)
-        except Exception as exc:  # fastavro raises several types for corrupt data
-            if errors is None:
-                raise ValueError(f"{label}: not a readable alert packet ({exc})") from exc
-            errors(f"{label}: {exc}")
-            continue
-        for record in records:
-            sink.add(record, _version(writer))
+        _show(sink, f"{msg.topic}[{msg.partition}]@{msg.offset}", msg.value, errors)
     sink.close()
     return sink.count

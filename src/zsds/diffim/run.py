@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import socket
 import time
 import warnings
 from collections.abc import Callable
@@ -38,13 +37,13 @@ from zsds.core.image import QuadrantImage
 from zsds.core.instrument import PIXEL_SCALE
 from zsds.core.naming import mjd_to_jd, nid_of, parse_night
 from zsds.db.engine import session
+from zsds.db.jobs import record_job
 from zsds.db.schema import (
     AlertRecord,
     AstroObject,
     Candidate,
     DiffImageRecord,
     Exposure,
-    Job,
     QuadrantProduct,
     Reference,
 )
@@ -321,22 +320,7 @@ def read_cutouts(path: Path) -> dict[int, dict[str, np.ndarray]]:
 
 def _job(engine: Engine, key: str, state: str, error: str | None = None,
          inputs: dict | None = None) -> None:
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    with session(engine) as s:
-        job = s.execute(select(Job).where(Job.stage == "subtract", Job.key == key)
-                        ).scalar_one_or_none()
-        if job is None:
-            job = Job(stage="subtract", key=key, attempts=0)
-            s.add(job)
-        job.state = state
-        job.host = socket.gethostname()
-        if state == "running":
-            job.attempts = (job.attempts or 0) + 1
-            job.started_at, job.finished_at, job.error = now, None, None
-            job.inputs = inputs
-        else:
-            job.finished_at = now
-            job.error = error
+    record_job(engine, "subtract", key, state, error, inputs)
 
 
 def subtract_quadrant(home: Home, engine: Engine, sciimg: QuadrantProduct,

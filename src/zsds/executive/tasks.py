@@ -9,8 +9,6 @@ products, rows or alerts, and each step records itself in the ``jobs`` table.
 
 from __future__ import annotations
 
-import datetime as dt
-import socket
 import time
 import traceback
 from functools import lru_cache
@@ -23,7 +21,8 @@ from sqlalchemy.engine import Engine
 from zsds.core.home import Home
 from zsds.db import connect, init_db
 from zsds.db.engine import session
-from zsds.db.schema import Job, QuadrantProduct
+from zsds.db.jobs import record_job
+from zsds.db.schema import QuadrantProduct
 
 __all__ = ["task_calibrate", "task_calibrations", "task_ingest", "task_packets", "task_refs",
            "task_subtract"]
@@ -39,28 +38,6 @@ def _engine(db_url: str) -> Engine:
 def open_home(root: str, db_url: str) -> tuple[Home, Engine]:
     """The home and its (per-process cached) database engine."""
     return Home.resolve(root, db_url), _engine(db_url)
-
-
-def record_job(engine: Engine, stage: str, key: str, state: str, error: str | None = None,
-               inputs: dict | None = None) -> None:
-    """Create or update the ``jobs`` row of (stage, key); ``running`` counts an attempt."""
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    with session(engine) as s:
-        job = s.execute(select(Job).where(Job.stage == stage, Job.key == key)
-                        ).scalar_one_or_none()
-        if job is None:
-            job = Job(stage=stage, key=key, attempts=0)
-            s.add(job)
-        job.state = state
-        job.host = socket.gethostname()
-        if state == "running":
-            job.attempts = (job.attempts or 0) + 1
-            job.started_at, job.finished_at, job.error = now, None, None
-            if inputs is not None:
-                job.inputs = inputs
-        else:
-            job.finished_at = now
-            job.error = error
 
 
 def task_ingest(root: str, db_url: str, path: str) -> dict[str, Any]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import platform
-import socket
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +29,8 @@ from zsds.core.image import QuadrantId
 from zsds.core.instrument import Filter
 from zsds.core.naming import BIAS_CODE, parse_night, static_cal_product
 from zsds.db.engine import session
-from zsds.db.schema import Exposure, Job, QAMetric, QuadrantProduct, RawFile
+from zsds.db.jobs import record_job
+from zsds.db.schema import Exposure, QAMetric, QuadrantProduct, RawFile
 from zsds.instcal.stage import CalibrationFrames, InstCalConfig, InstCalResult, calibrate_quadrant
 from zsds.io.fitsio import write_hdul, write_image, write_table
 from zsds.sky.refcat import RefCatalog
@@ -191,22 +191,7 @@ def _f(v) -> float | None:
 
 def _job(engine: Engine, key: str, state: str, error: str | None = None,
          inputs: dict | None = None) -> None:
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    with session(engine) as s:
-        job = s.execute(select(Job).where(Job.stage == "calibrate", Job.key == key)
-                        ).scalar_one_or_none()
-        if job is None:
-            job = Job(stage="calibrate", key=key, attempts=0)
-            s.add(job)
-        job.state = state
-        job.host = socket.gethostname()
-        if state == "running":
-            job.attempts = (job.attempts or 0) + 1
-            job.started_at, job.finished_at, job.error = now, None, None
-            job.inputs = inputs
-        else:
-            job.finished_at = now
-            job.error = error
+    record_job(engine, "calibrate", key, state, error, inputs)
 
 
 def science_files(engine: Engine, night: dt.date, expid: int | None = None,
