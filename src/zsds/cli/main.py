@@ -23,6 +23,7 @@ from zsds.cli.common import (
     user_errors,
 )
 from zsds.cli.diffim_cmd import eval_subtract, rb, subtract_cmd
+from zsds.cli.lightcurves_cmd import eval_lightcurves, lightcurves, simulate_survey_cmd
 from zsds.cli.night_cmd import night, status
 from zsds.cli.send_cmd import alerts_send
 from zsds.core.home import Home
@@ -385,6 +386,9 @@ cli.add_command(alerts)
 cli.add_command(night)
 cli.add_command(status)
 evaluate.add_command(eval_subtract)
+evaluate.add_command(eval_lightcurves)
+cli.add_command(lightcurves)
+simulate.add_command(simulate_survey_cmd)
 
 if __name__ == "__main__":  # pragma: no cover
     cli()

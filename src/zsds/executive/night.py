@@ -334,6 +334,33 @@ class Executive:
             summary.refs_built = res["built"]
         return self._finish(summary, state, t0)
 
+    def build_lightcurves(self, fields: list[int] | None = None, features: bool = True
+                          ) -> list[dict[str, Any]]:
+        """Build the light curves of every field/quadrant/filter with a reference (one Dask
+        task each), then the HATS objects catalogue. Returns one result per unit (failed
+        units carry ``error``; one failure never stops the others)."""
+        from distributed import as_completed
+
+        from zsds.lightcurves.build import find_units, write_objects_catalog
+
+        units = find_units(self.engine, fields)
+        futs = {self.client.submit(tasks.task_lightcurves, *self._args, u.field, u.ccdid,
+                                   u.qid, u.fid, features,
+                                   key=f"lc-{u.field}-{u.ccdid}-{u.qid}-{u.fid}-"
+                                       f"{time.time_ns()}", pure=False,
+                                   retries=self.config.retries): u for u in units}
+        out = []
+        for done, fut in enumerate(as_completed(futs), 1):
+            try:
+                out.append(fut.result())
+            except Exception as exc:  # reported per unit, recorded in the jobs table
+                out.append({"unit": str(futs[fut]), "error": f"{type(exc).__name__}: {exc}"})
+            if self.progress:
+                self.progress(str(futs[fut]), done, len(futs))
+        if any("error" not in r for r in out):
+            write_objects_catalog(self.home)
+        return sorted(out, key=lambda r: r["unit"])
+
     def watch(self, idle: float | None = None, poll: float = 1.0,
               stop: Callable[[], bool] | None = None) -> list[NightSummary]:
         """Follow ``HOME/incoming``: process each raw file as it lands (ingest; calibration

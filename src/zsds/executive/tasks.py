@@ -140,14 +140,34 @@ def task_packets(root: str, db_url: str, night: str, pid: int, *_after: Any
     return [(t, c, o, str(p), n) for t, c, o, p, n in packets]
 
 
-def task_refs(root: str, db_url: str, *_after: Any) -> dict[str, Any]:
-    """Build references wherever enough good epochs exist (end-of-night work)."""
+def task_refs(root: str, db_url: str, *_after: Any, only_missing: bool = True
+              ) -> dict[str, Any]:
+    """Build references where none exists and enough good epochs do (end-of-night work)."""
     from zsds.refs.run import build_references
 
     home, engine = open_home(root, db_url)
     record_job(engine, "refs", "all", "running")
-    out = build_references(home, engine)
+    out = build_references(home, engine, only_missing=only_missing)
     record_job(engine, "refs", "all", "done")
-    return {"built": sum(o.ok for o in out), "skipped": sum(not o.ok for o in out),
-            "messages": [o.message for o in out if o.ok]}
+    built = [o for o in out if o.ok and o.paths]
+    return {"built": len(built), "skipped": len(out) - len(built),
+            "messages": [o.message for o in built]}
 
+
+
+def task_lightcurves(root: str, db_url: str, field: int, ccdid: int, qid: int, fid: int,
+                     features: bool = True) -> dict[str, Any]:
+    """Match, refine and store the light curves of one field/quadrant/filter."""
+    from zsds.lightcurves.build import LightCurveConfig, Unit, build_unit
+
+    home, engine = open_home(root, db_url)
+    unit = Unit(field, ccdid, qid, fid)
+    key = f"{field}-{ccdid}-{qid}-{fid}"
+    record_job(engine, "lightcurves", key, "running")
+    try:
+        out = build_unit(home, engine, unit, LightCurveConfig(features=features))
+    except Exception as exc:
+        record_job(engine, "lightcurves", key, "failed", f"{type(exc).__name__}: {exc}")
+        raise
+    record_job(engine, "lightcurves", key, "done")
+    return out

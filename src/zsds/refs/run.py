@@ -440,6 +440,7 @@ def build_references(
     filt: Filter | str | int | None = None,
     config: RefBuildConfig | None = None,
     progress: ProgressFn | None = None,
+    only_missing: bool = False,
 ) -> list[RefOutcome]:
     """Build (or confirm up to date) the references of every selected quadrant and filter.
 
@@ -454,6 +455,10 @@ def build_references(
         Restrict to one filter (``"r"``, ``"zr"``, fid...).
     config : RefBuildConfig, optional
     progress : callable(label, done, total), optional
+    only_missing : bool
+        Build only where no reference exists yet (the executive's nightly policy: a
+        reference is a long-lived product that light curves and subtractions are tied to;
+        a new version is made on request, ``zsds refs build``).
 
     Returns
     -------
@@ -467,6 +472,10 @@ def build_references(
     groups = _groups(engine, field, ccd, quad, fid)
     outcomes: list[RefOutcome] = []
     for i, (key, rows) in enumerate(sorted(groups.items())):
+        if only_missing and (latest := _latest(engine, key)) is not None:
+            outcomes.append(RefOutcome(*key, True, f"exists (version {latest.version})",
+                                       latest.rfid, latest.version, {}))
+            continue
         try:
             outcomes.append(_build_one(home, engine, key, rows, cfg))
         except Exception as exc:  # one quadrant's failure never stops the others

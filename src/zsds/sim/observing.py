@@ -280,3 +280,42 @@ def calibration_schedule(
         for _ in range(n_flat):
             add("flat", f, 10.0)
     return exposures
+
+
+def survey_schedule(
+    start: str | dt.date,
+    n_nights: int,
+    span_days: int,
+    field: int,
+    filt: str = "r",
+    seed: int = 1,
+    max_airmass: float = 1.8,
+) -> list[Exposure]:
+    """One exposure of ``field`` on each of ``n_nights`` nights drawn from ``span_days``.
+
+    For light curves: the nights are a random subset of the span (as weather and the survey's
+    field rotation give) and each exposure is taken at a random time while the field is
+    above ``max_airmass``, so that periods near one day are not aliased by a fixed time of
+    night. Deterministic in the arguments.
+
+    Raises
+    ------
+    ValueError
+        More nights than the span holds, or the field never rises above ``max_airmass``.
+    """
+    d0 = parse_night(start)
+    if not 1 <= n_nights <= span_days:
+        raise ValueError(f"need 1 <= n_nights <= span_days, got {n_nights}, {span_days}")
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 77, field, nid_of(d0)]))
+    offsets = np.sort(rng.choice(span_days, n_nights, replace=False))
+    out = []
+    for off in offsets:
+        night = d0 + dt.timedelta(days=int(off))
+        start_mjd, end_mjd = night_window(night)
+        n_fit = int((end_mjd - start_mjd) * 86400.0 / CADENCE) - 2
+        sched = night_schedule(night, n_fit, [field], (filt,), seed)
+        ok = [e for e in sched if e.airmass <= max_airmass]
+        if not ok:
+            raise ValueError(f"field {field} is never above airmass {max_airmass} on {night}")
+        out.append(ok[int(rng.integers(len(ok)))])
+    return out
