@@ -23,6 +23,8 @@ from zsds.db.schema import (
     Base,
     Candidate,
     DiffImageRecord,
+    LightCurveObject,
+    MatchfileRecord,
     NightSummaryRecord,
     ObjectCounter,
     Reference,
@@ -33,11 +35,12 @@ from zsds.db.schema import (
 _V2_TABLES = (Reference,)
 _V3_TABLES = (DiffImageRecord, Candidate, AstroObject, ObjectCounter, AlertRecord)
 _V4_TABLES = (NightSummaryRecord,)
+_V5_TABLES = (LightCurveObject, MatchfileRecord)
 
 
 def _v1(conn: Connection) -> None:
     """Version 1: the initial schema (every table but those added by later versions)."""
-    later = {t.__tablename__ for t in (*_V2_TABLES, *_V3_TABLES, *_V4_TABLES)}
+    later = {t.__tablename__ for t in (*_V2_TABLES, *_V3_TABLES, *_V4_TABLES, *_V5_TABLES)}
     Base.metadata.create_all(conn, tables=[t for t in Base.metadata.sorted_tables
                                            if t.name not in later])
 
@@ -58,9 +61,15 @@ def _v4(conn: Connection) -> None:
     NightSummaryRecord.__table__.create(conn, checkfirst=True)
 
 
+def _v5(conn: Connection) -> None:
+    """Version 5: ``lc_objects`` and ``matchfiles`` (light curves, pipeline 8)."""
+    for t in _V5_TABLES:
+        t.__table__.create(conn, checkfirst=True)
+
+
 #: Ordered migrations; entry ``i`` brings the schema from version ``i`` to ``i + 1``.
 #: Append new ones (never edit old ones) and keep :mod:`zsds.db.schema` at the latest version.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -21,6 +21,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -335,3 +336,69 @@ class NightSummaryRecord(Base):
     latency_p95_s: Mapped[float | None] = mapped_column(Float)
     summary: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class LightCurveObject(Base):
+    """One light-curve object of a matchfile, by ZTF DR ``oid`` (schema v5).
+
+    The searchable summary of pipeline 8: position, identifiers and the headline metrics of
+    one object of one field/CCD-quadrant/filter (the full set stays in the matchfile).
+    ``healpix29`` is the HEALPix nested order-29 index of (``ra``, ``dec``), the column HATS
+    catalogues call ``_healpix_29``; cone searches read it through its B-tree index as a few
+    index ranges (see :mod:`zsds.lightcurves.search`).
+    """
+
+    __tablename__ = "lc_objects"
+    __table_args__ = (Index("ix_lc_objects_quadrant", "field", "rcid", "fid"),)
+
+    # INTEGER (not BIGINT) on SQLite makes the key the rowid (64-bit there): one B-tree less,
+    # and ON CONFLICT(oid) probes the table itself.
+    oid: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                     primary_key=True, autoincrement=False)
+    field: Mapped[int] = mapped_column(Integer)
+    rcid: Mapped[int] = mapped_column(Integer)
+    ccdid: Mapped[int] = mapped_column(Integer)
+    qid: Mapped[int] = mapped_column(Integer)
+    fid: Mapped[int] = mapped_column(Integer)
+    matchid: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[int] = mapped_column(SmallInteger)  # 0: reference-catalogue source, 1: transient
+    ra: Mapped[float] = mapped_column(Float)
+    dec: Mapped[float] = mapped_column(Float)
+    healpix29: Mapped[int] = mapped_column(BigInteger, index=True)
+    refmag: Mapped[float | None] = mapped_column(Float)
+    medianmag: Mapped[float | None] = mapped_column(Float)
+    meanmag: Mapped[float | None] = mapped_column(Float)
+    magrms: Mapped[float | None] = mapped_column(Float)
+    chisq: Mapped[float | None] = mapped_column(Float)
+    stetsonj: Mapped[float | None] = mapped_column(Float)
+    vonneumannratio: Mapped[float | None] = mapped_column(Float)
+    period: Mapped[float | None] = mapped_column(Float)
+    periodpower: Mapped[float | None] = mapped_column(Float)
+    amplitude: Mapped[float | None] = mapped_column(Float)
+    nobs: Mapped[int | None] = mapped_column(Integer)
+    ngoodobs: Mapped[int | None] = mapped_column(Integer)
+    mjdmin: Mapped[float | None] = mapped_column(Float)
+    mjdmax: Mapped[float | None] = mapped_column(Float)
+    matchfile: Mapped[str | None] = mapped_column(String(255))  # relative to the home
+
+
+class MatchfileRecord(Base):
+    """One matchfile (field, CCD quadrant, filter) built by pipeline 8 (schema v5)."""
+
+    __tablename__ = "matchfiles"
+    __table_args__ = (UniqueConstraint("field", "rcid", "fid", name="uq_matchfiles_quadrant"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    field: Mapped[int] = mapped_column(Integer)
+    rcid: Mapped[int] = mapped_column(Integer)
+    ccdid: Mapped[int] = mapped_column(Integer)
+    qid: Mapped[int] = mapped_column(Integer)
+    fid: Mapped[int] = mapped_column(Integer)
+    path: Mapped[str] = mapped_column(String(255))  # relative to the home
+    nexposures: Mapped[int] = mapped_column(Integer)
+    nsources: Mapped[int] = mapped_column(Integer)
+    ntransients: Mapped[int] = mapped_column(Integer)
+    npoints: Mapped[int] = mapped_column(Integer)
+    reference_pid: Mapped[int | None] = mapped_column(BigInteger)
+    built_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    qa: Mapped[dict[str, Any] | None] = mapped_column(JSON)

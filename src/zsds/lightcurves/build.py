@@ -224,8 +224,9 @@ def _catflags(flags: np.ndarray) -> np.ndarray:
 
 
 def _objects(ids: np.ndarray, det: pd.DataFrame, matchid: np.ndarray, epochs: np.ndarray,
-             mag: np.ndarray, good: np.ndarray, config: LightCurveConfig) -> np.ndarray:
-    """IPAC object rows (metrics, mean positions) for ``ids``."""
+             mag: np.ndarray, good: np.ndarray, config: LightCurveConfig
+             ) -> tuple[np.ndarray, pd.DataFrame | None]:
+    """IPAC object rows (metrics, mean positions) and the features of ``ids`` (sorted)."""
     sel = np.isin(matchid, ids)
     out = np.zeros(len(ids), SOURCES_DTYPE)
     out["matchid"] = ids
@@ -310,8 +311,8 @@ def assemble(unit: Unit, ref: Reference, refcat: pd.DataFrame, refhdr: fits.Head
 
     # Relative refinement on the reference sources only (transients are not anchors).
     src = res.is_source
-    idx_of = {int(i): k for k, i in enumerate(ref_ids)}
-    obj_index = np.array([idx_of[int(m)] for m in matchid[src]], np.int64)
+    sorter = np.argsort(ref_ids)
+    obj_index = sorter[np.searchsorted(ref_ids, matchid[src], sorter=sorter)]
     ref_fit = refine_zeropoints(obj_index, ep_idx[src], raw[src], sig[src], clean[src],
                                 len(exp), det["snr"].to_numpy(float)[src] if len(det)
                                 else None, cfg.refine)

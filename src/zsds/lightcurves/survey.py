@@ -51,7 +51,7 @@ class SurveyConfig:
     ref_epochs: int = 15
     n_nights: int = 30
     span_days: int = 60
-    calib_every_days: int = 12
+    calib_every_days: int = 7
     seed: int = 1
     filt: str = "r"
 
