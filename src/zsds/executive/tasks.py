@@ -149,7 +149,7 @@ def task_refs(root: str, db_url: str, *_after: Any, only_missing: bool = True
     record_job(engine, "refs", "all", "running")
     out = build_references(home, engine, only_missing=only_missing)
     record_job(engine, "refs", "all", "done")
-    built = [o for o in out if o.ok and o.paths]
+    built = [o for o in out if o.ok and o.products]
     return {"built": len(built), "skipped": len(out) - len(built),
             "messages": [o.message for o in built]}
 
