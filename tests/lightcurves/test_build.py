@@ -1,7 +1,8 @@
 """Light curves end to end on a small simulated survey run by the executive.
 
-One CCD of 256 x 256 quadrants: 15 reference epochs on night 0, then one exposure on each of
-15 nights over 30 days (30 epochs per light curve). Built once per module (~2 min).
+One CCD of 512 x 512 quadrants (256 px hold too few stars for the astrometry): 15 reference
+epochs on night 0, then one exposure on each of 15 nights over 30 days (30 epochs per light
+curve). Built once per module (~4 min).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from zsds.lightcurves.model import TRANSIENT_MATCHID0
 from zsds.lightcurves.query import IRSA_LC_COLUMNS, find_objects, lightcurve_table
 from zsds.lightcurves.survey import SurveyConfig, simulate_survey
 
-SURVEY = SurveyConfig(start="2026-09-10", field=645, ccds=(6,), quad_size=256, ref_epochs=15,
+SURVEY = SurveyConfig(start="2026-09-10", field=645, ccds=(6,), quad_size=512, ref_epochs=15,
                       n_nights=15, span_days=30, seed=1)
 
 
@@ -188,3 +189,17 @@ def test_build_on_postgresql(survey_home: Path, tmp_path: Path) -> None:
         assert int(objs["oid"].iloc[0]) == int(ms.sources["oid"][i])
     finally:
         gen.close()
+
+
+def test_period_recovery_at_the_survey_cadence(built) -> None:
+    """Injected sky-model variables at the pipeline's cadence (30 epochs) and errors: the
+    periodogram finds >= 90% of the sinusoidal and RR Lyrae-like periods. Narrow-eclipse
+    binaries are reported, not asserted: with ~3 points in eclipse the period is ambiguous."""
+    from zsds.lightcurves.evaluate import period_recovery_home
+
+    home, engine = built
+    rec = period_recovery_home(home, engine, n_per_type=150)
+    assert rec is not None and rec.n_epochs >= 29
+    assert rec.recovered["sinusoid"] >= 0.9
+    assert rec.recovered["rrlyrae"] >= 0.9
+    assert 0.0 <= rec.recovered["eclipsing"] <= 1.0

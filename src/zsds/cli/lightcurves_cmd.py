@@ -151,7 +151,16 @@ def eval_lightcurves(home, db_url, min_epochs, min_amp, bright_snr, plot) -> Non
                   f">= {min_epochs} epochs); period recovered {100 * q.period_recovered:.1f}%")
     console.print(f"  well measured (amp >= 3 sigma): {q.n_periodic_well}; recovered "
                   f"{100 * q.period_recovered_well:.1f}%")
-    save_report(h.root / "logs" / "lightcurves_quality.json", q)
+    from zsds.lightcurves.evaluate import period_recovery_home
+
+    rec = period_recovery_home(h, open_db(h), min_amp=min_amp)
+    if rec is not None:
+        console.print(f"injected variables at this cadence ({rec.n_epochs} good epochs over "
+                      f"{rec.baseline_days:.0f} d) and the pipeline's errors, recovered:")
+        for k in sorted(rec.n):
+            console.print(f"  {k:<10}: {100 * rec.recovered[k]:5.1f}% of {rec.n[k]}")
+        console.print(f"  all       : {100 * rec.overall:5.1f}%")
+    save_report(h.root / "logs" / "lightcurves_quality.json", q, rec)
     if plot:
         from zsds.lightcurves.evaluate import plot_quality
 

@@ -124,17 +124,26 @@ class Epochs:
 
 
 def _hjd(mjd: np.ndarray, ra: float, dec: float) -> np.ndarray:
-    """Heliocentric JD (UTC) at Palomar for a position: the light-travel time to the Sun."""
-    from astropy.coordinates import SkyCoord
-    from astropy.time import Time
+    """Heliocentric JD (UTC) of a position: JD plus the light-travel time from the Earth to
+    the Sun along the line of sight, ``(r_earth - r_sun) . n / c``.
 
-    from zsds.solar.observer import PALOMAR
+    Computed from the geocentre with astropy's built-in ephemeris (the observatory's offset
+    is < 21 ms); unlike ``Time.light_travel_time`` with a location this needs no UT1, so it
+    works offline for dates past the bundled IERS predictions.
+    """
+    from astropy import constants
+    from astropy.coordinates import get_body_barycentric
+    from astropy.time import Time
 
     if len(mjd) == 0:
         return np.zeros(0)
-    t = Time(mjd, format="mjd", scale="utc", location=PALOMAR)
-    ltt = t.light_travel_time(SkyCoord(ra, dec, unit="deg"), kind="heliocentric")
-    return (t.utc + ltt).jd
+    t = Time(np.asarray(mjd, float), format="mjd", scale="utc")
+    earth = get_body_barycentric("earth", t.tdb).xyz.to_value("m")
+    sun = get_body_barycentric("sun", t.tdb).xyz.to_value("m")
+    r, d = np.deg2rad(ra), np.deg2rad(dec)
+    n = np.array([np.cos(d) * np.cos(r), np.cos(d) * np.sin(r), np.sin(d)])
+    ltt = (n @ (earth - sun)) / constants.c.to_value("m/s")
+    return t.jd + ltt / 86400.0
 
 
 def read_epochs(home: Home, engine: Engine, unit: Unit) -> Epochs:
