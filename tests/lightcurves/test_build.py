@@ -1,8 +1,8 @@
 """Light curves end to end on a small simulated survey run by the executive.
 
 One CCD of 512 x 512 quadrants (256 px hold too few stars for the astrometry): 15 reference
-epochs on night 0, then one exposure on each of 15 nights over 30 days (30 epochs per light
-curve). Built once per module (~4 min).
+epochs on night 0, then one exposure on each of 30 nights drawn from 60 days (45 epochs per
+light curve, as in ``zsds simulate survey``). Built once per module (~6 min).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from zsds.lightcurves.query import IRSA_LC_COLUMNS, find_objects, lightcurve_tab
 from zsds.lightcurves.survey import SurveyConfig, simulate_survey
 
 SURVEY = SurveyConfig(start="2026-09-10", field=645, ccds=(6,), quad_size=512, ref_epochs=15,
-                      n_nights=15, span_days=30, seed=1)
+                      n_nights=30, span_days=60, seed=1)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def survey_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     engine = connect(home.db_url)
     init_db(engine)
     nights = simulate_survey(home, engine, SURVEY, n_workers=2)
-    assert len(nights) == 16
+    assert len(nights) == 31
     engine.dispose()
     return root
 
@@ -71,7 +71,7 @@ def test_matchfiles_have_the_ipac_structure_and_ids(built) -> None:
                                                 "transients", "transientdata"}
             assert int(g._v_attrs.fieldID) == 645 and int(g._v_attrs.rcID) == mf.rcid
         ms = read_matchfile(path)
-        assert len(ms.exposures) == 30
+        assert len(ms.exposures) == 45
         assert np.all(np.diff(ms.exposures["obsmjd"]) > 0)
         assert len(ms.sources) == mf.nsources > 20
         f, fid, ccd, q, m = parse_oid(int(ms.sources["oid"][0]))
@@ -156,10 +156,16 @@ def test_hats_catalogue_is_readable_by_lsdb(built) -> None:
     cat = lsdb.read_hats(path)
     with session(engine) as s:
         n = s.execute(select(func.count()).select_from(LightCurveObject)).scalar_one()
+        oids = set(s.execute(select(LightCurveObject.oid)).scalars())
     df = cat.compute()
     assert len(df) == n
-    assert {"oid", "ra", "dec", "stetsonj", "lc_amplitude"} <= set(df.columns) or \
-        {"oid", "ra", "dec", "stetsonj"} <= set(df.columns)
+    assert set(df["oid"].astype("int64")) == oids
+    assert {"oid", "ra", "dec", "stetsonj", "period", "percentiles_3"} <= set(df.columns)
+    assert sum(c.startswith("lc_") for c in df.columns) > 100
+    # A cone search through lsdb finds the object the database finds.
+    row = df.iloc[0]
+    near = cat.cone_search(ra=float(row["ra"]), dec=float(row["dec"]), radius_arcsec=1.0)
+    assert int(row["oid"]) in set(near.compute()["oid"].astype("int64"))
 
 
 def test_build_on_postgresql(survey_home: Path, tmp_path: Path) -> None:
@@ -192,14 +198,14 @@ def test_build_on_postgresql(survey_home: Path, tmp_path: Path) -> None:
 
 
 def test_period_recovery_at_the_survey_cadence(built) -> None:
-    """Injected sky-model variables at the pipeline's cadence (30 epochs) and errors: the
+    """Injected sky-model variables at the pipeline's cadence (45 epochs) and errors: the
     periodogram finds >= 90% of the sinusoidal and RR Lyrae-like periods. Narrow-eclipse
     binaries are reported, not asserted: with ~3 points in eclipse the period is ambiguous."""
     from zsds.lightcurves.evaluate import period_recovery_home
 
     home, engine = built
     rec = period_recovery_home(home, engine, n_per_type=150)
-    assert rec is not None and rec.n_epochs >= 29
+    assert rec is not None and rec.n_epochs >= 40
     assert rec.recovered["sinusoid"] >= 0.9
     assert rec.recovered["rrlyrae"] >= 0.9
     assert 0.0 <= rec.recovered["eclipsing"] <= 1.0

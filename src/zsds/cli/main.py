@@ -330,7 +330,8 @@ def demo(home, db_url, night, exposures, workers) -> None:
     instrumental calibration, then references at the end of the night. Night 2: a few
     exposures of the same field with transients, variable stars and asteroids, run the same
     way: calibration, ZOGY subtraction, candidates, real-bogus, objects and alert packets in the
-    nightly archive. Prints where everything is and how to look at it.
+    nightly archive. Then the light curves of both nights (matchfiles, object search).
+    Prints where everything is and how to look at it.
     """
     import datetime as dt
 
@@ -361,6 +362,7 @@ def demo(home, db_url, night, exposures, workers) -> None:
             simulate_night(h, night2, exposures, [field], ccds=ccds, filters=("r",),
                            config=SimConfig(**{**cfg.__dict__, "seed": 2}), progress=update)
             summaries.append(ex.run_night(night2))
+            lc = ex.build_lightcurves()
     for s in summaries:
         print_summary(s)
     quality = evaluate_night(h, night2)
@@ -373,6 +375,10 @@ def demo(home, db_url, night, exposures, workers) -> None:
     console.print(f"  raw archive           : {h.raw}")
     console.print(f"  calibrated, references, difference images : {h.products}")
     console.print(f"  alert packets         : {h.alerts}  (zsds alerts tail {h.alerts})")
+    n_obj = sum(r.get("sources", 0) + r.get("transients", 0) for r in lc)
+    console.print(f"  light curves          : {n_obj} objects in {len(lc)} matchfiles under "
+                  f"{h.path('products/lc')}  (zsds lightcurves get --home {h.root} --ra .. "
+                  f"--dec .. --plot lc.png)")
     console.print(f"  night summaries       : {h.root / 'logs'}  (zsds status --home {h.root})")
     console.print(f"  database              : {h.db_url}")
     console.print(f"  quality reports       : zsds eval calibrate --home {h.root} --night "

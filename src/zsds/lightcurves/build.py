@@ -245,7 +245,7 @@ def _objects(ids: np.ndarray, det: pd.DataFrame, matchid: np.ndarray, epochs: np
     if sel.any():
         m = ipac_metrics(matchid[sel], epochs["obsmjd"][det["epoch"].to_numpy()[sel]],
                          mag[sel], det["sigmag"].to_numpy(float)[sel], good[sel],
-                         raw_mag=det["mag"].to_numpy(float)[sel])
+                         raw_mag=det["mag"].to_numpy(float)[sel], config=config.metrics)
         pos = np.searchsorted(ids, m["matchid"])
         for c in m.dtype.names:
             if c not in ("ra", "dec", "x", "y", "z", "astrometricrms", "matchid"):
@@ -274,6 +274,19 @@ def _objects(ids: np.ndarray, det: pd.DataFrame, matchid: np.ndarray, epochs: np
     else:
         feats = None
     return out, feats
+
+
+def _transient_ok(det: pd.DataFrame, cfg: MatchConfig) -> np.ndarray:
+    """Detections clean enough to make a transient: S/N, PSF-fit chi-square, no bad flags."""
+    if not len(det):
+        return np.zeros(0, bool)
+    flags = _catflags(det["flags"].to_numpy())
+    snr = det["snr"].to_numpy(float)
+    # The PSF model's own error grows with S/N (chi ~ 4-5 at S/N 300 for real stars here), so
+    # the chi limit rises with it; artefacts on bleed trails sit at S/N 5-20 with chi 6-8.
+    max_chi = np.maximum(cfg.transient_max_chi, snr / 50.0)
+    return ((snr >= cfg.transient_min_snr) & (det["chi"].to_numpy(float) <= max_chi)
+            & ((flags & BAD_CATFLAGS) == 0))
 
 
 def assemble(unit: Unit, ref: Reference, refcat: pd.DataFrame, refhdr: fits.Header,
@@ -309,7 +322,7 @@ def assemble(unit: Unit, ref: Reference, refcat: pd.DataFrame, refhdr: fits.Head
         det["dec"].to_numpy(float) if len(det) else np.zeros(0), ep_idx,
         ref_ids, refcat["ra"].to_numpy(float) if len(refcat) else np.zeros(0),
         refcat["dec"].to_numpy(float) if len(refcat) else np.zeros(0),
-        pt["matchid"], pt["ra"], pt["dec"], cfg.match)
+        pt["matchid"], pt["ra"], pt["dec"], cfg.match, _transient_ok(det, cfg.match))
     matchid = res.matchid
     raw = det["mag"].to_numpy(float) if len(det) else np.zeros(0)
     sig = det["sigmag"].to_numpy(float) if len(det) else np.zeros(0)

@@ -2,11 +2,11 @@
 
 Every detection of every epoch is matched to the nearest reference-catalogue source within
 ``radius`` (1.5", as IPAC); a reference source takes at most one detection per epoch (the
-nearest). Detections left over are matched to the transients of an earlier build (so their
-ids are stable), then grouped among themselves by friends-of-friends within the same radius:
-each group is a new *transient* (an object absent from the reference). Positions are compared
-as 3-D unit vectors in a k-d tree (``scipy.spatial.cKDTree``), which is exact on the sphere and
-has no RA wrap or pole problems.
+nearest). The detections left over are grouped by friends-of-friends within the same radius
+over all epochs: each group of >= 2 is a *transient* (an object absent from the reference),
+named after the previous build's transient at its position (so a rebuild gives the same ids),
+else given a new id. Positions are compared as 3-D unit vectors in a k-d tree
+(``scipy.spatial.cKDTree``), which is exact on the sphere and has no RA wrap or pole problem.
 """
 
 from __future__ import annotations
@@ -32,10 +32,16 @@ class MatchConfig:
     min_transient_points : int
         Fewest detections a new transient must have (single detections of noise, cosmic rays
         and asteroids are not worth a light curve).
+    transient_min_snr, transient_max_chi : float
+        Detections not in the reference make transients only if their S/N is at least this
+        and their PSF-fit reduced chi-square at most this, or S/N / 50 when larger (point
+        sources; detections along bleed trails and bad columns fit the PSF badly).
     """
 
     radius: float = 1.5
     min_transient_points: int = 2
+    transient_min_snr: float = 5.0
+    transient_max_chi: float = 3.0
 
 
 def unit_vectors(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
@@ -96,6 +102,7 @@ def match_detections(
     prior_ra: np.ndarray | None = None,
     prior_dec: np.ndarray | None = None,
     config: MatchConfig | None = None,
+    transient_ok: np.ndarray | None = None,
 ) -> MatchResult:
     """Assign every detection to a reference source, a known transient or a new transient.
 
@@ -110,6 +117,10 @@ def match_detections(
     prior_ids, prior_ra, prior_dec : numpy.ndarray, optional
         Transients of an earlier build, whose matchids are kept.
     config : MatchConfig, optional
+    transient_ok : numpy.ndarray, optional
+        Per detection: may it belong to a transient (default all). Detections that are not
+        clean point sources (bleed trails, bad columns, cosmic-ray residue) are left out, so
+        they cannot make spurious transients out of detector features.
 
     Returns
     -------
@@ -137,34 +148,46 @@ def match_detections(
         is_source[hit] = True
 
     rest = np.flatnonzero(matchid < 0)
+    if transient_ok is not None:
+        rest = rest[np.asarray(transient_ok, bool)[rest]]
     prior_ids = np.zeros(0, np.int64) if prior_ids is None else np.asarray(prior_ids, np.int64)
-    if rest.size and prior_ids.size:
-        dist, idx = cKDTree(unit_vectors(prior_ra, prior_dec)).query(
-            xyz[rest], distance_upper_bound=chord)
-        idx = np.where(np.isfinite(dist), idx, -1)
-        idx = _one_per_epoch(idx, dist, epoch[rest])
-        hit = idx >= 0
-        matchid[rest[hit]] = prior_ids[idx[hit]]
-        rest = rest[~hit]
-
     next_id = max(int(prior_ids.max()) + 1 if prior_ids.size else 0, TRANSIENT_MATCHID0)
     if rest.size:
         # Friends-of-friends among the leftovers: connected components of the pair graph.
+        # All epochs are grouped every time, so the same detections give the same groups;
+        # the groups are then named after the previous build's transients (idempotent ids).
         pairs = cKDTree(xyz[rest]).query_pairs(chord, output_type="ndarray")
         graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])),
                            shape=(rest.size, rest.size)) if len(pairs) else \
             coo_matrix((rest.size, rest.size))
         ncomp, label = connected_components(graph, directed=False)
         size = np.bincount(label, minlength=ncomp)
-        # New ids in order of first appearance (epoch, then position): deterministic.
-        rank = np.empty(rest.size, np.int64)
-        rank[np.lexsort((dec[rest], ra[rest], epoch[rest]))] = np.arange(rest.size)
-        first = np.full(ncomp, np.iinfo(np.int64).max)
-        np.minimum.at(first, label, rank)
-        keep = size >= cfg.min_transient_points
+        kept = np.flatnonzero(size >= cfg.min_transient_points)
         new_id = np.full(ncomp, -1, np.int64)
-        kept = np.flatnonzero(keep)
-        new_id[kept[np.argsort(first[kept], kind="stable")]] = next_id + np.arange(kept.size)
+        if kept.size:
+            centre = np.stack([np.bincount(label, weights=xyz[rest, k], minlength=ncomp)
+                               for k in range(3)], axis=1)[kept]
+            centre /= np.linalg.norm(centre, axis=1, keepdims=True)
+            named = np.zeros(kept.size, bool)
+            if prior_ids.size:
+                # One-to-one, nearest pairs first: group centre to previous transient.
+                dist, idx = cKDTree(unit_vectors(prior_ra, prior_dec)).query(
+                    centre, distance_upper_bound=chord)
+                taken: set[int] = set()
+                for g in np.argsort(dist):
+                    if not np.isfinite(dist[g]) or int(idx[g]) in taken:
+                        continue
+                    taken.add(int(idx[g]))
+                    new_id[kept[g]] = prior_ids[idx[g]]
+                    named[g] = True
+            # New ids in order of first appearance (epoch, then position): deterministic.
+            rank = np.empty(rest.size, np.int64)
+            rank[np.lexsort((dec[rest], ra[rest], epoch[rest]))] = np.arange(rest.size)
+            first = np.full(ncomp, np.iinfo(np.int64).max)
+            np.minimum.at(first, label, rank)
+            fresh = kept[~named]
+            new_id[fresh[np.argsort(first[fresh], kind="stable")]] = \
+                next_id + np.arange(fresh.size)
         matchid[rest] = new_id[label]
 
     tmask = (matchid >= TRANSIENT_MATCHID0)
