@@ -29,7 +29,7 @@ from zsds.lightcurves.query import IRSA_LC_COLUMNS, find_objects, lightcurve_tab
 from zsds.lightcurves.survey import SurveyConfig, simulate_survey
 
 SURVEY = SurveyConfig(start="2026-09-10", field=645, ccds=(6,), quad_size=512, ref_epochs=15,
-                      n_nights=30, span_days=60, seed=1)
+                      n_nights=30, span_days=60, seed=1, subtract=False)
 
 
 @pytest.fixture(scope="module")

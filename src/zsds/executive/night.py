@@ -71,6 +71,9 @@ class ExecConfig:
         Dask retries of a failed task.
     redo : bool
         Process everything again instead of skipping what is done.
+    subtract : bool
+        Run subtraction, candidates and alert packets (off: calibration only, e.g. for a
+        light-curve survey).
     build_refs : bool
         Build references at the end of the night.
     """
@@ -82,6 +85,7 @@ class ExecConfig:
     retries: int = 2
     redo: bool = False
     build_refs: bool = True
+    subtract: bool = True
 
 
 @dataclass
@@ -212,10 +216,16 @@ class Executive:
         out = []
         for q in quads:
             pid = pid_of(expid, name.ccdid, q)
-            sub = self._submit(tasks.task_subtract, pid, cal, key=f"subtract-{pid}-"
-                                                                 f"{time.time_ns()}")
-            pk = self._submit(tasks.task_packets, night, pid, sub,
-                              key=f"packets-{pid}-{time.time_ns()}")
+            if self.config.subtract:
+                sub = self._submit(tasks.task_subtract, pid, cal, key=f"subtract-{pid}-"
+                                                                     f"{time.time_ns()}")
+                pk = self._submit(tasks.task_packets, night, pid, sub,
+                                  key=f"packets-{pid}-{time.time_ns()}")
+            else:
+                sub = self.client.submit(tasks.task_subtraction_off, pid, cal,
+                                         key=f"nosubtract-{pid}-{time.time_ns()}")
+                pk = self.client.submit(tasks.task_no_packets, sub,
+                                        key=f"nopackets-{pid}-{time.time_ns()}")
             state["futures"][pk.key] = (expid, pid, sub, cal)
             out.append(pk)
         state["exposures"].add(expid)

@@ -126,6 +126,17 @@ def task_subtract(root: str, db_url: str, pid: int, *_after: Any) -> dict[str, A
             "ncand": out.ncand, "npassed": out.npassed, "seconds": time.perf_counter() - t}
 
 
+def task_subtraction_off(pid: int, *_after: Any) -> dict[str, Any]:
+    """Stand-in for :func:`task_subtract` when subtraction is switched off (no job row, so
+    a later run with subtraction on does the quadrant)."""
+    return {"pid": pid, "ok": False, "state": "skipped", "message": "subtraction off"}
+
+
+def task_no_packets(*_after: Any) -> list:
+    """Stand-in for :func:`task_packets` when subtraction is switched off."""
+    return []
+
+
 def task_packets(root: str, db_url: str, night: str, pid: int, *_after: Any
                  ) -> list[tuple[str, int, str, str, int]]:
     """Build and archive the alert packets of one difference image (publishing is the

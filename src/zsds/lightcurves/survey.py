@@ -42,6 +42,9 @@ class SurveyConfig:
         Days between calibration sequences (biases are valid for 7 days either side).
     seed : int
     filt : str
+    subtract : bool
+        Also run subtraction and alerts each night (off: calibration and references only,
+        all the light curves need).
     """
 
     start: str = "2026-09-10"
@@ -54,6 +57,7 @@ class SurveyConfig:
     calib_every_days: int = 7
     seed: int = 1
     filt: str = "r"
+    subtract: bool = True
 
 
 def simulate_survey(home: Home, engine: Engine, config: SurveyConfig | None = None,
@@ -77,7 +81,8 @@ def simulate_survey(home: Home, engine: Engine, config: SurveyConfig | None = No
     nights += [(_night_of(e.mjd), [e]) for e in later]
     last_calib: dt.date | None = None
     done = []
-    with Executive(home, engine, ExecConfig(n_workers=n_workers), progress=progress) as ex:
+    with Executive(home, engine, ExecConfig(n_workers=n_workers, subtract=cfg.subtract),
+                  progress=progress) as ex:
         for date, exposures in nights:
             if last_calib is None or (date - last_calib).days >= cfg.calib_every_days:
                 simulate_calib(home, date, cfg.quad_size, list(cfg.ccds), seed=cfg.seed,
