@@ -18,12 +18,14 @@ demo: install
 
 test: install
 	$(VENV)/bin/ruff check src tests bench
-	$(PY) -m pytest -q -n 2 --dist loadfile tests
+	$(PY) -m pytest -q -n 2 --dist loadgroup tests
 
 bench: install
 	$(PY) bench/bench_simulate.py
 	$(PY) bench/bench_instcal.py
 	$(PY) bench/bench_refs.py
+	$(PY) bench/bench_lightcurves.py
+	$(PY) bench/bench_lc_search.py
 
 clean:
 	rm -rf $(VENV) $(HOME_DIR) .pytest_cache .ruff_cache

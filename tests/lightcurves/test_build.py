@@ -1,8 +1,9 @@
 """Light curves end to end on a small simulated survey run by the executive.
 
 One CCD of 512 x 512 quadrants (256 px hold too few stars for the astrometry): 15 reference
-epochs on night 0, then one exposure on each of 30 nights drawn from 60 days (45 epochs per
-light curve, as in ``zsds simulate survey``). Built once per module (~6 min).
+epochs on night 0, then one exposure on each of 10 nights drawn from 20 days (25 epochs per
+light curve), calibration only. Built once per module (~4 min). The full 45-epoch survey of
+``zsds simulate survey`` is what ``zsds eval lightcurves`` measures (docs/lightcurves.md).
 """
 
 from __future__ import annotations
@@ -28,8 +29,12 @@ from zsds.lightcurves.model import TRANSIENT_MATCHID0
 from zsds.lightcurves.query import IRSA_LC_COLUMNS, find_objects, lightcurve_table
 from zsds.lightcurves.survey import SurveyConfig, simulate_survey
 
+# All tests of this module on one xdist worker (make test uses --dist loadgroup), so the
+# survey is simulated once.
+pytestmark = pytest.mark.xdist_group("lightcurves_survey")
+
 SURVEY = SurveyConfig(start="2026-09-10", field=645, ccds=(6,), quad_size=512, ref_epochs=15,
-                      n_nights=30, span_days=60, seed=1, subtract=False)
+                      n_nights=10, span_days=20, seed=1, subtract=False)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +44,7 @@ def survey_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     engine = connect(home.db_url)
     init_db(engine)
     nights = simulate_survey(home, engine, SURVEY, n_workers=2)
-    assert len(nights) == 31
+    assert len(nights) == 11
     engine.dispose()
     return root
 
@@ -71,7 +76,7 @@ def test_matchfiles_have_the_ipac_structure_and_ids(built) -> None:
                                                 "transients", "transientdata"}
             assert int(g._v_attrs.fieldID) == 645 and int(g._v_attrs.rcID) == mf.rcid
         ms = read_matchfile(path)
-        assert len(ms.exposures) == 45
+        assert len(ms.exposures) == 25
         assert np.all(np.diff(ms.exposures["obsmjd"]) > 0)
         assert len(ms.sources) == mf.nsources > 20
         f, fid, ccd, q, m = parse_oid(int(ms.sources["oid"][0]))
@@ -198,14 +203,30 @@ def test_build_on_postgresql(survey_home: Path, tmp_path: Path) -> None:
 
 
 def test_period_recovery_at_the_survey_cadence(built) -> None:
-    """Injected sky-model variables at the pipeline's cadence (45 epochs) and errors: the
-    periodogram finds >= 90% of the sinusoidal and RR Lyrae-like periods. Narrow-eclipse
-    binaries are reported, not asserted: with ~3 points in eclipse the period is ambiguous."""
-    from zsds.lightcurves.evaluate import period_recovery_home
+    """Injected sky-model variables with the pipeline's measured errors, at the cadence of
+    the default survey (15 reference epochs + 30 nights in 60 days, from the survey
+    scheduler): the periodogram finds >= 90% of the sinusoidal and RR Lyrae-like periods.
+    Narrow-eclipse binaries are reported, not asserted: with ~3 points in eclipse the period
+    is ambiguous."""
+    import datetime as dt
+
+    from zsds.lightcurves.evaluate import period_recovery
+    from zsds.lightcurves.model import EXPOSURES_DTYPE, MatchSet
+    from zsds.sim.observing import survey_schedule
 
     home, engine = built
-    rec = period_recovery_home(home, engine, n_per_type=150)
-    assert rec is not None and rec.n_epochs >= 40
+    ms = read_matchfile(home.path(find_units(engine)[0].matchfile_relpath()))
+    cadence = SurveyConfig()
+    later = survey_schedule(dt.date.fromisoformat(cadence.start) + dt.timedelta(days=1),
+                            cadence.n_nights, cadence.span_days, cadence.field, cadence.filt,
+                            cadence.seed)
+    exp = np.zeros(cadence.ref_epochs + len(later), EXPOSURES_DTYPE)
+    exp["obsmjd"] = np.concatenate([ms.exposures["obsmjd"][: cadence.ref_epochs],
+                                    [e.mjd for e in later]])
+    rec, table = period_recovery(MatchSet(ms.attrs, exp, ms.sources, ms.sourcedata),
+                                 n_per_type=150)
+    assert rec.n_epochs == 45 and rec.baseline_days > 50
     assert rec.recovered["sinusoid"] >= 0.9
     assert rec.recovered["rrlyrae"] >= 0.9
     assert 0.0 <= rec.recovered["eclipsing"] <= 1.0
+    assert len(table) == 450
