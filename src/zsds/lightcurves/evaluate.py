@@ -29,7 +29,7 @@ from sqlalchemy import Engine, select
 from zsds.core.home import Home
 from zsds.db import session
 from zsds.lightcurves.build import BAD_CATFLAGS
-from zsds.lightcurves.match import _chord, unit_vectors
+from zsds.lightcurves.match import chord_length, unit_vectors
 from zsds.lightcurves.metrics import period_harmonic, period_matches
 
 VAR_ECLIPSE = 3
@@ -91,14 +91,14 @@ def evaluate_matchset(ms, truth: pd.DataFrame, bright_snr: float = 100.0,
     txyz = unit_vectors(truth["ra"], truth["dec"])
     tree = cKDTree(txyz)
     dist, idx = tree.query(unit_vectors(src["ra"], src["dec"]),
-                           distance_upper_bound=_chord(1.5))
+                           distance_upper_bound=chord_length(1.5))
     ok = np.isfinite(dist)
     src = src[ok].copy()
     t = truth.iloc[idx[ok]].reset_index(drop=True)
     for c in ("mag", "var_type", "var_period", "var_amp"):
         src[f"true_{c}"] = t[c].to_numpy()
     # Isolation: no other true star within 8" brighter than (its magnitude + 3).
-    near = tree.query_ball_point(unit_vectors(src["ra"], src["dec"]), _chord(8.0))
+    near = tree.query_ball_point(unit_vectors(src["ra"], src["dec"]), chord_length(8.0))
     tmag = truth["mag"].to_numpy()
     src["isolated"] = [sum(tmag[j] < m + 3.0 for j in nb) <= 1
                        for nb, m in zip(near, src["true_mag"], strict=True)]

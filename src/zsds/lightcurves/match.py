@@ -51,7 +51,8 @@ def unit_vectors(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
     return np.column_stack([cd * np.cos(r), cd * np.sin(r), np.sin(d)])
 
 
-def _chord(radius_arcsec: float) -> float:
+def chord_length(radius_arcsec: float) -> float:
+    """Straight-line distance between unit vectors separated by ``radius_arcsec``."""
     return 2.0 * np.sin(np.deg2rad(radius_arcsec / 3600.0) / 2.0)
 
 
@@ -129,7 +130,7 @@ def match_detections(
     cfg = config or MatchConfig()
     ra, dec = np.asarray(ra, float), np.asarray(dec, float)
     n = len(ra)
-    chord = _chord(cfg.radius)
+    chord = chord_length(cfg.radius)
     xyz = unit_vectors(ra, dec)
     epoch = np.asarray(epoch, np.int64)
     matchid = np.full(n, -1, np.int64)
