@@ -29,10 +29,6 @@ from zsds.lightcurves.model import TRANSIENT_MATCHID0
 from zsds.lightcurves.query import IRSA_LC_COLUMNS, find_objects, lightcurve_table
 from zsds.lightcurves.survey import SurveyConfig, simulate_survey
 
-# All tests of this module on one xdist worker (make test uses --dist loadgroup), so the
-# survey is simulated once.
-pytestmark = pytest.mark.xdist_group("lightcurves_survey")
-
 SURVEY = SurveyConfig(start="2026-09-10", field=645, ccds=(6,), quad_size=512, ref_epochs=15,
                       n_nights=10, span_days=20, seed=1, subtract=False)
 

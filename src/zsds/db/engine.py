@@ -13,8 +13,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, select
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from zsds.db.schema import (
@@ -29,6 +30,9 @@ from zsds.db.schema import (
     ObjectCounter,
     Reference,
     SchemaVersion,
+    SSTrack,
+    SSTrackMember,
+    StreakRecord,
 )
 
 #: Tables added after version 1, by the migration that adds them.
@@ -36,11 +40,13 @@ _V2_TABLES = (Reference,)
 _V3_TABLES = (DiffImageRecord, Candidate, AstroObject, ObjectCounter, AlertRecord)
 _V4_TABLES = (NightSummaryRecord,)
 _V5_TABLES = (LightCurveObject, MatchfileRecord)
+_V6_TABLES = (StreakRecord, SSTrack, SSTrackMember)
 
 
 def _v1(conn: Connection) -> None:
     """Version 1: the initial schema (every table but those added by later versions)."""
-    later = {t.__tablename__ for t in (*_V2_TABLES, *_V3_TABLES, *_V4_TABLES, *_V5_TABLES)}
+    later = {t.__tablename__ for t in (*_V2_TABLES, *_V3_TABLES, *_V4_TABLES, *_V5_TABLES,
+                                       *_V6_TABLES)}
     Base.metadata.create_all(conn, tables=[t for t in Base.metadata.sorted_tables
                                            if t.name not in later])
 
@@ -67,9 +73,20 @@ def _v5(conn: Connection) -> None:
         t.__table__.create(conn, checkfirst=True)
 
 
+def _v6(conn: Connection) -> None:
+    """Version 6: streaks, moving-object tracks and ``candidates.ssnamenr`` (pipeline 9)."""
+    cols = {c["name"] for c in inspect(conn).get_columns("candidates")}
+    if "ssnamenr" not in cols:
+        conn.execute(text("ALTER TABLE candidates ADD COLUMN ssnamenr VARCHAR(32)"))
+        conn.execute(text("CREATE INDEX IF NOT EXISTS ix_candidates_ssnamenr "
+                          "ON candidates (ssnamenr)"))
+    for t in _V6_TABLES:
+        t.__table__.create(conn, checkfirst=True)
+
+
 #: Ordered migrations; entry ``i`` brings the schema from version ``i`` to ``i + 1``.
 #: Append new ones (never edit old ones) and keep :mod:`zsds.db.schema` at the latest version.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -131,6 +148,18 @@ def init_db(engine: Engine) -> int:
     RuntimeError
         If the database holds a newer schema than this code knows.
     """
+    for attempt in range(3):
+        try:
+            return _init_db_once(engine)
+        except DBAPIError:
+            # Another process created or upgraded the schema between our check and our DDL
+            # (workers starting together on a new database): look again.
+            if attempt == 2:
+                raise
+    return SCHEMA_VERSION  # not reached
+
+
+def _init_db_once(engine: Engine) -> int:
     with engine.begin() as conn:
         insp = inspect(conn)
         current = 0

@@ -278,6 +278,8 @@ class Candidate(Base):
     rb: Mapped[float | None] = mapped_column(Float)
     passed: Mapped[bool] = mapped_column(default=False)
     record: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # Known solar-system object within 30" (schema v6; also in ``record``).
+    ssnamenr: Mapped[str | None] = mapped_column(String(32), index=True)
 
 
 class AstroObject(Base):
@@ -402,3 +404,94 @@ class MatchfileRecord(Base):
     reference_pid: Mapped[int | None] = mapped_column(BigInteger)
     built_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     qa: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class StreakRecord(Base):
+    """A streak (trailed fast mover) found on a difference image (schema v6).
+
+    ``streakid = pid * 1000 + n`` (``n`` the streak's rank on its image), so re-running an
+    image replaces its rows. Positions are the fitted end points at the start and end of the
+    exposure and the midpoint at mid-exposure; ``record`` holds every measured feature.
+    """
+
+    __tablename__ = "streaks"
+    __table_args__ = (Index("ix_streaks_pos", "dec", "ra"),)
+
+    streakid: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    pid: Mapped[int] = mapped_column(BigInteger, ForeignKey("diff_images.pid"), index=True)
+    expid: Mapped[int] = mapped_column(BigInteger, index=True)
+    nid: Mapped[int] = mapped_column(Integer, index=True)
+    jd: Mapped[float] = mapped_column(Float)  # mid-exposure
+    field: Mapped[int] = mapped_column(Integer)
+    rcid: Mapped[int] = mapped_column(Integer)
+    fid: Mapped[int] = mapped_column(Integer)
+    ra: Mapped[float] = mapped_column(Float)  # midpoint
+    dec: Mapped[float] = mapped_column(Float)
+    ra0: Mapped[float] = mapped_column(Float)
+    dec0: Mapped[float] = mapped_column(Float)
+    ra1: Mapped[float] = mapped_column(Float)
+    dec1: Mapped[float] = mapped_column(Float)
+    length: Mapped[float] = mapped_column(Float)  # arcsec
+    pa: Mapped[float] = mapped_column(Float)  # deg, position angle east of north, [0, 180)
+    rate: Mapped[float] = mapped_column(Float)  # deg/day (length / exposure time)
+    mag: Mapped[float | None] = mapped_column(Float)
+    sigmamag: Mapped[float | None] = mapped_column(Float)
+    snr: Mapped[float] = mapped_column(Float)
+    rb: Mapped[float | None] = mapped_column(Float)
+    ssnamenr: Mapped[str | None] = mapped_column(String(32), index=True)
+    ssdistnr: Mapped[float | None] = mapped_column(Float)
+    record: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class SSTrack(Base):
+    """A moving-object track: linked detections over several nights with a fitted orbit
+    (schema v6).
+
+    ``trksub`` is the temporary designation used in MPC/ADES reports (``z`` + the base-36 night
+    id of the window's last night + the base-36 rank), so re-linking a window gives the same
+    names. ``designation`` is the known object the track belongs to (majority of its members'
+    ``ssnamenr``), or None for a new object. Orbit elements follow :class:`zsds.solar.Orbits`
+    (ecliptic J2000, epoch MJD TDB).
+    """
+
+    __tablename__ = "ss_tracks"
+
+    track_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    trksub: Mapped[str] = mapped_column(String(7), unique=True)
+    window_end: Mapped[int] = mapped_column(Integer, index=True)  # nid of the last night
+    window_nights: Mapped[int] = mapped_column(Integer)
+    designation: Mapped[str | None] = mapped_column(String(32), index=True)
+    ndet: Mapped[int] = mapped_column(Integer)
+    nnights: Mapped[int] = mapped_column(Integer)
+    jdstart: Mapped[float] = mapped_column(Float)
+    jdend: Mapped[float] = mapped_column(Float)
+    ra: Mapped[float] = mapped_column(Float)  # first detection
+    dec: Mapped[float] = mapped_column(Float)
+    rms: Mapped[float | None] = mapped_column(Float)  # orbit-fit residual rms, arcsec
+    orbit_ok: Mapped[bool] = mapped_column(default=False)
+    a: Mapped[float | None] = mapped_column(Float)
+    e: Mapped[float | None] = mapped_column(Float)
+    inc: Mapped[float | None] = mapped_column(Float)
+    node: Mapped[float | None] = mapped_column(Float)
+    argperi: Mapped[float | None] = mapped_column(Float)
+    mean_anomaly: Mapped[float | None] = mapped_column(Float)
+    epoch: Mapped[float | None] = mapped_column(Float)
+    H: Mapped[float | None] = mapped_column(Float)
+    fit: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class SSTrackMember(Base):
+    """One detection (a candidate) of a moving-object track (schema v6)."""
+
+    __tablename__ = "ss_track_members"
+
+    track_id: Mapped[int] = mapped_column(Integer, ForeignKey("ss_tracks.track_id",
+                                                              ondelete="CASCADE"),
+                                          primary_key=True)
+    candid: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False,
+                                        index=True)
+    jd: Mapped[float] = mapped_column(Float)
+    ra: Mapped[float] = mapped_column(Float)
+    dec: Mapped[float] = mapped_column(Float)
+    rejected: Mapped[bool] = mapped_column(default=False)  # outlier of the orbit fit

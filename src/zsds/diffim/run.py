@@ -92,6 +92,8 @@ class SubtractRunConfig:
     candidates: CandidateConfig = field(default_factory=CandidateConfig)
     cuts: PacketCuts = field(default_factory=PacketCuts)
     score_rb: bool = True
+    tag_known: bool = True
+    streaks: bool = True
 
 
 @dataclass
@@ -264,6 +266,13 @@ def candidate_records(cand: pd.DataFrame, diff: DiffImage, pid: int, ref: Refere
     return recs
 
 
+def image_footprint(h: fits.Header, shape: tuple[int, int]) -> tuple[float, float, float]:
+    """(ra, dec, radius) in degrees of a cone centred on an image that encloses it."""
+    ny, nx = shape
+    ra0, dec0 = _wcs(h).all_pix2world([nx / 2 - 0.5], [ny / 2 - 0.5], 0)
+    return float(ra0[0]), float(dec0[0]), float(np.hypot(nx, ny) / 2 * PIXEL_SCALE / 3600.0)
+
+
 def _night_of(h: fits.Header) -> dt.date:
     from zsds.core.naming import night_of_mjd
 
@@ -295,7 +304,9 @@ def write_diff_products(home: Home, sciimg: str, diff: DiffImage, cand: pd.DataF
     sh = uh.copy()
     sh["BUNIT"] = ("", "ZOGY corrected score (standard deviations)")
     out["scorr"] = write_image(Path(base + "scimrefscorrimg.fits"), diff.scorr, sh)
-    t = Table.from_pandas(cand) if len(cand) else Table()
+    # Text columns with missing values (ssnamenr) as fixed-width strings, "" for none.
+    text = {c: cand[c].fillna("").astype(str) for c in cand.columns if cand[c].dtype == object}
+    t = Table.from_pandas(cand.assign(**text)) if len(cand) else Table()
     out["diffcands"] = write_table(Path(base + "diffcands.fits"), t, uh, "CANDS")
     ch = fits.Header()
     ch["NCAND"] = (len(cand), "candidates (second axis)")
@@ -345,6 +356,17 @@ def subtract_quadrant(home: Home, engine: Engine, sciimg: QuadrantProduct,
     if len(cand):
         cand["rb"] = rb
         cand["passed"] = config.cuts.apply(cand)
+    footprint = image_footprint(diff.header, diff.shape)
+    if len(cand) and config.tag_known:
+        # Known asteroids (ssnamenr, ssdistnr, ssmagnr), in real time as ZTF does.
+        from zsds.moving.run import tag_known
+
+        h = diff.header
+        mjd_mid = float(h["OBSMJD"]) + 0.5 * float(h.get("EXPTIME", 30.0)) / 86400.0
+        cand = cand.assign(candid=np.arange(len(cand)))
+        tags = tag_known(home, cand, mjd_mid, *footprint)
+        cand = cand.drop(columns="candid").assign(**{c: tags[c] for c in tags})
+    t3c = time.perf_counter()
     with session(engine) as s:
         programid = s.execute(select(Exposure.programid).where(
             Exposure.expid == sciimg.expid)).scalar_one_or_none() or 1
@@ -359,7 +381,7 @@ def subtract_quadrant(home: Home, engine: Engine, sciimg: QuadrantProduct,
     _record(home, engine, sciimg, diff, ref, programid, cand, recs, paths)
     t5 = time.perf_counter()
     timings = {"read": t1 - t0, "subtract": t2 - t1, "candidates": t3 - t2, "rb": t3b - t3,
-               "write": t4 - t3b, "database": t5 - t4}
+               "known": t3c - t3b, "write": t4 - t3c, "database": t5 - t4}
     npass = int(cand["passed"].sum()) if len(cand) else 0
     msg = (f"{len(cand)} candidates ({npass} pass the packet cuts), DIFFMLIM "
            f"{diff.header['DIFFMLIM']:.2f}")
@@ -370,9 +392,7 @@ def _record(home: Home, engine: Engine, sciimg: QuadrantProduct, diff: DiffImage
             ref: Reference, programid: int, cand: pd.DataFrame, recs: list[dict],
             paths: dict[str, Path]) -> None:
     h = diff.header
-    ny, nx = diff.shape
-    wcs = _wcs(h)
-    ra0, dec0 = wcs.all_pix2world([nx / 2 - 0.5], [ny / 2 - 0.5], 0)
+    ra0, dec0, radius = image_footprint(h, diff.shape)
     pid = int(sciimg.pid)
     jd = recs[0]["jd"] if recs else float(h.get("OBSJD", mjd_to_jd(float(h["OBSMJD"])))) \
         + 0.5 * float(h.get("EXPTIME", 30.0)) / 86400.0
@@ -392,8 +412,7 @@ def _record(home: Home, engine: Engine, sciimg: QuadrantProduct, diff: DiffImage
         s.add(DiffImageRecord(
             pid=pid, expid=sciimg.expid, nid=int(nid_of(_night_of(h))), field=sciimg.field,
             ccdid=sciimg.ccdid, qid=sciimg.qid, rcid=sciimg.rcid, fid=sciimg.fid,
-            programid=programid, jd=jd, rfid=ref.rfid, ra=float(ra0[0]), dec=float(dec0[0]),
-            radius=float(np.hypot(nx, ny) / 2 * PIXEL_SCALE / 3600.0),
+            programid=programid, jd=jd, rfid=ref.rfid, ra=ra0, dec=dec0, radius=radius,
             diffmaglim=lim if lim != -999.0 else None, magzp=_hv(h, "MAGZP"),
             relpath=str(paths["scimrefdiffimg"].relative_to(home.root)), ncand=len(recs)))
         for kind, p in paths.items():
@@ -415,7 +434,7 @@ def _record(home: Home, engine: Engine, sciimg: QuadrantProduct, diff: DiffImage
                 fid=r["fid"], field=r["field"], rcid=r["rcid"], programid=programid,
                 ra=r["ra"], dec=r["dec"], isdiffpos=r["isdiffpos"], magpsf=r.get("magpsf"),
                 sigmapsf=r.get("sigmapsf"), scorr=r["scorr"], rb=r.get("rb"),
-                passed=bool(ok), record=r))
+                passed=bool(ok), record=r, ssnamenr=r.get("ssnamenr")))
         s.flush()
         refresh_objects(s, touched)
 

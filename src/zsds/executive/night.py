@@ -76,6 +76,9 @@ class ExecConfig:
         light-curve survey).
     build_refs : bool
         Build references at the end of the night.
+    link_moving : bool
+        Link moving objects over the window ending with the night and write the MPC/ADES
+        reports (end of night; needs ``subtract``).
     """
 
     scheduler: str | None = None
@@ -86,6 +89,7 @@ class ExecConfig:
     redo: bool = False
     build_refs: bool = True
     subtract: bool = True
+    link_moving: bool = True
 
 
 @dataclass
@@ -115,6 +119,7 @@ class NightSummary:
     workers: int = 0
     peak_worker_memory_gb: float | None = None
     refs_built: int = 0
+    tracks: int = 0
     errors: list[str] = field(default_factory=list)
     latencies: dict[str, float] = field(default_factory=dict)
 
@@ -342,6 +347,13 @@ class Executive:
         if self.config.build_refs:
             res = self._submit(tasks.task_refs, key=f"refs-{time.time_ns()}").result()
             summary.refs_built = res["built"]
+        if self.config.subtract and self.config.link_moving:
+            try:
+                res = self._submit(tasks.task_moving, ns, key=f"moving-{time.time_ns()}"
+                                   ).result()
+                summary.tracks = res["tracks"]
+            except Exception as exc:  # recorded in jobs; the night's products stand
+                summary.errors.append(f"moving: {type(exc).__name__}: {exc}")
         return self._finish(summary, state, t0)
 
     def build_lightcurves(self, fields: list[int] | None = None, features: bool = True

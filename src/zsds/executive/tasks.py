@@ -24,8 +24,15 @@ from zsds.db.engine import session
 from zsds.db.jobs import record_job
 from zsds.db.schema import QuadrantProduct
 
-__all__ = ["task_calibrate", "task_calibrations", "task_ingest", "task_packets", "task_refs",
-           "task_subtract"]
+__all__ = [
+    "task_calibrate",
+    "task_calibrations",
+    "task_ingest",
+    "task_moving",
+    "task_packets",
+    "task_refs",
+    "task_subtract",
+]
 
 
 @lru_cache(maxsize=8)
@@ -164,6 +171,18 @@ def task_refs(root: str, db_url: str, *_after: Any, only_missing: bool = True
     return {"built": len(built), "skipped": len(out) - len(built),
             "messages": [o.message for o in built]}
 
+
+
+def task_moving(root: str, db_url: str, night: str, *_after: Any) -> dict[str, Any]:
+    """End of night: link the moving objects of the window ending with ``night``, store the
+    tracks and write the MPC/ADES reports."""
+    from zsds.moving.run import link_window, write_reports
+
+    home, engine = open_home(root, db_url)
+    out = link_window(home, engine, night)
+    paths = write_reports(home, engine, night)
+    return {"tracks": out.ntracks, "known": out.nknown, "detections": out.ndet,
+            "reports": {k: str(p) for k, p in paths.items()}}
 
 
 def task_lightcurves(root: str, db_url: str, field: int, ccdid: int, qid: int, fid: int,

@@ -69,6 +69,9 @@ class SimConfig:
         Probability that a satellite crosses an exposure.
     airplane_prob : float
         Probability that an airplane (a dashed track of blinking navigation lights) crosses.
+    known_asteroid_fraction : float
+        Fraction of the simulated asteroids whose orbits the simulated Minor Planet Center
+        delivers in ``refcat/MPCORB.DAT`` (the rest are undiscovered, for the linker).
     """
 
     quad_size: int | None = None
@@ -84,6 +87,7 @@ class SimConfig:
     asteroid_density: float = 1.0
     satellite_prob: float = 0.1
     airplane_prob: float = 0.03
+    known_asteroid_fraction: float = 0.9
 
     @property
     def nx(self) -> int:

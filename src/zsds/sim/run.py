@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from zsds.core.home import Home
@@ -235,11 +236,14 @@ def simulate_night(
     files = simulate_exposures(home, exposures, config, ccd_list, progress, realtime_speedup)
     ndir = _write_night_truth(home, date, exposures, "science")
     if config.asteroids:
-        _write_asteroid_truth(ndir, exposures, config)
+        table = _write_asteroid_truth(ndir, exposures, config)
+        if table is not None:
+            deliver_known_orbits(home, table, config.known_asteroid_fraction)
     return SimRunResult(date, exposures, files, ndir)
 
 
-def _write_asteroid_truth(ndir: Path, exposures: list[Exposure], config: SimConfig) -> None:
+def _write_asteroid_truth(ndir: Path, exposures: list[Exposure], config: SimConfig
+                          ) -> pd.DataFrame | None:
     """Orbits (MPCORB format and Parquet) of every simulated asteroid population of the night."""
     from zsds.core.fields import primary_fields
     from zsds.sim.scene import ASTEROID_BLOCK_DAYS, _patch_population
@@ -261,10 +265,43 @@ def _write_asteroid_truth(ndir: Path, exposures: list[Exposure], config: SimConf
             if len(orb):
                 frames.append(orb.to_frame())
     if not frames:
-        return
+        return None
     table = pd.concat(frames, ignore_index=True).drop_duplicates("designation")
     _write_parquet(table, ndir / "asteroids.parquet")
     write_mpcorb(Orbits.from_frame(table), ndir / "asteroids_mpcorb.dat")
+    return table
+
+
+def is_known(designation: np.ndarray, fraction: float) -> np.ndarray:
+    """Whether the simulated MPC knows each asteroid (a fixed hash of the designation)."""
+    import zlib
+
+    h = np.array([zlib.crc32(str(d).encode()) for d in designation], dtype=np.float64)
+    return h / 2.0**32 < fraction
+
+
+def deliver_known_orbits(home: Home, table: pd.DataFrame, fraction: float) -> Path:
+    """Merge the known asteroids of ``table`` into ``refcat/MPCORB.DAT`` (atomic, idempotent).
+
+    The simulated Minor Planet Center: the orbits of the asteroids it knows (a fixed
+    ``fraction`` of them, :func:`is_known`) in the MPCORB.DAT format, which is what the
+    pipeline's known-object tagging reads (:func:`zsds.moving.run.known_orbits`).
+    """
+    from zsds.solar.mpcorb import read_mpcorb, write_mpcorb
+    from zsds.solar.orbits import Orbits
+
+    path = home.refcat / "MPCORB.DAT"
+    new = table[is_known(table["designation"].to_numpy(), fraction)]
+    if path.exists():
+        old = read_mpcorb(path).to_frame()
+        if set(new["designation"]) <= set(old["designation"]):
+            return path
+        new = pd.concat([old, new], ignore_index=True).drop_duplicates("designation")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    write_mpcorb(Orbits.from_frame(new.sort_values("designation")), tmp)
+    tmp.replace(path)
+    return path
 
 
 __all__ = ["SimConfig", "SimRunResult", "simulate_calib", "simulate_night"]

@@ -1,0 +1,150 @@
+"""CLI of pipeline 9: ``zsds moving link|report|tracks`` and ``zsds eval linking|known|streaks``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.table import Table as RichTable
+
+from zsds.cli.common import console, home_option, open_db, user_errors
+from zsds.core.home import Home
+
+
+@click.group("moving")
+def moving() -> None:
+    """Moving objects: link detections into tracks, fit orbits, write MPC/ADES reports."""
+
+
+@moving.command("link")
+@home_option
+@click.option("--end-night", required=True, help="last night of the window, YYYY-MM-DD")
+@click.option("--window", type=click.IntRange(min=1), default=3, show_default=True,
+              help="nights in the window")
+@click.option("--min-rb", type=float, default=0.2, show_default=True,
+              help="smallest real-bogus score of a detection used")
+@click.option("--no-orbits", is_flag=True, help="skip the orbit-fit check of each linkage")
+@user_errors
+def moving_link(home, db_url, end_night, window, min_rb, no_orbits) -> None:
+    """Link the window's positive detections into tracks with orbits (idempotent)."""
+    from zsds.moving.run import LinkRunConfig, link_window
+
+    h = Home.resolve(home, db_url)
+    engine = open_db(h)
+    cfg = LinkRunConfig(window_nights=window, min_rb=min_rb, fit_orbits=not no_orbits)
+    with console.status("linking"):
+        out = link_window(h, engine, end_night, cfg)
+    console.print(f"window ending {out.end_night}: {out.ndet} detections, "
+                  f"{out.nstationary} stationary, {out.ntracklets} tracklets -> "
+                  f"[bold]{out.ntracks} tracks[/] ({out.nknown} known objects)")
+    if out.tracks is not None and len(out.tracks):
+        _tracks_table(out.tracks)
+
+
+def _tracks_table(tracks) -> None:
+    t = RichTable(title="tracks")
+    for c in ("trksub", "known as", "ndet", "nights", "arc (d)", "a (au)", "e", "i (deg)",
+              "H", "rms (\")", "orbit"):
+        t.add_column(c, justify="right")
+    for r in tracks.to_dict("records"):
+        def f(v, fmt):
+            return "" if v is None or v != v else format(v, fmt)
+
+        des = r.get("designation")
+        t.add_row(r["trksub"], des if isinstance(des, str) else "", str(r["ndet"]),
+                  str(r["nnights"]),
+                  f"{r['jdend'] - r['jdstart']:.2f}", f(r.get("a"), ".3f"), f(r.get("e"), ".3f"),
+                  f(r.get("inc"), ".2f"), f(r.get("H"), ".1f"), f(r.get("rms"), ".2f"),
+                  "ok" if r.get("orbit_ok") else "[red]no")
+    console.print(t)
+
+
+@moving.command("tracks")
+@home_option
+@click.option("--end-night", default=None, help="only the window ending this night")
+@user_errors
+def moving_tracks(home, db_url, end_night) -> None:
+    """List the stored tracks."""
+    import pandas as pd
+    from sqlalchemy import select
+
+    from zsds.core.naming import nid_of
+    from zsds.db.engine import session
+    from zsds.db.schema import SSTrack
+
+    h = Home.resolve(home, db_url)
+    engine = open_db(h)
+    q = select(SSTrack)
+    if end_night:
+        q = q.where(SSTrack.window_end == nid_of(end_night))
+    with session(engine) as s:
+        rows = [{c.name: getattr(t, c.name) for c in SSTrack.__table__.columns}
+                for t in s.execute(q.order_by(SSTrack.trksub)).scalars()]
+    if not rows:
+        console.print("no tracks")
+        return
+    _tracks_table(pd.DataFrame(rows))
+
+
+@moving.command("report")
+@home_option
+@click.option("--end-night", required=True, help="last night of the window, YYYY-MM-DD")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="folder (default HOME/products/moving/YYYYMMDD)")
+@user_errors
+def moving_report(home, db_url, end_night, out_dir) -> None:
+    """Write the window's MPC 80-column and ADES PSV reports (station I41); the PSV is
+    validated with iau-ades."""
+    from zsds.moving.run import write_reports
+
+    h = Home.resolve(home, db_url)
+    engine = open_db(h)
+    paths = write_reports(h, engine, end_night, out_dir)
+    for k, p in paths.items():
+        n = sum(1 for line in p.read_text().splitlines() if line and not line[:3].isupper()
+                and not line.startswith(("#", "!", "permID", "provID", "trkSub")))
+        console.print(f"{k:6s}: {p}  ({n} observations)")
+
+
+@click.command("linking")
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--density", type=float, default=1.0, show_default=True,
+              help="asteroid density scale of the simulated window")
+@click.option("--nights", type=int, default=3, show_default=True)
+@click.option("--orbits/--no-orbits", default=True, show_default=True,
+              help="check every linkage with an orbit fit")
+@user_errors
+def eval_linking(seed, density, nights, orbits) -> None:
+    """Linking completeness and purity on a simulated window (catalogue level)."""
+    from zsds.moving.evaluate import format_summary, run_linking_evaluation
+
+    kw = {}
+    if orbits:
+        from zsds.moving.run import _fit
+
+        def accept(df):
+            f = _fit(df)
+            return bool(f.ok), -float(f.rms_arcsec)
+
+        kw["accept"] = accept
+    with console.status("simulating and linking"):
+        res = run_linking_evaluation(seed=seed, density_scale=density, n_nights=nights, **kw)
+    console.print(format_summary(res))
+
+
+@click.command("known")
+@home_option
+@click.option("--night", required=True, help="UT date of a processed night, YYYY-MM-DD")
+@user_errors
+def eval_known(home, db_url, night) -> None:
+    """Known-object tagging of a processed night against the simulator's truth: the fraction
+    of detected known asteroids brighter than the limit tagged within 2"."""
+    from zsds.moving.quality import evaluate_known_night
+
+    h = Home.resolve(home, db_url)
+    engine = open_db(h)
+    res = evaluate_known_night(h, engine, night)
+    for k, v in res.items():
+        console.print(f"{k:18s} {v if not isinstance(v, float) else round(v, 4)}")
+    if res["n_detected"] == 0:
+        console.print("[yellow]no known asteroid was detected on this night's images")

@@ -1,0 +1,254 @@
+"""MPC 80-column and ADES PSV reports (zsds.moving.report)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import mpc_designation
+import numpy as np
+import pandas as pd
+import pytest
+from astropy.time import Time
+
+from zsds.moving.report import (
+    format_ades_psv,
+    format_mpc80,
+    mpc80_header,
+    parse_mpc80,
+    read_mpc80,
+    validate_ades,
+    write_ades_psv,
+    write_mpc80,
+)
+
+_ALNUM = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"))
+_HALF = "ABCDEFGHJKLMNOPQRSTUVWXY"  # half-month letters (no I, Z)
+_ORDER = "ABCDEFGHJKLMNOPQRSTUVWXYZ"  # order-in-half-month letters (no I)
+
+
+def _random_obs(n: int, seed: int) -> pd.DataFrame:
+    """Random observations covering the awkward cases of every field."""
+    rng = np.random.default_rng(seed)
+    mjd = rng.uniform(58_000.0, 61_500.0, n)
+    # A quarter of the times sit within half a microday of midnight (either side).
+    k = rng.random(n) < 0.25
+    mjd[k] = np.round(mjd[k]) + rng.uniform(-6e-7, 6e-7, k.sum())
+    ra = rng.uniform(0.0, 360.0, n)
+    k = rng.random(n) < 0.15
+    ra[k] = 360.0 - rng.uniform(0.0, 1e-5, k.sum())  # rounds to 24h -> 0h
+    dec = np.rad2deg(np.arcsin(rng.uniform(-1.0, 1.0, n)))
+    k = rng.random(n) < 0.2
+    dec[k] = -rng.uniform(0.0, 0.5, k.sum())  # -0 deg xx'
+    k = rng.random(n) < 0.05
+    dec[k] = rng.choice([-1.0, 1.0], k.sum()) * (90.0 - rng.uniform(0, 1e-3, k.sum()))
+    mag = np.where(rng.random(n) < 0.1, np.nan, rng.uniform(12.0, 22.0, n))
+    kind = rng.integers(0, 5, n)
+    numbers = np.concatenate(
+        [[1, 433, 99_999, 100_000, 359_999, 360_000, 619_999, 620_000, 3_140_113, 15_396_335],
+         rng.integers(1, 15_396_336, n)]
+    )  # fmt: skip
+    provs = [
+        f"{y} {_HALF[h]}{_ORDER[o]}{c if c else ''}"
+        for y, h, o, c in zip(
+            rng.integers(1925, 2040, n), rng.integers(0, 24, n), rng.integers(0, 25, n),
+            rng.choice([0, 1, 5, 99, 360, 619], n), strict=True,
+        )
+    ]  # fmt: skip
+    provs[:2] = ["2008 AA360", "1995 XA"]
+    trk = ["".join(rng.choice(_ALNUM, rng.integers(1, 8))) for _ in range(n)]
+    des: list[object] = []
+    trksub: list[object] = []
+    for i in range(n):
+        if kind[i] == 0:  # integer number
+            des.append(int(numbers[i]))
+            trksub.append(None)
+        elif kind[i] == 1:  # packed number string
+            des.append(mpc_designation.pack(str(numbers[i])))
+            trksub.append(None)
+        elif kind[i] == 2:  # unpacked provisional
+            des.append(provs[i])
+            trksub.append(None)
+        elif kind[i] == 3:  # packed provisional
+            des.append(mpc_designation.pack(provs[i]))
+            trksub.append(None)
+        else:
+            des.append(None)
+            trksub.append(trk[i])
+    return pd.DataFrame(
+        {
+            "mjd": mjd, "ra": ra, "dec": dec, "mag": mag,
+            "band": rng.choice(["g", "r", "i"], n), "designation": des, "trksub": trksub,
+            "sigma_ra": rng.uniform(0.05, 0.3, n), "sigma_dec": rng.uniform(0.05, 0.3, n),
+            "sigma_mag": rng.uniform(0.01, 0.3, n), "snr": rng.uniform(5.0, 500.0, n),
+            "seeing": rng.uniform(1.5, 3.5, n), "exptime": 30.0,
+        }
+    )  # fmt: skip
+
+
+def _expected_designation(value: object) -> str | None:
+    if value is None:
+        return None
+    return mpc_designation.unpack(str(value))
+
+
+def test_mpc80_round_trip_random() -> None:
+    obs = _random_obs(600, seed=11)
+    lines = format_mpc80(obs)
+    assert all(len(s) == 80 for s in lines)
+    back = parse_mpc80(lines)
+    assert len(back) == len(obs)
+    # Time: 1e-6 day; RA: 1 ms of time; Dec: 0.01 arcsec (half a unit + float slack).
+    assert np.max(np.abs(back.mjd - obs.mjd)) <= 0.5e-6 + 1e-9
+    dra = (back.ra.to_numpy() - obs.ra.to_numpy() + 180.0) % 360.0 - 180.0
+    assert np.max(np.abs(dra)) * 3600.0 <= 0.0075 + 1e-6
+    assert np.max(np.abs(back.dec - obs.dec)) * 3600.0 <= 0.005 + 1e-6
+    assert np.allclose(back.mag, np.round(obs.mag, 2), equal_nan=True)
+    assert (back.band[obs.mag.notna()] == obs.band[obs.mag.notna()]).all()
+    expected = [_expected_designation(v) for v in obs.designation]
+    assert back.designation.tolist() == expected
+    trksub = [t if isinstance(t, str) else None for t in obs.trksub]
+    assert back.trksub.tolist() == trksub
+    assert (back.obs_type == "C").all() and (back.stn == "I41").all()
+    assert (back.astcat == "W").all()
+    # An independent decoder (the MPC's own ADES-Master code) agrees on every record.
+    from ades.mpc80coltoxml import decode80ColumnDataLine
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        decoded = [decode80ColumnDataLine(s) for s in lines]
+    assert out.getvalue() == ""  # no "does not round-trip" complaints
+    for d, want, trk in zip(decoded, expected, trksub, strict=True):
+        got = d["permID"] or d["provID"] or None
+        assert got == want
+        assert (d["trkSub"] or None) == trk
+
+
+def test_mpc80_field_edge_cases() -> None:
+    t = Time(["2023-03-07T04:48:00", "2024-01-01T00:00:00"], scale="utc").mjd
+    ra_solar = (11 + 49 / 60 + 41.031 / 3600) * 15.0
+    dec_solar = 19 + 50 / 60 + 49.13 / 3600
+    obs = pd.DataFrame(
+        {
+            "mjd": [t[0], t[1] - 4e-7, t[1] - 6e-7, t[0]],
+            "ra": [ra_solar, 360.0 - 1e-7, 15.0 * (59 / 60 + 59.9996 / 3600), 0.0],
+            "dec": [dec_solar, -1e-7, -(10 + 59 / 60 + 59.9996 / 3600), -0.0001],
+            "mag": [18.5, np.nan, 19.0, 20.0],
+            "band": ["r", "g", "g", "i"],
+            "trksub": ["zt00001", "a", "zt9", "Z"],
+        }
+    )
+    lines = format_mpc80(obs, astcat="V")
+    # The example record in SOLAR.md section 4, character for character.
+    assert lines[0] == (
+        "     zt00001  C2023 03 07.20000011 49 41.031+19 50 49.13         18.50rV     I41"
+    )
+    assert lines[1][15:32] == "2024 01 01.000000"  # rounding carries into the new year
+    assert lines[1][32:44] == "00 00 00.000"  # 24h wraps to 0h
+    assert lines[1][44:56] == "+00 00 00.00"  # no negative zero
+    assert lines[1][65:71] == " " * 6  # no magnitude, no band
+    assert lines[2][15:32] == "2023 12 31.999999"
+    assert lines[2][32:44] == "01 00 00.000"  # 59.9996 s -> next minute -> next hour
+    assert lines[2][44:56] == "-11 00 00.00"  # 59.9996" -> next arcmin -> next degree
+    assert lines[3][44:56] == "-00 00 00.36"
+    assert lines[1][5:12] == "a      "  # temporary designations are left-justified
+
+
+def test_mpc80_discovery_header_and_files(tmp_path) -> None:
+    obs = _random_obs(40, seed=3)
+    obs["designation"] = [433, None] * 20
+    obs["trksub"] = [None, "zt00001"] * 20
+    lines = format_mpc80(obs, discovery=True)
+    flags = np.array([s[12] == "*" for s in lines])
+    assert flags.sum() == 2
+    for key in (obs.designation.notna(), obs.designation.isna()):
+        first = obs.mjd[key].idxmin()
+        assert flags[first]
+
+    header = mpc80_header(
+        contact=["J. Doe, Caltech, Pasadena", "[jdoe@example.org]"],
+        observers=[f"Observer {i}" for i in range(12)],
+        measurers=["ZTF Science Data System"],
+        ack="ZTF batch 1",
+        ac2="jdoe@example.org",
+        comment="synthetic test data",
+    )
+    assert header[0] == "COD I41"
+    assert "NET Gaia DR3" in header and "TEL 1.2-m f/2.4 Schmidt + CCD" in header
+    assert sum(h.startswith("OBS ") for h in header) >= 2  # long lists wrap
+    assert all(len(h) <= 80 for h in header)
+
+    path = tmp_path / "obs.txt"
+    write_mpc80(path, obs, discovery=True, contact="J. Doe", measurers=["J. Doe"])
+    text = path.read_text()
+    assert text.startswith("COD I41\n")
+    back = read_mpc80(path)
+    assert len(back) == len(obs) and back.discovery.sum() == 2
+
+
+def test_mpc80_rejects_bad_identifiers() -> None:
+    base = {"mjd": [60000.0], "ra": [1.0], "dec": [1.0], "mag": [18.0], "band": ["r"]}
+    with pytest.raises(ValueError, match="trksub"):
+        format_mpc80(pd.DataFrame({**base, "designation": ["S4T8000"]}))
+    with pytest.raises(ValueError, match="1-7"):
+        format_mpc80(pd.DataFrame({**base, "trksub": ["toolong12"]}))
+    with pytest.raises(ValueError, match="designation or a trksub"):
+        format_mpc80(pd.DataFrame({**base, "designation": [None], "trksub": [None]}))
+    with pytest.raises(ValueError, match="catalogue"):
+        format_mpc80(pd.DataFrame({**base, "trksub": ["a1"]}), astcat="?")
+
+
+def _psv_table(text: str) -> pd.DataFrame:
+    rows = [ln for ln in text.splitlines() if ln and ln[0] not in "#!"]
+    cells = [[c.strip() for c in r.split("|")] for r in rows]
+    return pd.DataFrame(cells[1:], columns=cells[0])
+
+
+def test_ades_psv_validates_and_round_trips(tmp_path) -> None:
+    obs = _random_obs(60, seed=5)
+    text = format_ades_psv(
+        obs,
+        submitter="J. Doe",
+        measurers=["J. Doe", "ZTF Science Data System"],
+        observers=["ZTF"],
+        telescope={"design": "Schmidt", "aperture": 1.2, "detector": "CCD", "fRatio": 2.4},
+        discovery=True,
+        comment="synthetic",
+    )
+    ok, messages = validate_ades(text)
+    assert ok, messages
+    table = _psv_table(text)
+    assert list(table.columns[:3]) == ["permID", "provID", "trkSub"]
+    order = ["mode", "stn", "obsTime", "ra", "dec", "rmsRA", "rmsDec", "astCat", "mag",
+             "rmsMag", "band", "logSNR", "seeing", "exp", "disc"]  # fmt: skip
+    assert list(table.columns[3:]) == order
+    assert (table.astCat == "Gaia3").all() and (table.stn == "I41").all()
+    mjd = Time(table.obsTime.str.rstrip("Z").tolist(), format="isot", scale="utc").mjd
+    assert np.max(np.abs(mjd - obs.mjd)) * 86400.0 <= 0.0005 + 1e-5
+    assert np.allclose(table.ra.astype(float), obs.ra % 360.0, atol=6e-8)
+    assert np.allclose(table.dec.astype(float), obs.dec, atol=6e-8)
+    ids = table.permID.where(table.permID != "", table.provID)
+    expected = [_expected_designation(v) or "" for v in obs.designation]
+    assert ids.tolist() == expected
+    # A file on disk validates too, and the subprocess route agrees.
+    path = tmp_path / "obs.psv"
+    write_ades_psv(path, obs.iloc[:5], astcat="V", submitter="J. Doe", measurers=["J. Doe"])
+    assert "|Gaia2" in path.read_text()
+    ok, messages = validate_ades(path, in_process=False)
+    assert ok, messages
+
+
+def test_ades_broken_files_fail() -> None:
+    obs = _random_obs(5, seed=9)
+    text = format_ades_psv(obs, submitter="J. Doe", measurers=["J. Doe"])
+    assert validate_ades(text)[0]
+    no_measurers = text.replace("# measurers\n! name J. Doe\n", "")
+    ok, messages = validate_ades(no_measurers)
+    assert not ok and "measurers" in messages
+    bad_stn = format_ades_psv(obs, submitter="J. Doe", measurers=["J. Doe"], obscode="I4#")
+    ok, messages = validate_ades(bad_stn)
+    assert not ok and "stn" in messages
+    ok, messages = validate_ades(text.replace("# version=2022\n", ""))
+    assert not ok
+    # The converter's module state is reset: a good file still validates afterwards.
+    assert validate_ades(text)[0]
