@@ -143,3 +143,13 @@ def test_cli_link_and_reports(tmp_path, window) -> None:
     assert ok, msg
     r = CliRunner().invoke(cli, ["moving", "tracks", "--home", str(h.root)])
     assert r.exit_code == 0 and "tracks" in r.output and "ok" in r.output
+
+
+def test_cli_eval_linking_prints_the_bars() -> None:
+    r = CliRunner().invoke(cli, ["eval", "linking", "--density", "0.2", "--no-orbits"],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    import re
+
+    m = re.search(r"completeness ([\d.]+) %, purity ([\d.]+) %", r.output.replace("\n", " "))
+    assert m and float(m.group(1)) >= 90.0 and float(m.group(2)) >= 95.0, r.output

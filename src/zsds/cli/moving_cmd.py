@@ -128,7 +128,8 @@ def eval_linking(seed, density, nights, orbits) -> None:
 
         kw["accept"] = accept
     with console.status("simulating and linking"):
-        res = run_linking_evaluation(seed=seed, density_scale=density, n_nights=nights, **kw)
+        res = run_linking_evaluation(seed=seed, density_scale=density, n_nights=nights,
+                                     verbose=False, **kw)
     console.print(format_summary(res))
 
 
