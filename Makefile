@@ -26,6 +26,9 @@ bench: install
 	$(PY) bench/bench_refs.py
 	$(PY) bench/bench_lightcurves.py
 	$(PY) bench/bench_lc_search.py
+	$(PY) bench/bench_linking.py
+	$(PY) bench/bench_known.py
+	$(PY) bench/bench_streaks.py
 
 clean:
 	rm -rf $(VENV) $(HOME_DIR) .pytest_cache .ruff_cache
