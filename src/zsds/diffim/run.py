@@ -46,6 +46,7 @@ from zsds.db.schema import (
     Exposure,
     QuadrantProduct,
     Reference,
+    StreakRecord,
 )
 from zsds.diffim.candidates import CandidateConfig, measure_candidates
 from zsds.diffim.context import gaia_context, nearest_reference, ps1_context
@@ -266,6 +267,78 @@ def candidate_records(cand: pd.DataFrame, diff: DiffImage, pid: int, ref: Refere
     return recs
 
 
+def mjd_mid_of(h: fits.Header) -> float:
+    """Mid-exposure MJD (UTC) of an image header."""
+    return float(h["OBSMJD"]) + 0.5 * float(h.get("EXPTIME", 30.0)) / 86400.0
+
+
+def find_diff_streaks(diff: DiffImage) -> pd.DataFrame:
+    """Streaks of a difference image (:func:`zsds.streaks.find.find_streaks`) with sky
+    coordinates of their ends and midpoint, position angle, rate and magnitude."""
+    from zsds.streaks.find import find_streaks
+
+    d = diff.diff
+    bad = (diff.mask != 0) | ~np.isfinite(d) | ~np.isfinite(diff.diff_sigma)
+    sig = np.where(bad, np.float32(1.0), diff.diff_sigma).astype(np.float32)
+    h = diff.header
+    st = find_streaks(np.where(bad, np.float32(0.0), d).astype(np.float32), sig,
+                      float(h["DIFFFWHM"]), bad, psf=diff.central_tile().psf)
+    if len(st) == 0:
+        return st
+    w = _wcs(h)
+    for tag, (xc, yc) in {"0": ("x0", "y0"), "1": ("x1", "y1"), "": ("xmid", "ymid")}.items():
+        ra, dec = w.all_pix2world(st[xc].to_numpy(), st[yc].to_numpy(), 0)
+        st[f"ra{tag}"], st[f"dec{tag}"] = ra, dec
+    from astropy.coordinates import SkyCoord
+
+    c0 = SkyCoord(st["ra0"].to_numpy(), st["dec0"].to_numpy(), unit="deg")
+    c1 = SkyCoord(st["ra1"].to_numpy(), st["dec1"].to_numpy(), unit="deg")
+    st["length_arcsec"] = c0.separation(c1).arcsec
+    st["pa"] = c0.position_angle(c1).deg % 180.0
+    st["rate"] = st["length_arcsec"] / 3600.0 / (float(h.get("EXPTIME", 30.0)) / 86400.0)
+    zp = float(h.get("MAGZP", np.nan))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        flux = st["flux"].to_numpy()
+        st["mag"] = np.where(flux > 0, zp - 2.5 * np.log10(flux), np.nan)
+        st["sigmamag"] = np.where(flux > 0, 1.0857 * st["fluxerr"].to_numpy() / flux, np.nan)
+    return st
+
+
+def write_streaks(home: Home, sciimg: str, h: fits.Header, streaks: pd.DataFrame) -> Path:
+    """``..._scimrefdiffimg_streaks.fits``: every streak of the image (table ``STREAKS``)."""
+    base = str(home.path(sciimg))[: -len("sciimg.fits")]
+    uh = fits.Header()
+    for k in ("EXPID", "FIELDID", "RCID", "FILTERID", "OBSMJD", "EXPTIME", "MAGZP", "DIFFFWHM"):
+        if k in h:
+            uh[k] = (h[k], h.comments[k])
+    uh["NSTREAK"] = (len(streaks), "streaks found")
+    text = {c: streaks[c].fillna("").astype(str) for c in streaks.columns
+            if streaks[c].dtype == object}
+    t = Table.from_pandas(streaks.assign(**text)) if len(streaks) else Table()
+    return write_table(Path(base + "scimrefdiffimg_streaks.fits"), t, uh, "STREAKS")
+
+
+def streak_records(streaks: pd.DataFrame, pid: int, sciimg: QuadrantProduct, h: fits.Header,
+                   jd: float) -> list[StreakRecord]:
+    """``streaks`` rows of one image (``streakid = pid * 1000 + rank``)."""
+    out = []
+    nid = int(nid_of(_night_of(h)))
+    for k, r in enumerate(streaks.to_dict("records")):
+        rec = {c: (float(v) if isinstance(v, float | np.floating) and np.isfinite(v) else
+                   None if isinstance(v, float | np.floating) else
+                   int(v) if isinstance(v, np.integer) else v) for c, v in r.items()}
+        ss = r.get("ssnamenr")
+        out.append(StreakRecord(
+            streakid=pid * 1000 + k, pid=pid, expid=sciimg.expid, nid=nid, jd=jd,
+            field=sciimg.field, rcid=sciimg.rcid, fid=sciimg.fid, ra=rec["ra"], dec=rec["dec"],
+            ra0=rec["ra0"], dec0=rec["dec0"], ra1=rec["ra1"], dec1=rec["dec1"],
+            length=rec["length_arcsec"], pa=rec["pa"], rate=rec["rate"], mag=rec.get("mag"),
+            sigmamag=rec.get("sigmamag"), snr=rec["snr"], rb=rec.get("rb"),
+            ssnamenr=ss if isinstance(ss, str) and ss else None,
+            ssdistnr=rec.get("ssdistnr") if ss else None, record=rec))
+    return out
+
+
 def image_footprint(h: fits.Header, shape: tuple[int, int]) -> tuple[float, float, float]:
     """(ra, dec, radius) in degrees of a cone centred on an image that encloses it."""
     ny, nx = shape
@@ -347,6 +420,8 @@ def subtract_quadrant(home: Home, engine: Engine, sciimg: QuadrantProduct,
     t1 = time.perf_counter()
     diff = subtract(sci, refimg, config.subtract, sci_cat, ref_cat)
     t2 = time.perf_counter()
+    streaks = find_diff_streaks(diff) if config.streaks else None
+    t2s = time.perf_counter()
     cand = measure_candidates(diff, config.candidates)
     if len(cand):
         cand = _context(home, cand, ref_cat, diff.header)
@@ -361,10 +436,8 @@ def subtract_quadrant(home: Home, engine: Engine, sciimg: QuadrantProduct,
         # Known asteroids (ssnamenr, ssdistnr, ssmagnr), in real time as ZTF does.
         from zsds.moving.run import tag_known
 
-        h = diff.header
-        mjd_mid = float(h["OBSMJD"]) + 0.5 * float(h.get("EXPTIME", 30.0)) / 86400.0
         cand = cand.assign(candid=np.arange(len(cand)))
-        tags = tag_known(home, cand, mjd_mid, *footprint)
+        tags = tag_known(home, cand, mjd_mid_of(diff.header), *footprint)
         cand = cand.drop(columns="candid").assign(**{c: tags[c] for c in tags})
     t3c = time.perf_counter()
     with session(engine) as s:
@@ -377,20 +450,31 @@ def subtract_quadrant(home: Home, engine: Engine, sciimg: QuadrantProduct,
     stamps = cutouts(diff, cand["x"].to_numpy(), cand["y"].to_numpy()) if len(cand) else \
         np.zeros((3, 0, CUTOUT, CUTOUT), np.float32)
     paths = write_diff_products(home, sciimg.relpath, diff, cand, stamps)
+    if streaks is not None:
+        if len(streaks) and config.tag_known:
+            from zsds.moving.run import tag_known
+
+            tags = tag_known(home, streaks.assign(candid=np.arange(len(streaks))), mjd_mid_of(
+                diff.header), *footprint)
+            streaks = streaks.assign(**{c: tags[c].to_numpy() for c in tags})
+        paths["streaks"] = write_streaks(home, sciimg.relpath, diff.header, streaks)
     t4 = time.perf_counter()
-    _record(home, engine, sciimg, diff, ref, programid, cand, recs, paths)
+    _record(home, engine, sciimg, diff, ref, programid, cand, recs, paths, streaks)
     t5 = time.perf_counter()
-    timings = {"read": t1 - t0, "subtract": t2 - t1, "candidates": t3 - t2, "rb": t3b - t3,
+    timings = {"read": t1 - t0, "subtract": t2 - t1, "streaks": t2s - t2,
+               "candidates": t3 - t2s, "rb": t3b - t3,
                "known": t3c - t3b, "write": t4 - t3c, "database": t5 - t4}
     npass = int(cand["passed"].sum()) if len(cand) else 0
     msg = (f"{len(cand)} candidates ({npass} pass the packet cuts), DIFFMLIM "
            f"{diff.header['DIFFMLIM']:.2f}")
+    if streaks is not None and len(streaks):
+        msg += f", {len(streaks)} streaks"
     return QuadrantDiffOutcome(pid, True, msg, len(cand), npass, timings, cand)
 
 
 def _record(home: Home, engine: Engine, sciimg: QuadrantProduct, diff: DiffImage,
             ref: Reference, programid: int, cand: pd.DataFrame, recs: list[dict],
-            paths: dict[str, Path]) -> None:
+            paths: dict[str, Path], streaks: pd.DataFrame | None = None) -> None:
     h = diff.header
     ra0, dec0, radius = image_footprint(h, diff.shape)
     pid = int(sciimg.pid)
@@ -404,6 +488,7 @@ def _record(home: Home, engine: Engine, sciimg: QuadrantProduct, diff: DiffImage
         named = dict(s.execute(select(Candidate.candid, Candidate.object_id)
                                .where(Candidate.pid == pid)).all())
         s.execute(delete(AlertRecord).where(AlertRecord.candid.in_(old)))
+        s.execute(delete(StreakRecord).where(StreakRecord.pid == pid))
         s.execute(delete(Candidate).where(Candidate.pid == pid))
         s.execute(delete(DiffImageRecord).where(DiffImageRecord.pid == pid))
         s.execute(delete(QuadrantProduct).where(
@@ -415,6 +500,9 @@ def _record(home: Home, engine: Engine, sciimg: QuadrantProduct, diff: DiffImage
             programid=programid, jd=jd, rfid=ref.rfid, ra=ra0, dec=dec0, radius=radius,
             diffmaglim=lim if lim != -999.0 else None, magzp=_hv(h, "MAGZP"),
             relpath=str(paths["scimrefdiffimg"].relative_to(home.root)), ncand=len(recs)))
+        s.flush()
+        if streaks is not None and len(streaks):
+            s.add_all(streak_records(streaks, pid, sciimg, h, jd))
         for kind, p in paths.items():
             s.add(QuadrantProduct(
                 pid=pid, expid=sciimg.expid, ccdid=sciimg.ccdid, qid=sciimg.qid,
