@@ -420,7 +420,13 @@ def subtract_quadrant(home: Home, engine: Engine, sciimg: QuadrantProduct,
     t1 = time.perf_counter()
     diff = subtract(sci, refimg, config.subtract, sci_cat, ref_cat)
     t2 = time.perf_counter()
-    streaks = find_diff_streaks(diff) if config.streaks else None
+    streaks, streak_error = None, ""
+    if config.streaks:
+        try:
+            streaks = find_diff_streaks(diff)
+        except Exception as exc:  # a streak failure must not cost the image its alerts
+            log.exception("streak search of %s failed", sciimg.relpath)
+            streak_error = f"; streak search failed: {type(exc).__name__}: {exc}"
     t2s = time.perf_counter()
     cand = measure_candidates(diff, config.candidates)
     if len(cand):
@@ -469,6 +475,7 @@ def subtract_quadrant(home: Home, engine: Engine, sciimg: QuadrantProduct,
            f"{diff.header['DIFFMLIM']:.2f}")
     if streaks is not None and len(streaks):
         msg += f", {len(streaks)} streaks"
+    msg += streak_error
     return QuadrantDiffOutcome(pid, True, msg, len(cand), npass, timings, cand)
 
 
