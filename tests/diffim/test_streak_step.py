@@ -61,9 +61,14 @@ def test_streak_in_sky_coordinates_product_and_rows(tmp_path) -> None:
     assert np.isfinite(s.mag) and 0 < s.sigmamag < 0.1
 
     home = Home.resolve(tmp_path / "home").ensure()
-    path = write_streaks(home, "products/sci/x_sciimg.fits", diff.header, st)
+    path = write_streaks(home, "products/sci/x_sciimg.fits", diff.header, st, diff.diff)
     with fits.open(path) as f:
         assert f["STREAKS"].header["NAXIS2"] == len(st) == f[0].header["NSTREAK"]
+        k = int(np.flatnonzero(st["rb"].to_numpy() >= 0.5)[0])
+        cut = f[f"CUT{k}"].data
+        # The whole trail (length ~179 px) fits in the stamp, with its flux.
+        assert cut.shape[0] == cut.shape[1] >= length_px and cut.shape[0] % 2 == 1
+        assert np.nansum(cut) > 0.8 * s.flux
     engine = connect(home.db_url)
     init_db(engine)
     q = QuadrantProduct(pid=7, expid=70, ccdid=6, qid=1, rcid=20, field=645, fid=2,

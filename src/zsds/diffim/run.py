@@ -304,8 +304,19 @@ def find_diff_streaks(diff: DiffImage) -> pd.DataFrame:
     return st
 
 
-def write_streaks(home: Home, sciimg: str, h: fits.Header, streaks: pd.DataFrame) -> Path:
-    """``..._scimrefdiffimg_streaks.fits``: every streak of the image (table ``STREAKS``)."""
+def streak_cutout(diff: np.ndarray, row: pd.Series | dict, margin: int = 16,
+                  lo: int = 63, hi: int = 255) -> np.ndarray:
+    """Square difference-image stamp centred on a streak's midpoint, long enough for the
+    whole trail (side = length + 2 margin, odd, within [lo, hi]; NaN outside the image)."""
+    n = int(np.clip(np.ceil(float(row["length"])) + 2 * margin, lo, hi)) | 1
+    return _stamp(diff, float(row["xmid"]), float(row["ymid"]), n)
+
+
+def write_streaks(home: Home, sciimg: str, h: fits.Header, streaks: pd.DataFrame,
+                  diff: np.ndarray | None = None) -> Path:
+    """``..._scimrefdiffimg_streaks.fits``: every streak of the image (table ``STREAKS``)
+    and, given the difference image, one cutout per streak (``CUT0``, ``CUT1``, ... in
+    table order; :func:`streak_cutout`)."""
     base = str(home.path(sciimg))[: -len("sciimg.fits")]
     uh = fits.Header()
     for k in ("EXPID", "FIELDID", "RCID", "FILTERID", "OBSMJD", "EXPTIME", "MAGZP", "DIFFFWHM"):
@@ -315,7 +326,14 @@ def write_streaks(home: Home, sciimg: str, h: fits.Header, streaks: pd.DataFrame
     text = {c: streaks[c].fillna("").astype(str) for c in streaks.columns
             if streaks[c].dtype == object}
     t = Table.from_pandas(streaks.assign(**text)) if len(streaks) else Table()
-    return write_table(Path(base + "scimrefdiffimg_streaks.fits"), t, uh, "STREAKS")
+    path = Path(base + "scimrefdiffimg_streaks.fits")
+    if diff is None or not len(streaks):
+        return write_table(path, t, uh, "STREAKS")
+    tab = fits.table_to_hdu(t)
+    tab.name = "STREAKS"
+    cuts = [fits.ImageHDU(streak_cutout(diff, r).astype(np.float32), name=f"CUT{k}")
+            for k, r in enumerate(streaks.to_dict("records"))]
+    return write_hdul(fits.HDUList([fits.PrimaryHDU(header=uh), tab, *cuts]), path)
 
 
 def streak_records(streaks: pd.DataFrame, pid: int, sciimg: QuadrantProduct, h: fits.Header,
@@ -463,7 +481,7 @@ def subtract_quadrant(home: Home, engine: Engine, sciimg: QuadrantProduct,
             tags = tag_known(home, streaks.assign(candid=np.arange(len(streaks))), mjd_mid_of(
                 diff.header), *footprint)
             streaks = streaks.assign(**{c: tags[c].to_numpy() for c in tags})
-        paths["streaks"] = write_streaks(home, sciimg.relpath, diff.header, streaks)
+        paths["streaks"] = write_streaks(home, sciimg.relpath, diff.header, streaks, diff.diff)
     t4 = time.perf_counter()
     _record(home, engine, sciimg, diff, ref, programid, cand, recs, paths, streaks)
     t5 = time.perf_counter()
