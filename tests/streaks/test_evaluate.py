@@ -70,3 +70,16 @@ def test_evaluation_detects_a_broken_configuration() -> None:
     res = evaluate_streaks(n_images=2, size=512, seed=7, config=StreakConfig(threshold=25.0),
                            verbose=False)
     assert res["completeness_snr10"] < 0.9
+
+
+def test_cli_eval_streaks() -> None:
+    from click.testing import CliRunner
+
+    from zsds.cli.main import cli
+
+    r = CliRunner().invoke(cli, ["eval", "streaks", "--images", "2", "--size", "768"],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    vals = dict(line.split()[:2] for line in r.output.splitlines()
+                if line.startswith(("completeness_snr10_rb", "n_true_snr10")))
+    assert int(vals["n_true_snr10"]) > 5 and float(vals["completeness_snr10_rb"]) >= 0.8

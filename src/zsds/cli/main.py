@@ -24,7 +24,7 @@ from zsds.cli.common import (
 )
 from zsds.cli.diffim_cmd import eval_subtract, rb, subtract_cmd
 from zsds.cli.lightcurves_cmd import eval_lightcurves, lightcurves, simulate_survey_cmd
-from zsds.cli.moving_cmd import eval_known, eval_linking, moving
+from zsds.cli.moving_cmd import eval_known, eval_linking, eval_streaks, moving
 from zsds.cli.night_cmd import night, status
 from zsds.cli.send_cmd import alerts_send
 from zsds.core.home import Home
@@ -398,6 +398,7 @@ cli.add_command(lightcurves)
 cli.add_command(moving)
 evaluate.add_command(eval_linking)
 evaluate.add_command(eval_known)
+evaluate.add_command(eval_streaks)
 simulate.add_command(simulate_survey_cmd)
 
 if __name__ == "__main__":  # pragma: no cover

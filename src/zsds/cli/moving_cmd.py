@@ -149,3 +149,26 @@ def eval_known(home, db_url, night) -> None:
         console.print(f"{k:18s} {v if not isinstance(v, float) else round(v, 4)}")
     if res["n_detected"] == 0:
         console.print("[yellow]no known asteroid was detected on this night's images")
+
+
+@click.command("streaks")
+@click.option("--images", type=click.IntRange(min=1), default=16, show_default=True,
+              help="simulated difference images")
+@click.option("--size", type=click.IntRange(min=128), default=1024, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--fwhm", type=float, default=2.5, show_default=True, help="PSF FWHM (px)")
+@user_errors
+def eval_streaks(images, size, seed, fwhm) -> None:
+    """Streak completeness (integrated S/N >= 10) and false streaks per full quadrant on
+    simulated difference images with cosmic rays, star residuals and bad columns."""
+    from zsds.streaks.evaluate import evaluate_streaks
+
+    with console.status("simulating and searching"):
+        res = evaluate_streaks(images, size, seed, fwhm=fwhm, verbose=False)
+    keys = ("n_images", "size", "n_true_snr10", "completeness_snr10", "completeness_snr10_rb",
+            "false_per_quadrant", "false_per_quadrant_rb", "endpoint_err_median_px",
+            "angle_err_median_deg", "flux_ratio_median", "seconds_per_512sq")
+    for k in keys:
+        v = res.get(k)
+        console.print(f"{k:24s} {round(v, 4) if isinstance(v, float) else v}")
+    console.print("bars: completeness (rb >= 0.5) >= 0.90, false per quadrant (rb) <= 0.5")
