@@ -157,11 +157,25 @@ def eval_known(home, db_url, night) -> None:
 @click.option("--size", type=click.IntRange(min=128), default=1024, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--fwhm", type=float, default=2.5, show_default=True, help="PSF FWHM (px)")
+@click.option("--home", default=None, help="a processed home: evaluate its night instead")
+@click.option("--night", default=None, help="with --home: UT date of a processed night")
 @user_errors
-def eval_streaks(images, size, seed, fwhm) -> None:
-    """Streak completeness (integrated S/N >= 10) and false streaks per full quadrant on
-    simulated difference images with cosmic rays, star residuals and bad columns."""
+def eval_streaks(images, size, seed, fwhm, home, night) -> None:
+    """Streak completeness (integrated S/N >= 10) and false streaks per full quadrant: on
+    simulated difference images with cosmic rays, star residuals and bad columns, or (with
+    --home and --night) on a processed night against the camera simulator's trails."""
     from zsds.streaks.evaluate import evaluate_streaks
+
+    if home or night:
+        if not (home and night):
+            raise click.UsageError("--home and --night go together")
+        from zsds.moving.quality import evaluate_streaks_night
+
+        h = Home.resolve(home)
+        res = evaluate_streaks_night(h, open_db(h), night)
+        for k, v in res.items():
+            console.print(f"{k:20s} {round(v, 4) if isinstance(v, float) else v}")
+        return
 
     with console.status("simulating and searching"):
         res = evaluate_streaks(images, size, seed, fwhm=fwhm, verbose=False)

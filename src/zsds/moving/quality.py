@@ -96,3 +96,117 @@ def evaluate_known_night(home: Home, engine: Engine, night: str | dt.date,
     res["frac_tagged"] = res["n_tagged"] / res["n_detected"] if res["n_detected"] else None
     res["median_ssdistnr"] = float(np.median(dists)) if dists else None
     return res
+
+
+def _clip_segment(x0: float, y0: float, x1: float, y1: float, nx: int, ny: int
+                  ) -> tuple[float, float, float, float] | None:
+    """Liang-Barsky clip of a segment to the image [0, nx-1] x [0, ny-1] (None if outside)."""
+    dx, dy = x1 - x0, y1 - y0
+    t0, t1 = 0.0, 1.0
+    for p, q in ((-dx, x0), (dx, nx - 1 - x0), (-dy, y0), (dy, ny - 1 - y0)):
+        if p == 0:
+            if q < 0:
+                return None
+            continue
+        t = q / p
+        if p < 0:
+            t0 = max(t0, t)
+        else:
+            t1 = min(t1, t)
+    if t0 > t1:
+        return None
+    return x0 + t0 * dx, y0 + t0 * dy, x0 + t1 * dx, y0 + t1 * dy
+
+
+def _seg_distance(px: float, py: float, s: tuple[float, float, float, float]) -> float:
+    x0, y0, x1, y1 = s
+    vx, vy = x1 - x0, y1 - y0
+    L2 = vx * vx + vy * vy
+    t = 0.0 if L2 == 0 else min(1.0, max(0.0, ((px - x0) * vx + (py - y0) * vy) / L2))
+    return float(np.hypot(px - x0 - t * vx, py - y0 - t * vy))
+
+
+def evaluate_streaks_night(home: Home, engine: Engine, night: str | dt.date,
+                           rb_min: float = 0.5, min_snr: float = 10.0) -> dict[str, Any]:
+    """Streaks found on a processed night's difference images against the simulator's truth.
+
+    Every truth trail (``truth/<night>/<expid>/cNN_streaks.parquet``: asteroids, satellites,
+    airplane dashes) is clipped to its quadrant; those at least 2 FWHM long get an ideal
+    integrated S/N from their flux in the image, the quadrant's gain and the difference
+    image's noise at their midpoint. A found streak (``rb >= rb_min``) matches a trail when
+    its midpoint lies within max(5 px, L/4) of the segment and the angles agree within 10 deg.
+
+    Returns
+    -------
+    dict
+        ``n_images``, ``n_true`` (S/N >= ``min_snr``), ``n_found`` of them, ``completeness``,
+        ``n_false`` (found, matching no trail), ``false_per_image`` and
+        ``false_per_quadrant`` (scaled to a full 3072 x 3080 quadrant by area).
+    """
+    from astropy.io import fits
+
+    from zsds.core.instrument import QUAD_NX, QUAD_NY
+    from zsds.db.schema import StreakRecord
+    from zsds.streaks.fit import trail_norm
+
+    date = parse_night(night)
+    with session(engine) as s:
+        images = s.execute(select(DiffImageRecord.pid, DiffImageRecord.expid,
+                                  DiffImageRecord.ccdid, DiffImageRecord.qid,
+                                  DiffImageRecord.relpath)
+                           .where(DiffImageRecord.nid == nid_of(date))).all()
+        found = pd.DataFrame(s.execute(select(StreakRecord.pid, StreakRecord.rb,
+                                              StreakRecord.record)
+                                       .where(StreakRecord.nid == nid_of(date))).all(),
+                             columns=["pid", "rb", "record"])
+    n_true = n_found = n_false = 0
+    area = 0.0
+    for pid, expid, ccdid, qid, relpath in images:
+        with fits.open(home.path(relpath)) as f:
+            h = f[0].header
+            ny, nx = f[0].data.shape
+        unc = fits.getdata(home.path(relpath.replace("scimrefdiffimg.fits",
+                                                      "scimrefdiffimgunc.fits")))
+        area += nx * ny
+        fwhm = float(h.get("DIFFFWHM", 2.5))
+        gain = float(h.get("GAIN", 1.0))
+        hits = sorted(home.truth.glob(f"*/{expid}/c{ccdid:02d}_streaks.parquet"))
+        truth = pd.read_parquet(hits[0]) if hits else pd.DataFrame(columns=["qid"])
+        truth = truth[truth["qid"] == qid]
+        segs, strong = [], []
+        for t in truth.itertuples():
+            c = _clip_segment(t.x0, t.y0, t.x1, t.y1, nx, ny)
+            if c is None:
+                continue
+            L_all = float(np.hypot(t.x1 - t.x0, t.y1 - t.y0))
+            L = float(np.hypot(c[2] - c[0], c[3] - c[1]))
+            segs.append(c)
+            if L < 2.0 * fwhm:
+                strong.append(False)
+                continue
+            xm, ym = round(0.5 * (c[0] + c[2])), round(0.5 * (c[1] + c[3]))
+            sig = float(unc[min(max(ym, 0), ny - 1), min(max(xm, 0), nx - 1)])
+            flux = float(t.flux_e) / gain * (L / max(L_all, 1e-9))
+            snr = flux * float(trail_norm(L, fwhm / 2.3548)) / sig if sig > 0 else 0.0
+            strong.append(bool(snr >= min_snr))
+        fs = found[(found["pid"] == pid) & (found["rb"].fillna(0.0) >= rb_min)]
+        matched = np.zeros(len(segs), bool)
+        for rec in fs["record"]:
+            ang = float(rec["angle"])
+            hit = False
+            for k, c in enumerate(segs):
+                L = float(np.hypot(c[2] - c[0], c[3] - c[1]))
+                tang = float(np.degrees(np.arctan2(c[3] - c[1], c[2] - c[0])) % 180.0)
+                dang = abs((ang - tang + 90.0) % 180.0 - 90.0)
+                if (_seg_distance(float(rec["xmid"]), float(rec["ymid"]), c) <= max(5.0, L / 4)
+                        and dang <= 10.0):
+                    matched[k] = hit = True
+            n_false += not hit
+        strong_arr = np.array(strong, bool)
+        n_true += int(strong_arr.sum())
+        n_found += int((matched & strong_arr).sum())
+    quads = area / (QUAD_NX * QUAD_NY) if area else 0.0
+    return {"n_images": len(images), "n_true": n_true, "n_found": n_found,
+            "completeness": n_found / n_true if n_true else None, "n_false": n_false,
+            "false_per_image": n_false / len(images) if images else None,
+            "false_per_quadrant": n_false / quads if quads else None}
