@@ -174,15 +174,11 @@ class StreakConfig:
 DEFAULT_CONFIG = StreakConfig()
 """The default settings (a module-level singleton used as default argument)."""
 
+SEGMENT_COLUMNS: tuple[str, ...] = ("x0", "y0", "x1", "y1", "xmid", "ymid", "length", "angle")
+"""Geometry of a streak: end points, midpoint (px), length (px), angle (deg)."""
+
 DETECT_COLUMNS: tuple[str, ...] = (
-    "x0",
-    "y0",
-    "x1",
-    "y1",
-    "xmid",
-    "ymid",
-    "length",
-    "angle",
+    *SEGMENT_COLUMNS,
     "snr_det",
     "snr_prof",
     "n_seg",

@@ -16,20 +16,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from zsds.streaks.detect import DEFAULT_CONFIG, StreakConfig, detect_streaks
+from zsds.streaks.detect import (
+    DEFAULT_CONFIG,
+    SEGMENT_COLUMNS,
+    StreakConfig,
+    detect_streaks,
+)
 from zsds.streaks.fit import FIT_KEYS, fit_streak, trail_flux_correction
 
 __all__ = ["STREAK_COLUMNS", "find_streaks", "fit_detections"]
 
 STREAK_COLUMNS: tuple[str, ...] = (
-    "x0",
-    "y0",
-    "x1",
-    "y1",
-    "xmid",
-    "ymid",
-    "length",
-    "angle",
+    *SEGMENT_COLUMNS,
     "flux",
     "fluxerr",
     "snr",

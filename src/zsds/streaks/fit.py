@@ -27,7 +27,7 @@ import numpy as np
 from scipy.optimize import least_squares
 from scipy.special import erf
 
-from zsds.streaks.detect import FWHM_TO_SIGMA, canonical_segments
+from zsds.streaks.detect import FWHM_TO_SIGMA, SEGMENT_COLUMNS, canonical_segments
 
 __all__ = ["FIT_KEYS", "fit_streak", "trail_flux_correction", "trail_norm", "trailed_psf"]
 
@@ -35,14 +35,7 @@ _SQRT2 = math.sqrt(2.0)
 _PIX_VAR = 1.0 / 12.0
 
 FIT_KEYS: tuple[str, ...] = (
-    "x0",
-    "y0",
-    "x1",
-    "y1",
-    "xmid",
-    "ymid",
-    "length",
-    "angle",
+    *SEGMENT_COLUMNS,
     "flux",
     "fluxerr",
     "snr",
