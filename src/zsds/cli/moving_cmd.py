@@ -170,11 +170,19 @@ def eval_streaks(images, size, seed, fwhm, home, night) -> None:
         if not (home and night):
             raise click.UsageError("--home and --night go together")
         from zsds.moving.quality import evaluate_streaks_night
+        from zsds.streaks.quality import evaluate_injected_streaks
 
         h = Home.resolve(home)
-        res = evaluate_streaks_night(h, open_db(h), night)
+        engine = open_db(h)
+        console.print("[bold]simulated trails on the night's images (truth)")
+        for k, v in evaluate_streaks_night(h, engine, night).items():
+            console.print(f"  {k:26s} {round(v, 4) if isinstance(v, float) else v}")
+        console.print("[bold]injected trails, subtracted and searched like the pipeline")
+        with console.status("injecting and subtracting"):
+            res = evaluate_injected_streaks(h, engine, night, seed=seed)
         for k, v in res.items():
-            console.print(f"{k:20s} {round(v, 4) if isinstance(v, float) else v}")
+            if k not in ("truth", "found"):
+                console.print(f"  {k:26s} {round(v, 4) if isinstance(v, float) else v}")
         return
 
     with console.status("simulating and searching"):
