@@ -276,7 +276,8 @@ def rb_sim_config(shape: tuple[int, int], fwhm: float) -> Any:
     )
 
 
-def train_streak_rb(seed: int = 0, n_images: int = 24, size: int = 640) -> dict[str, Any]:
+def train_streak_rb(seed: int = 0, n_images: int = 24, size: int = 640,
+                    extra: tuple[pd.DataFrame, np.ndarray] | None = None) -> dict[str, Any]:
     """Train the streak real-bogus classifier on simulated images (deterministic per seed).
 
     Parameters
@@ -285,6 +286,10 @@ def train_streak_rb(seed: int = 0, n_images: int = 24, size: int = 640) -> dict[
         Seeds both the simulation and the classifier.
     n_images, size : int
         Number and side of the simulated images (the defaults take ~10-20 s on one core).
+    extra : (features, labels), optional
+        More labelled streaks, e.g. from the pipeline's own difference images with injected
+        trails (:func:`zsds.streaks.quality.training_from_pipeline`); appended to the
+        simulated set.
 
     Returns
     -------
@@ -297,6 +302,11 @@ def train_streak_rb(seed: int = 0, n_images: int = 24, size: int = 640) -> dict[
 
     t0 = time.perf_counter()
     table, y = training_set(seed, n_images, size)
+    n_pipeline = 0
+    if extra is not None and len(extra[0]):
+        table = pd.concat([table, extra[0][list(RB_FEATURES)]], ignore_index=True)
+        y = np.concatenate([np.asarray(y, int), np.asarray(extra[1], int)])
+        n_pipeline = len(extra[0])
     clf = HistGradientBoostingClassifier(
         max_iter=150,
         learning_rate=0.08,
@@ -316,6 +326,7 @@ def train_streak_rb(seed: int = 0, n_images: int = 24, size: int = 640) -> dict[
         "size": size,
         "n_real": int(y.sum()),
         "n_bogus": int(len(y) - y.sum()),
+        "n_pipeline": n_pipeline,
         "sklearn": sklearn.__version__,
         "train_seconds": time.perf_counter() - t0,
     }

@@ -27,7 +27,7 @@ from zsds.core.naming import parse_night
 from zsds.db.engine import session
 from zsds.db.schema import Exposure, QuadrantProduct
 
-__all__ = ["evaluate_injected_streaks", "inject_trails"]
+__all__ = ["evaluate_injected_streaks", "inject_trails", "training_from_pipeline"]
 
 
 def inject_trails(img: QuadrantImage, rng: np.random.Generator, n: int = 3,
@@ -103,7 +103,7 @@ def evaluate_injected_streaks(home: Home, engine: Engine, night: str | dt.date,
         ``by_snr`` (completeness per S/N bin), ``n_false``, ``false_per_quadrant`` (scaled to
         a full 3072 x 3080 quadrant by area), the ``truth`` table (``found`` with the rb cut,
         ``found_any_rb`` without) and the ``found`` table (``rb`` and ``real`` of every streak
-        found, for choosing a threshold).
+        found with its classifier features, for choosing a threshold or training).
     """
     from zsds.diffim.run import (
         SubtractRunConfig,
@@ -113,6 +113,7 @@ def evaluate_injected_streaks(home: Home, engine: Engine, night: str | dt.date,
         read_science,
     )
     from zsds.diffim.stage import subtract
+    from zsds.streaks.features import RB_FEATURES
     from zsds.streaks.fit import trail_norm
 
     cfg = SubtractRunConfig()
@@ -154,8 +155,8 @@ def evaluate_injected_streaks(home: Home, engine: Engine, night: str | dt.date,
         n_false += int((~real).sum())
         if len(every):
             real_any = _match(every, tr)[1]
-            scored.append(pd.DataFrame({"rb": every["rb"].to_numpy(), "real": real_any,
-                                        "pid": row.pid}))
+            scored.append(every[list(RB_FEATURES)].assign(
+                rb=every["rb"].to_numpy(), real=real_any, pid=row.pid))
         area += diff.shape[0] * diff.shape[1]
         n_img += 1
     truth = pd.concat(truths, ignore_index=True) if truths else pd.DataFrame(
@@ -172,3 +173,15 @@ def evaluate_injected_streaks(home: Home, engine: Engine, night: str | dt.date,
             "n_false": n_false, "false_per_quadrant": n_false / quads if quads else None,
             "truth": truth,
             "found": pd.concat(scored, ignore_index=True) if scored else pd.DataFrame()}
+
+
+def training_from_pipeline(home: Home, engine: Engine, nights: list[str],
+                           n_per_image: int = 4, seed: int = 11
+                           ) -> tuple[pd.DataFrame, np.ndarray]:
+    """Labelled streaks of the pipeline's own difference images: every streak found after
+    injecting trails into the nights' quadrants (real = matches an injected trail), for
+    :func:`zsds.streaks.features.train_streak_rb` (``extra=``)."""
+    parts = [evaluate_injected_streaks(home, engine, n, n_per_image, seed + k)["found"]
+             for k, n in enumerate(nights)]
+    table = pd.concat([p for p in parts if len(p)], ignore_index=True)
+    return table, table["real"].to_numpy(int)
