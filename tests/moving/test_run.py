@@ -108,6 +108,7 @@ def test_link_window_finds_the_findable_and_is_idempotent(home, window) -> None:
     # Orbits were fitted (main-belt a) and names are deterministic.
     with session(engine) as s:
         a = s.execute(select(SSTrack.a).where(SSTrack.orbit_ok)).scalars().all()
+        assert min(s.execute(select(SSTrack.nnights)).scalars()) >= 3  # Palomar nights
         names = sorted(s.execute(select(SSTrack.trksub)).scalars().all())
     assert len(a) == out.ntracks and 1.5 < float(np.median(a)) < 4.0
     assert names[0] == track_name(nid_of(end), 0)

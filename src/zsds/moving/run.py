@@ -330,7 +330,9 @@ def link_window(home: Home, engine: Engine, end_night: str | dt.date,
 
 
 def _track_row(name: str, end_nid: int, config: LinkRunConfig, g: pd.DataFrame) -> dict:
-    nights = np.unique(np.floor(g["mjd"].to_numpy() - 0.3))  # Palomar nights: UT 02-14 h
+    from zsds.moving.tracklets import night_index
+
+    nights = np.unique(night_index(g["mjd"].to_numpy()))  # split at local noon at Palomar
     ss = g["ssnamenr"].dropna()
     ss = ss[ss != ""]
     designation = None
