@@ -23,14 +23,11 @@ from zsds.core.home import Home
 from zsds.core.naming import nid_of, parse_night
 from zsds.db.engine import session
 from zsds.db.schema import Candidate, DiffImageRecord
+from zsds.lightcurves.match import chord_length
 from zsds.moving.run import known_orbits
+from zsds.moving.tracklets import radec_to_unit
 
 KIND_ASTEROID = 4
-
-
-def _unit(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
-    r, d = np.deg2rad(ra), np.deg2rad(dec)
-    return np.column_stack([np.cos(d) * np.cos(r), np.cos(d) * np.sin(r), np.sin(d)])
 
 
 def evaluate_known_night(home: Home, engine: Engine, night: str | dt.date,
@@ -61,7 +58,7 @@ def evaluate_known_night(home: Home, engine: Engine, night: str | dt.date,
     res = {"n_images": len(images), "n_known_bright": 0, "n_detected": 0, "n_tagged": 0,
            "n_mistagged": 0, "n_false_tags": 0}
     dists: list[float] = []
-    chord = 2.0 * np.sin(np.deg2rad(tol_arcsec / 3600.0) / 2.0)
+    chord = chord_length(tol_arcsec)
     for pid, expid, ccdid, qid, lim in images:
         hits = sorted(home.truth.glob(f"*/{expid}/c{ccdid:02d}_sources.parquet"))
         truth = pd.read_parquet(hits[0]) if hits else pd.DataFrame(columns=["kind"])
@@ -77,8 +74,8 @@ def evaluate_known_night(home: Home, engine: Engine, night: str | dt.date,
                 if "ra1" in ast else ast["ra"].to_numpy()
             dec = np.where(ast["dec1"].notna(), 0.5 * (ast["dec"] + ast["dec1"]), ast["dec"]) \
                 if "dec1" in ast else ast["dec"].to_numpy()
-            tree = cKDTree(_unit(c["ra"].to_numpy(), c["dec"].to_numpy()))
-            d, j = tree.query(_unit(np.asarray(ra), np.asarray(dec)),
+            tree = cKDTree(radec_to_unit(c["ra"].to_numpy(), c["dec"].to_numpy()))
+            d, j = tree.query(radec_to_unit(np.asarray(ra), np.asarray(dec)),
                               distance_upper_bound=chord)
             det = np.isfinite(d)
             res["n_detected"] += int(det.sum())
@@ -133,8 +130,8 @@ def evaluate_streaks_night(home: Home, engine: Engine, night: str | dt.date,
     Every truth trail (``truth/<night>/<expid>/cNN_streaks.parquet``: asteroids, satellites,
     airplane dashes) is clipped to its quadrant; those at least 2 FWHM long get an ideal
     integrated S/N from their flux in the image, the quadrant's gain and the difference
-    image's noise at their midpoint. A found streak (``rb >= rb_min``) matches a trail when
-    its midpoint lies within max(5 px, L/4) of the segment and the angles agree within 10 deg.
+    image's noise at their midpoint. A found streak (``rb >= rb_min``) matches a trail by the
+    rule of :mod:`zsds.streaks.quality`.
 
     Returns
     -------
@@ -148,6 +145,7 @@ def evaluate_streaks_night(home: Home, engine: Engine, night: str | dt.date,
     from zsds.core.instrument import QUAD_NX, QUAD_NY
     from zsds.db.schema import StreakRecord
     from zsds.streaks.fit import trail_norm
+    from zsds.streaks.quality import _match
 
     date = parse_night(night)
     with session(engine) as s:
@@ -190,18 +188,11 @@ def evaluate_streaks_night(home: Home, engine: Engine, night: str | dt.date,
             snr = flux * float(trail_norm(L, fwhm / 2.3548)) / sig if sig > 0 else 0.0
             strong.append(bool(snr >= min_snr))
         fs = found[(found["pid"] == pid) & (found["rb"].fillna(0.0) >= rb_min)]
-        matched = np.zeros(len(segs), bool)
-        for rec in fs["record"]:
-            ang = float(rec["angle"])
-            hit = False
-            for k, c in enumerate(segs):
-                L = float(np.hypot(c[2] - c[0], c[3] - c[1]))
-                tang = float(np.degrees(np.arctan2(c[3] - c[1], c[2] - c[0])) % 180.0)
-                dang = abs((ang - tang + 90.0) % 180.0 - 90.0)
-                if (_seg_distance(float(rec["xmid"]), float(rec["ymid"]), c) <= max(5.0, L / 4)
-                        and dang <= 10.0):
-                    matched[k] = hit = True
-            n_false += not hit
+        segs_df = pd.DataFrame(segs, columns=["x0", "y0", "x1", "y1"])
+        found_df = pd.DataFrame([{k: float(r[k]) for k in ("xmid", "ymid", "angle")}
+                                 for r in fs["record"]], columns=["xmid", "ymid", "angle"])
+        matched, real = _match(found_df, segs_df)
+        n_false += int((~real).sum())
         strong_arr = np.array(strong, bool)
         n_true += int(strong_arr.sum())
         n_found += int((matched & strong_arr).sum())

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 
@@ -50,6 +51,16 @@ log = logging.getLogger(__name__)
 #: S/N, Masci et al. 2019), arcsec.
 SIGMA_FLOOR = 0.07
 MJD_JD = 2400000.5
+
+
+def astrometric_sigma(sigmapsf: ArrayLike, fwhm_px: ArrayLike
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """S/N and per-axis astrometric uncertainty (arcsec) of detections from their PSF
+    magnitude error and FWHM (px; 2" where missing): seeing / (2.355 S/N), with a 70 mas
+    floor added in quadrature."""
+    snr = 1.0857 / np.clip(np.asarray(sigmapsf, float), 1e-4, None)
+    seeing = np.nan_to_num(np.asarray(fwhm_px, float) * 1.012, nan=2.0)
+    return snr, np.hypot(seeing / (2.355 * snr), SIGMA_FLOOR)
 
 
 def mpcorb_path(home: Home) -> Path:
@@ -220,10 +231,8 @@ def window_detections(engine: Engine, end_night: str | dt.date, config: LinkRunC
     if len(df) == 0:
         return pd.DataFrame(columns=["det_id", "mjd", "ra", "dec", "sigma", "mag", "fid",
                                      "expid", "field", "ssnamenr", "rb"])
-    snr = 1.0857 / df["sigmapsf"].astype(float).clip(lower=1e-4)
-    seeing = df["record"].map(lambda r: (r or {}).get("fwhm")).astype(float) * 1.012
-    seeing = seeing.fillna(2.0)
-    sigma = np.hypot(seeing / (2.355 * snr), SIGMA_FLOOR)
+    snr, sigma = astrometric_sigma(df["sigmapsf"].astype(float),
+                                   df["record"].map(lambda r: (r or {}).get("fwhm")).astype(float))
     det = pd.DataFrame({
         "det_id": df["candid"].astype(np.int64), "mjd": df["jd"].astype(float) - MJD_JD,
         "ra": df["ra"].astype(float), "dec": df["dec"].astype(float), "sigma": sigma,
@@ -441,9 +450,11 @@ def report_observations(engine: Engine, end_night: str | dt.date, known_within: 
         mpc = _mpc_designation(des)
         if mpc is None and des is not None:
             trk = "".join(ch for ch in str(des) if ch.isalnum())[:7]
-        snr = 1.0857 / max(float(smag or 0.1), 1e-4)
-        fwhm = float((rec or {}).get("fwhm") or 2.0) * 1.012
-        sig = float(np.hypot(fwhm / (2.355 * snr), SIGMA_FLOOR))
+        fwhm_px = (rec or {}).get("fwhm")
+        snr_a, sig_a = astrometric_sigma(smag if smag is not None else 0.1,
+                                         np.nan if fwhm_px is None else fwhm_px)
+        snr, sig = float(snr_a), float(sig_a)
+        fwhm = 2.0 if fwhm_px is None else float(fwhm_px) * 1.012
         out.append({"candid": int(candid), "mjd": float(jd) - MJD_JD, "ra": float(ra),
                     "dec": float(dec), "mag": float(mag) if mag is not None else np.nan,
                     "sigma_mag": float(smag) if smag is not None else np.nan,
