@@ -110,8 +110,8 @@ def test_duplicate_quadrant_product_kind_rejected(engine):
         s.add(QuadrantProduct(relpath="p2", **kw))
 
 
-def test_v5_database_gains_the_moving_object_tables(engine):
-    """A version-5 database (candidates without ``ssnamenr``) is upgraded in place."""
+def test_v5_database_gains_the_moving_object_and_archive_tables(engine):
+    """A version-5 database (candidates without ``ssnamenr``) is upgraded in place to v7."""
     from zsds.db.engine import MIGRATIONS
 
     with engine.begin() as conn:
@@ -121,8 +121,9 @@ def test_v5_database_gains_the_moving_object_tables(engine):
         conn.execute(text("ALTER TABLE candidates DROP COLUMN ssnamenr"))
         conn.execute(text("INSERT INTO schema_version VALUES (5, CURRENT_TIMESTAMP)"))
     assert "ssnamenr" not in {c["name"] for c in inspect(engine).get_columns("candidates")}
-    assert init_db(engine) == SCHEMA_VERSION == 6
+    assert init_db(engine) == SCHEMA_VERSION == 7
     insp = inspect(engine)
     assert "ssnamenr" in {c["name"] for c in insp.get_columns("candidates")}
-    assert {"streaks", "ss_tracks", "ss_track_members"} <= set(insp.get_table_names())
-    assert init_db(engine) == 6
+    assert {"streaks", "ss_tracks", "ss_track_members", "archive_images", "users",
+            "api_tokens", "forcedphot_requests"} <= set(insp.get_table_names())
+    assert init_db(engine) == 7

@@ -20,10 +20,13 @@ from sqlalchemy.orm import Session
 
 from zsds.db.schema import (
     AlertRecord,
+    ApiToken,
+    ArchiveImage,
     AstroObject,
     Base,
     Candidate,
     DiffImageRecord,
+    ForcedPhotRequest,
     LightCurveObject,
     MatchfileRecord,
     NightSummaryRecord,
@@ -33,6 +36,7 @@ from zsds.db.schema import (
     SSTrack,
     SSTrackMember,
     StreakRecord,
+    User,
 )
 
 #: Tables added after version 1, by the migration that adds them.
@@ -41,12 +45,13 @@ _V3_TABLES = (DiffImageRecord, Candidate, AstroObject, ObjectCounter, AlertRecor
 _V4_TABLES = (NightSummaryRecord,)
 _V5_TABLES = (LightCurveObject, MatchfileRecord)
 _V6_TABLES = (StreakRecord, SSTrack, SSTrackMember)
+_V7_TABLES = (ArchiveImage, User, ApiToken, ForcedPhotRequest)
 
 
 def _v1(conn: Connection) -> None:
     """Version 1: the initial schema (every table but those added by later versions)."""
     later = {t.__tablename__ for t in (*_V2_TABLES, *_V3_TABLES, *_V4_TABLES, *_V5_TABLES,
-                                       *_V6_TABLES)}
+                                       *_V6_TABLES, *_V7_TABLES)}
     Base.metadata.create_all(conn, tables=[t for t in Base.metadata.sorted_tables
                                            if t.name not in later])
 
@@ -84,9 +89,15 @@ def _v6(conn: Connection) -> None:
         t.__table__.create(conn, checkfirst=True)
 
 
+def _v7(conn: Connection) -> None:
+    """Version 7: the archive's image index, users and tokens (issue 9)."""
+    for t in _V7_TABLES:
+        t.__table__.create(conn, checkfirst=True)
+
+
 #: Ordered migrations; entry ``i`` brings the schema from version ``i`` to ``i + 1``.
 #: Append new ones (never edit old ones) and keep :mod:`zsds.db.schema` at the latest version.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

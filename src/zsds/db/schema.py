@@ -495,3 +495,135 @@ class SSTrackMember(Base):
     ra: Mapped[float] = mapped_column(Float)
     dec: Mapped[float] = mapped_column(Float)
     rejected: Mapped[bool] = mapped_column(default=False)  # outlier of the orbit fit
+
+
+class ArchiveImage(Base):
+    """One searchable image of the archive (schema v7): a row of IRSA's ``ztf.ztf_current_meta_*``.
+
+    ``tbl`` is the IBE table the image belongs to: ``sci`` (one calibrated quadrant), ``raw``
+    (one raw CCD file), ``ref`` (a reference image) or ``cal`` (a bias or high-frequency flat).
+    The footprint is the image centre (``ra``, ``dec``), its four corners (``ra1``..``dec4``,
+    IRSA's order: pixel corners (1,1), (NAXIS1,1), (NAXIS1,NAXIS2), (1,NAXIS2)) and a
+    declination band plus an RA interval (``ramin`` > ``ramax`` where it wraps through 0) used
+    as an indexed prefilter before the exact polygon test. Rows are derived from the pipeline's
+    own tables and FITS headers by :func:`zsds.archive.index.update_index`, so the index can
+    always be rebuilt.
+    """
+
+    __tablename__ = "archive_images"
+    __table_args__ = (
+        Index("ix_archive_images_tbl_dec", "tbl", "decmin", "decmax"),
+        Index("ix_archive_images_tbl_field", "tbl", "field", "rcid", "fid"),
+        Index("ix_archive_images_tbl_jd", "tbl", "obsjd"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tbl: Mapped[str] = mapped_column(String(8))
+    relpath: Mapped[str] = mapped_column(String(255), unique=True)
+    field: Mapped[int | None] = mapped_column(Integer)
+    ccdid: Mapped[int] = mapped_column(Integer)
+    qid: Mapped[int | None] = mapped_column(Integer)
+    rcid: Mapped[int | None] = mapped_column(Integer)
+    fid: Mapped[int | None] = mapped_column(Integer)
+    filtercode: Mapped[str | None] = mapped_column(String(4))
+    imgtypecode: Mapped[str | None] = mapped_column(String(2))
+    pid: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    expid: Mapped[int | None] = mapped_column(BigInteger)
+    nid: Mapped[int | None] = mapped_column(Integer)
+    rfid: Mapped[int | None] = mapped_column(BigInteger)
+    nframes: Mapped[int | None] = mapped_column(Integer)
+    caltype: Mapped[str | None] = mapped_column(String(16))
+    nightdate: Mapped[int | None] = mapped_column(Integer)
+    filefracday: Mapped[int | None] = mapped_column(BigInteger)
+    obsjd: Mapped[float | None] = mapped_column(Float)  # exposure start; refs/cal: first input
+    endjd: Mapped[float | None] = mapped_column(Float)  # refs/cal: last input
+    exptime: Mapped[float | None] = mapped_column(Float)
+    seeing: Mapped[float | None] = mapped_column(Float)
+    airmass: Mapped[float | None] = mapped_column(Float)
+    maglimit: Mapped[float | None] = mapped_column(Float)
+    magzp: Mapped[float | None] = mapped_column(Float)
+    infobits: Mapped[int] = mapped_column(BigInteger, default=0)
+    programid: Mapped[int | None] = mapped_column(Integer)
+    ra: Mapped[float | None] = mapped_column(Float)
+    dec: Mapped[float | None] = mapped_column(Float)
+    ra1: Mapped[float | None] = mapped_column(Float)
+    dec1: Mapped[float | None] = mapped_column(Float)
+    ra2: Mapped[float | None] = mapped_column(Float)
+    dec2: Mapped[float | None] = mapped_column(Float)
+    ra3: Mapped[float | None] = mapped_column(Float)
+    dec3: Mapped[float | None] = mapped_column(Float)
+    ra4: Mapped[float | None] = mapped_column(Float)
+    dec4: Mapped[float | None] = mapped_column(Float)
+    crpix1: Mapped[float | None] = mapped_column(Float)
+    crpix2: Mapped[float | None] = mapped_column(Float)
+    crval1: Mapped[float | None] = mapped_column(Float)
+    crval2: Mapped[float | None] = mapped_column(Float)
+    cd11: Mapped[float | None] = mapped_column(Float)
+    cd12: Mapped[float | None] = mapped_column(Float)
+    cd21: Mapped[float | None] = mapped_column(Float)
+    cd22: Mapped[float | None] = mapped_column(Float)
+    ramin: Mapped[float | None] = mapped_column(Float)
+    ramax: Mapped[float | None] = mapped_column(Float)
+    decmin: Mapped[float | None] = mapped_column(Float)
+    decmax: Mapped[float | None] = mapped_column(Float)
+    restricted: Mapped[bool] = mapped_column(default=False)
+    indexed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class User(Base):
+    """An archive account (schema v7), created by ``zsds users add``. Passwords are stored as
+    scrypt hashes (:mod:`zsds.archive.auth`), never in clear."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(128), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    is_admin: Mapped[bool] = mapped_column(default=False)
+    disabled: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ApiToken(Base):
+    """A bearer token or a login session of a user (schema v7). Only the SHA-256 of the token
+    is stored; ``kind`` is ``api`` (made by ``zsds users token``) or ``session`` (a login
+    cookie)."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(Integer, ForeignKey("users.id", ondelete="CASCADE"),
+                                         index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16), default="api")
+    name: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ForcedPhotRequest(Base):
+    """One forced-photometry request of the archive's ZFPS-compatible service (schema v7).
+
+    The light curve is measured on every archived difference image covering (``ra``, ``dec``)
+    with ``jdstart <= jd <= jdend`` and written to ``relpath`` (relative to the home) in the
+    ZFPS ``lc.txt`` format. ``exitcode`` 0 means done, None still pending or running.
+    """
+
+    __tablename__ = "forcedphot_requests"
+
+    reqid: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("users.id",
+                                                                    ondelete="SET NULL"),
+                                                index=True)
+    ra: Mapped[float] = mapped_column(Float)
+    dec: Mapped[float] = mapped_column(Float)
+    jdstart: Mapped[float | None] = mapped_column(Float)
+    jdend: Mapped[float | None] = mapped_column(Float)
+    created: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    started: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    ended: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    exitcode: Mapped[int | None] = mapped_column(Integer)
+    npoints: Mapped[int | None] = mapped_column(Integer)
+    relpath: Mapped[str | None] = mapped_column(String(255))
+    message: Mapped[str | None] = mapped_column(Text)
