@@ -90,3 +90,25 @@ def live_server(archive_home: Home):
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def archive_engine(request: pytest.FixtureRequest, archive_home: Home):
+    """The archived home's database on each backend: its own SQLite file, or a copy of it in a
+    fresh PostgreSQL schema (the same code serves both)."""
+    from tests.db.conftest import pg_engine
+    from zsds.db import connect, init_db
+    from zsds.db.engine import copy_database
+
+    local = connect(archive_home.db_url)
+    init_db(local)
+    if request.param == "sqlite":
+        yield local
+        local.dispose()
+        return
+    gen = pg_engine()
+    pg = next(gen)
+    copy_database(local, pg)
+    local.dispose()
+    yield pg
+    gen.close()

@@ -230,6 +230,16 @@ def logout(request: Request, ctx: Annotated[ArchiveContext, Depends(get_ctx)]) -
     return resp
 
 
+@router.post("/account/token")
+def new_token(ctx: Annotated[ArchiveContext, Depends(get_ctx)],
+              user: Annotated[User, Depends(require_user)],
+              name: Annotated[str | None, Form()] = None,
+              hours: Annotated[float | None, Form()] = None) -> dict:
+    """A new API token for the authenticated user (shown once), for ``Authorization: Bearer``."""
+    return {"token": issue_token(ctx.engine, user.id, kind="api", name=name, hours=hours),
+            "user": user.username}
+
+
 @router.get("/account/whoami")
 def whoami(user: Annotated[User | None, Depends(current_user)]) -> dict:
     """The logged-in user (``null`` when anonymous)."""

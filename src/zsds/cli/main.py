@@ -27,6 +27,7 @@ from zsds.cli.lightcurves_cmd import eval_lightcurves, lightcurves, simulate_sur
 from zsds.cli.moving_cmd import eval_known, eval_linking, eval_streaks, moving
 from zsds.cli.night_cmd import night, status
 from zsds.cli.send_cmd import alerts_send
+from zsds.cli.serve_cmd import serve, users
 from zsds.core.home import Home
 
 
@@ -400,6 +401,8 @@ evaluate.add_command(eval_linking)
 evaluate.add_command(eval_known)
 evaluate.add_command(eval_streaks)
 simulate.add_command(simulate_survey_cmd)
+cli.add_command(serve)
+cli.add_command(users)
 
 if __name__ == "__main__":  # pragma: no cover
     cli()

@@ -210,3 +210,38 @@ def session(engine: Engine) -> Iterator[Session]:
         except BaseException:
             s.rollback()
             raise
+
+
+def copy_database(src: Engine, dst: Engine, chunk_rows: int = 20_000) -> dict[str, int]:
+    """Copy every zsds table from one database to another (e.g. an embedded SQLite home onto
+    PostgreSQL). Both are brought to the current schema first; ``dst`` must hold no rows of
+    these tables. On PostgreSQL the serial sequences are moved past the copied keys.
+
+    Returns
+    -------
+    dict
+        Rows copied per table.
+    """
+    init_db(src)
+    init_db(dst)
+    counts: dict[str, int] = {}
+    tables = [t for t in Base.metadata.sorted_tables if t.name != SchemaVersion.__tablename__]
+    with src.connect() as sconn, dst.begin() as dconn:
+        for table in tables:
+            n = 0
+            result = sconn.execution_options(yield_per=chunk_rows).execute(select(table))
+            for part in result.mappings().partitions(chunk_rows):
+                dconn.execute(table.insert(), [dict(r) for r in part])
+                n += len(part)
+            counts[table.name] = n
+            if dst.dialect.name == "postgresql" and n:
+                for col in table.primary_key.columns:
+                    if col.autoincrement is True or (
+                            col.autoincrement == "auto" and len(table.primary_key.columns) == 1
+                            and col.type.python_type is int):
+                        seq = dconn.execute(text("SELECT pg_get_serial_sequence(:t, :c)"),
+                                            {"t": table.name, "c": col.name}).scalar()
+                        if seq:
+                            dconn.execute(text(f"SELECT setval('{seq}', "
+                                               f"(SELECT max({col.name}) FROM {table.name}))"))
+    return counts

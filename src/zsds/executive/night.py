@@ -120,6 +120,7 @@ class NightSummary:
     peak_worker_memory_gb: float | None = None
     refs_built: int = 0
     tracks: int = 0
+    archived: int = 0  # images added to the archive index (archive_images)
     errors: list[str] = field(default_factory=list)
     latencies: dict[str, float] = field(default_factory=dict)
 
@@ -354,7 +355,18 @@ class Executive:
                 summary.tracks = res["tracks"]
             except Exception as exc:  # recorded in jobs; the night's products stand
                 summary.errors.append(f"moving: {type(exc).__name__}: {exc}")
+        self._index_archive(summary)
         return self._finish(summary, state, t0)
+
+    def _index_archive(self, summary: NightSummary) -> None:
+        """Add the night's images to the archive's search index (a header read per image,
+        in this process: cheap next to the night)."""
+        from zsds.archive.index import update_index
+
+        try:
+            summary.archived = update_index(self.home, self.engine)
+        except Exception as exc:  # the products stand; `zsds serve` indexes them again
+            summary.errors.append(f"archive index: {type(exc).__name__}: {exc}")
 
     def build_lightcurves(self, fields: list[int] | None = None, features: bool = True
                           ) -> list[dict[str, Any]]:
