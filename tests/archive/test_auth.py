@@ -22,7 +22,7 @@ from zsds.db import connect
 @pytest.fixture(scope="module")
 def client(archive_home, archive_engine):
     """The service on each backend (SQLite and PostgreSQL)."""
-    create_user(archive_engine, "alice@example.org", "correct horse")
+    create_user(archive_engine, "alice@example.org", "correct horse", replace=True)
     return TestClient(create_app(archive_home, archive_engine))
 
 
