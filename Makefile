@@ -29,6 +29,7 @@ bench: install
 	$(PY) bench/bench_linking.py
 	$(PY) bench/bench_known.py
 	$(PY) bench/bench_streaks.py
+	$(PY) bench/bench_archive.py
 
 clean:
 	rm -rf $(VENV) $(HOME_DIR) .pytest_cache .ruff_cache
