@@ -46,12 +46,25 @@ def build_archive_home(root: Path) -> Home:
 
 @pytest.fixture(scope="session")
 def archive_base(tmp_path_factory) -> Path:
-    """The processed two-night home (read-only: copy it before changing anything)."""
+    """The processed two-night home (read-only: copy it before changing anything).
+
+    Built once per test run, not once per xdist worker: the workers share pytest's base
+    temporary folder, and an exclusive lock (``fcntl.flock``) lets the first one build while
+    the others wait for it.
+    """
+    import fcntl
+
     prebuilt = os.environ.get("ZSDS_TEST_ARCHIVE_HOME")
     if prebuilt:
         return Path(prebuilt)
-    root = tmp_path_factory.mktemp("archive") / "home"
-    build_archive_home(root)
+    shared = tmp_path_factory.getbasetemp().parent
+    root = shared / "archive-home"
+    with open(shared / "archive-home.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (shared / "archive-home.done").exists():
+            shutil.rmtree(root, ignore_errors=True)
+            build_archive_home(root)
+            (shared / "archive-home.done").touch()
     return root
 
 
