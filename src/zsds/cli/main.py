@@ -382,6 +382,8 @@ def demo(home, db_url, night, exposures, workers) -> None:
                   f"{h.path('products/lc')}  (zsds lightcurves get --home {h.root} --ra .. "
                   f"--dec .. --plot lc.png)")
     console.print(f"  night summaries       : {h.root / 'logs'}  (zsds status --home {h.root})")
+    console.print(f"  archive and web UI    : zsds serve --home {h.root}  "
+                  "(then open http://127.0.0.1:8765/)")
     console.print(f"  database              : {h.db_url}")
     console.print(f"  quality reports       : zsds eval calibrate --home {h.root} --night "
                   f"{night2}; zsds eval subtract --home {h.root} --night {night2}")
