@@ -172,8 +172,10 @@ def _raw_rows(engine: Engine, known: set[str], sci: pd.DataFrame) -> list[dict[s
             if len(quads):
                 rec.update(_ccd_corners(quads))
                 rec["seeing"] = float(quads.seeing.median())
-            elif ex.ra is not None and ex.dec is not None:
+            elif ex.field and ex.ra is not None and ex.dec is not None:
                 rec.update(ramin=ex.ra, ramax=ex.ra, decmin=ex.dec, decmax=ex.dec)
+            if not ex.field:  # calibration frames (field 0) point nowhere in particular
+                rec["ra"] = rec["dec"] = None
             out.append(rec)
     return out
 
@@ -388,5 +390,6 @@ def obsdate(jd: float | None) -> str | None:
     """IRSA's ``obsdate`` text of a JD: ``YYYY-MM-DD HH:MM:SS.SSS+00``."""
     if jd is None or not np.isfinite(jd):
         return None
-    t = dt.datetime(2000, 1, 1, 12, tzinfo=dt.UTC) + dt.timedelta(days=float(jd) - 2451545.0)
+    ms = round((float(jd) - 2451545.0) * 86_400_000.0)  # to the millisecond, rounded
+    t = dt.datetime(2000, 1, 1, 12, tzinfo=dt.UTC) + dt.timedelta(milliseconds=ms)
     return f"{t:%Y-%m-%d %H:%M:%S}.{t.microsecond // 1000:03d}+00"
