@@ -23,8 +23,9 @@ DATA = "/ibe/data/ztf/products"
 
 
 @pytest.fixture(scope="module")
-def client(archive_home) -> TestClient:
-    return TestClient(create_app(archive_home))
+def client(archive_home, archive_engine) -> TestClient:
+    """The service on each backend (SQLite and PostgreSQL)."""
+    return TestClient(create_app(archive_home, archive_engine))
 
 
 @pytest.fixture(scope="module")
