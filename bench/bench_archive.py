@@ -121,6 +121,7 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="zsds-bench-archive-"))
     try:
         home = Home.resolve(root / "home").ensure()
+        init_db(connect(home.db_url))
         ra0, dec0 = float(np.mean(sky.ra)), 20.0
         rel = write_full_quadrant(home, ra0, dec0, args.seed)
         for backend in args.backends.split(","):
