@@ -135,7 +135,7 @@ def test_search_filters_and_sexagesimal(client, engine, sci) -> None:
     ({"pos": "not a place"}, "cannot read a position"),
     ({"pos": "10 20", "tbl": "nope"}, "unknown table"),
     ({"pos": "10 20", "size": "big"}, "size must be a number"),
-    ({"pos": "10 20", "start": "yesterday"}, "start must be a date"),
+    ({"pos": "10 20", "start": "yesterday"}, "start='yesterday': expected a date"),
 ])
 def test_search_bad_input_is_400(client, params, needle) -> None:
     r = client.get("/", params=params)

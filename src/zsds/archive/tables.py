@@ -115,7 +115,8 @@ def votable_bytes(table: Table, *, query_status: str = "OK", status_text: str | 
         status.content = status_text
     resource.infos.append(status)
     for k, v in (infos or {}).items():
-        resource.infos.append(Info(name=k, value=str(v)))
+        # An explicit XML ID: names such as SIA's "INPUT:POS" are not valid IDs.
+        resource.infos.append(Info(name=k, ID=k.replace(":", "_"), value=str(v)))
     for fld in resource.tables[0].fields:
         if ucds and fld.name in ucds:
             fld.ucd = ucds[fld.name]

@@ -20,11 +20,11 @@ import pandas as pd
 from astropy import units as u
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
-from astropy.time import Time
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from sqlalchemy import and_
 
+from zsds.archive import params
 from zsds.archive.auth import current_user, is_restricted
 from zsds.archive.context import ArchiveContext, get_ctx
 from zsds.archive.index import images_at, obsdate
@@ -129,17 +129,8 @@ def _int(name: str, text: str | None) -> int | None:
 
 
 def _jd(name: str, text: str | None, end: bool = False) -> float | None:
-    """JD of an ISO date/time (a bare date as an ``end`` bound means the end of that day)."""
-    if text is None or not text.strip():
-        return None
-    text = text.strip()
-    try:
-        jd = float(Time(text, scale="utc").jd)
-    except ValueError:
-        raise ValueError(f"{name} must be a date like 2026-11-21, got {text!r}") from None
-    if end and re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-        jd += 1.0
-    return jd
+    """JD of a date, JD or MJD (a bare date as an ``end`` bound means the end of that day)."""
+    return params.parse_jd(text, name, end=end)
 
 
 def _clean(values: Any) -> list[Any]:

@@ -38,14 +38,15 @@ from xml.sax.saxutils import escape
 import numpy as np
 import pandas as pd
 from astropy.table import Table
-from astropy.time import Time
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy import Select, and_, func, or_, select
 
+from zsds.archive import params
 from zsds.archive.auth import current_user, is_restricted, require_user
 from zsds.archive.context import ArchiveContext, get_ctx
 from zsds.archive.index import images_at
+from zsds.archive.params import MJD_JD
 from zsds.archive.tables import FormatError, parse_format, table_response
 from zsds.archive.templating import render
 from zsds.core.naming import NID_EPOCH, nid_of, parse_night
@@ -69,7 +70,6 @@ router = APIRouter(tags=["operations"])
 Ctx = Annotated[ArchiveContext, Depends(get_ctx)]
 MaybeUser = Annotated[User | None, Depends(current_user)]
 
-MJD_JD = 2400000.5
 #: Colours of the ZTF filters (matplotlib tab10 green, red, orange).
 FILTER_COLOURS = {"zg": "#2ca02c", "zr": "#d62728", "zi": "#ff7f0e"}
 FILTER_CODES = {1: "zg", 2: "zr", 3: "zi"}
@@ -247,34 +247,14 @@ def svg_plot(layers: Sequence[dict[str, Any]], *, width: int = 520, height: int 
 # Moving-object search
 # ----------------------------------------------------------------------------------------
 
-_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def parse_jd(value: str | float | None, name: str, *, end: bool = False) -> float | None:
-    """A time given as a JD, an MJD (< 2400000) or an ISO date/time (UTC), as JD.
-
-    A bare date as ``end`` means the end of that UT day, so ``start=D&end=D`` covers day D.
-
-    Raises
-    ------
-    HTTPException
-        400 naming the parameter when the value cannot be read.
-    """
-    if value is None or str(value).strip() == "":
-        return None
-    text = str(value).strip()
+    """:func:`zsds.archive.params.parse_jd`, with a 400 naming the parameter on bad input."""
     try:
-        x = float(text)
-    except ValueError:
-        try:
-            jd = float(Time(text, scale="utc").jd)
-        except ValueError:
-            raise _bad(f"{name}={text!r}: expected a date (YYYY-MM-DD[Thh:mm:ss]), a JD "
-                       "or an MJD") from None
-        return jd + 1.0 if end and _DATE_ONLY.match(text) else jd
-    if not math.isfinite(x):
-        raise _bad(f"{name}={text!r} is not a finite number")
-    return x if x > MJD_JD else x + MJD_JD
+        return params.parse_jd(value, name, end=end)
+    except ValueError as exc:
+        raise _bad(str(exc)) from None
 
 
 def parse_ephemeris(data: str | bytes | list | dict) -> pd.DataFrame:
