@@ -83,3 +83,45 @@ def test_streak_in_sky_coordinates_product_and_rows(tmp_path) -> None:
         rows = ses.query(StreakRecord).order_by(StreakRecord.streakid).all()
         assert [r.streakid for r in rows] == [7000 + k for k in range(len(st))]
         assert abs(rows[0].length - st.iloc[0].length_arcsec) < 1e-9
+
+
+def test_short_streak_on_a_bright_star_is_a_residual() -> None:
+    """star_ratio: a short segment next to a bright template star scores high (and the
+    runner sets its rb to 0); the same segment on empty template sky scores ~0."""
+    from zsds.diffim.run import STAR_RESIDUAL_RATIO, star_ratio
+
+    s = FWHM / 2.3548
+    yy, xx = np.mgrid[0:100, 0:100]
+    template = (5e5 / (2 * np.pi * s**2) * np.exp(-((xx - 30) ** 2 + (yy - 30) ** 2)
+                                                  / (2 * s**2))).astype(np.float32)
+    near = pd.DataFrame({"x0": [28.0], "y0": [32.0], "x1": [34.0], "y1": [33.0],
+                         "flux": [400.0], "length": [6.1]})
+    far = near.assign(x0=[68.0], x1=[74.0], y0=[72.0], y1=[73.0])
+    long_faint = near.assign(x0=[10.0], x1=[60.0], y0=[31.0], y1=[31.0], flux=[5000.0],
+                             length=[50.0])
+    r_near, r_far, r_long = (star_ratio(t, template, FWHM)[0] for t in (near, far, long_faint))
+    assert r_near > STAR_RESIDUAL_RATIO > 1.0 > r_far
+    # A long trail crossing the star: the ratio is high too, but only short ones are vetoed.
+    assert r_long > 0
+
+
+def test_injected_trails_stay_apart() -> None:
+    from zsds.core.image import QuadrantImage
+    from zsds.streaks.quality import _segments_apart, inject_trails
+
+    class Psf:  # the pipeline PSF's vectorised interface, a unit Gaussian
+        def stamps(self, x: np.ndarray, y: np.ndarray, size: int) -> np.ndarray:
+            h = size // 2
+            yy, xx = np.mgrid[-h:h + 1, -h:h + 1]
+            dx = (np.asarray(x) - np.round(x))[:, None, None]
+            dy = (np.asarray(y) - np.round(y))[:, None, None]
+            return np.exp(-((xx - dx) ** 2 + (yy - dy) ** 2) / 2.0)
+
+    rng = np.random.default_rng(3)
+    img = QuadrantImage(rng.normal(100.0, 5.0, (256, 256)).astype(np.float32),
+                        header=fits.Header({"SEEING": 2.0}), psf=Psf())
+    for _ in range(5):
+        tr = inject_trails(img, rng, n=4, length=(40.0, 120.0), min_gap=20.0)
+        segs = [tuple(r) for r in tr[["x0", "y0", "x1", "y1"]].itertuples(index=False)]
+        assert len(segs) == 4
+        assert all(_segments_apart(a, b, 20.0) for i, a in enumerate(segs) for b in segs[i + 1:])

@@ -272,9 +272,52 @@ def mjd_mid_of(h: fits.Header) -> float:
     return float(h["OBSMJD"]) + 0.5 * float(h.get("EXPTIME", 30.0)) / 86400.0
 
 
+#: A streak shorter than this many FWHM next to a star this many times brighter (template
+#: peak over the trail's central surface brightness) is a subtraction residual of the star.
+STAR_RESIDUAL_MAX_FWHM = 5.0
+STAR_RESIDUAL_RATIO = 50.0
+
+
+def star_ratio(streaks: pd.DataFrame, template: np.ndarray, fwhm: float) -> np.ndarray:
+    """Brightest template pixel within 1.5 FWHM of each streak's segment over the streak's
+    central surface brightness (flux / (L sqrt(2 pi) sigma) per pixel).
+
+    Short "streaks" on bright stars are arcs of the ring or dipole that a PSF mismatch
+    leaves in the difference image; the trailed-PSF fit and the features of the streak alone
+    cannot tell them from a short trail, the template can.
+    """
+    ny, nx = template.shape
+    sig = fwhm / 2.3548
+    out = np.zeros(len(streaks))
+    r = 1.5 * fwhm
+    for k, t in enumerate(streaks.itertuples()):
+        xa, xb = sorted((t.x0, t.x1))
+        ya, yb = sorted((t.y0, t.y1))
+        i0, i1 = max(int(ya - r), 0), min(int(yb + r) + 2, ny)
+        j0, j1 = max(int(xa - r), 0), min(int(xb + r) + 2, nx)
+        if i1 <= i0 or j1 <= j0:
+            continue
+        yy, xx = np.mgrid[i0:i1, j0:j1]
+        vx, vy = t.x1 - t.x0, t.y1 - t.y0
+        L2 = vx * vx + vy * vy
+        u = np.clip(((xx - t.x0) * vx + (yy - t.y0) * vy) / L2 if L2 > 0 else 0.0, 0.0, 1.0)
+        near = np.hypot(xx - t.x0 - u * vx, yy - t.y0 - u * vy) <= r
+        stamp = template[i0:i1, j0:j1]
+        vals = stamp[near & np.isfinite(stamp)]
+        sb = float(t.flux) / (max(float(t.length), 1.0) * np.sqrt(2 * np.pi) * sig)
+        if vals.size and sb > 0:
+            out[k] = float(np.max(vals)) / sb
+    return out
+
+
 def find_diff_streaks(diff: DiffImage) -> pd.DataFrame:
     """Streaks of a difference image (:func:`zsds.streaks.find.find_streaks`) with sky
-    coordinates of their ends and midpoint, position angle, rate and magnitude."""
+    coordinates of their ends and midpoint, position angle, rate and magnitude.
+
+    Short streaks on bright template stars (:func:`star_ratio` above
+    :data:`STAR_RESIDUAL_RATIO`, length under :data:`STAR_RESIDUAL_MAX_FWHM` FWHM) keep their
+    row but get ``rb = 0``: they are residuals of the star's subtraction.
+    """
     from zsds.streaks.find import find_streaks
 
     d = diff.diff
@@ -285,6 +328,11 @@ def find_diff_streaks(diff: DiffImage) -> pd.DataFrame:
                       float(h["DIFFFWHM"]), bad, psf=diff.central_tile().psf)
     if len(st) == 0:
         return st
+    fwhm = float(h["DIFFFWHM"])
+    st["star_ratio"] = star_ratio(st, diff.template, fwhm)
+    residual = ((st["star_ratio"] > STAR_RESIDUAL_RATIO)
+                & (st["length"] < STAR_RESIDUAL_MAX_FWHM * fwhm))
+    st.loc[residual, "rb"] = 0.0
     w = _wcs(h)
     for tag, (xc, yc) in {"0": ("x0", "y0"), "1": ("x1", "y1"), "": ("xmid", "ymid")}.items():
         ra, dec = w.all_pix2world(st[xc].to_numpy(), st[yc].to_numpy(), 0)

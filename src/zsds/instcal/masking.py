@@ -7,6 +7,7 @@ undersampled images when tuned not to flag star cores; see :func:`cosmic_ray_mas
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +34,11 @@ class MaskConfig:
         Significance and sharpness of a hit, and the significance of the pixels it grows over.
     cr_sigclip, cr_objlim : float
         astroscrappy ``sigclip`` and ``objlim`` (``"lacosmic"`` only).
+    columns : bool
+        Flag defective column segments found in the image itself (:func:`column_defect_mask`).
+    col_block, col_sigma, col_min_blocks : int, float, int
+        Rows per block, significance of a block's excess over its neighbour columns, and the
+        number of consecutive flagged blocks that make a defect.
     """
 
     saturation_margin: float = 50.0
@@ -44,6 +50,10 @@ class MaskConfig:
     cr_grow_sigma: float = 3.0
     cr_sigclip: float = 5.0
     cr_objlim: float = 8.0
+    columns: bool = True
+    col_block: int = 32
+    col_sigma: float = 6.0
+    col_min_blocks: int = 2
 
 
 def saturation_mask(data: np.ndarray, saturate: float, config: MaskConfig) -> np.ndarray:
@@ -52,6 +62,64 @@ def saturation_mask(data: np.ndarray, saturate: float, config: MaskConfig) -> np
     if config.bleed_grow > 0 and sat.any():
         sat = ndimage.binary_dilation(sat, iterations=config.bleed_grow)
     return sat
+
+
+def column_defect_mask(data: np.ndarray, bad: np.ndarray, noise: float,
+                       config: MaskConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Hot and low column segments the calibration frames do not show, found in the image.
+
+    Dark-current hot columns are invisible in zero-second biases and faint in short dome
+    flats, and the bleed columns of saturated stars continue below the saturation level; both
+    then reach the difference image as long sub-PSF-wide lines (false streaks and transients).
+    Here each column is cut into blocks of ``col_block`` rows; the median of a block (robust
+    to stars, which cover a few rows) is compared with the median of the same block in the
+    neighbouring columns (a 9-column running median: smooth sky, galaxies and halos cancel).
+    A block deviating by more than ``col_sigma`` times the noise of a block median
+    (1.2533 ``noise`` / sqrt(``col_block``)), in at least ``col_min_blocks`` consecutive blocks
+    of one column, is a defect; its blocks, and one block beyond each end (a segment starts
+    anywhere inside a block), are flagged.
+
+    Parameters
+    ----------
+    data : ndarray (ny, nx)
+        Flat-fielded image (DN), background included.
+    bad : ndarray (ny, nx) bool
+        Pixels already known bad (ignored).
+    noise : float
+        Robust per-pixel noise of the sky (DN).
+    config : MaskConfig
+
+    Returns
+    -------
+    hot, low : ndarray (ny, nx) bool
+        Pixels of column segments above and below their neighbours.
+    """
+    ny, nx = data.shape
+    b = int(config.col_block)
+    nb = ny // b
+    hot = np.zeros((ny, nx), bool)
+    low = np.zeros((ny, nx), bool)
+    if nb < config.col_min_blocks or nx < 16 or not noise > 0:
+        return hot, low
+    d = np.where(bad, np.nan, data)[: nb * b].reshape(nb, b, nx)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN blocks: NaN, not flagged
+        med = np.nanmedian(d, axis=1)  # (nb, nx)
+    filled = np.where(np.isfinite(med), med, np.nanmedian(med))
+    excess = med - ndimage.median_filter(filled, size=(1, 9), mode="nearest")
+    thr = config.col_sigma * 1.2533 * noise / np.sqrt(b)
+    for sign, out in ((1.0, hot), (-1.0, low)):
+        flag = np.nan_to_num(sign * excess) > thr
+        # Runs of >= col_min_blocks consecutive blocks, grown by one block at both ends.
+        run = ndimage.binary_opening(flag, structure=np.ones((config.col_min_blocks, 1), bool))
+        if not run.any():
+            continue
+        run = ndimage.binary_dilation(run, structure=np.ones((3, 1), bool))
+        full = np.repeat(run, b, axis=0)
+        out[: nb * b] = full
+        if nb * b < ny:  # the rows left over belong to the last block
+            out[nb * b:] = run[-1][None, :]
+    return hot, low
 
 
 def cosmic_ray_mask(

@@ -26,7 +26,12 @@ from zsds.core.instrument import PIXEL_SCALE, Filter
 from zsds.core.masks import BAD_PIXEL_BITS, MASK_DTYPE, MaskBit, mask_header_cards
 from zsds.instcal.astrometry import AstrometryConfig, AstrometryResult, solve_astrometry
 from zsds.instcal.detect import DetectConfig, estimate_background, extract_sources, mask_flags
-from zsds.instcal.masking import MaskConfig, cosmic_ray_mask, saturation_mask
+from zsds.instcal.masking import (
+    MaskConfig,
+    column_defect_mask,
+    cosmic_ray_mask,
+    saturation_mask,
+)
 from zsds.instcal.moffat import MoffatPSFConfig, build_moffat_psf
 from zsds.instcal.photcal import PhotCalConfig, PhotCalResult, photometric_calibration
 from zsds.instcal.psf import PSFConfig, select_psf_stars
@@ -158,6 +163,12 @@ def calibrate_quadrant(
     nan = ~np.isfinite(data)
     mask[nan] |= MASK_DTYPE(int(MaskBit.NAN))
     data[nan] = 0.0
+    if config.mask.columns:  # hot/low column segments the calibration frames miss
+        bad = (mask & BAD_PIXEL_BITS) != 0
+        noise = float(np.sqrt(np.median(variance[::4, ::4][~bad[::4, ::4]])))
+        hot_cols, low_cols = column_defect_mask(data, bad, noise, config.mask)
+        mask[hot_cols] |= MASK_DTYPE(int(MaskBit.NOISY))
+        mask[low_cols] |= MASK_DTYPE(int(MaskBit.LOW_RESPONSIVITY))
     tick("flatfield")
     # 4. cosmic rays (L.A.Cosmic) on the flat-fielded frame
     bad = (mask & BAD_PIXEL_BITS) != 0
