@@ -63,6 +63,7 @@ from sqlalchemy import (
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.elements import ColumnElement
 
+from zsds.archive import index
 from zsds.db.schema import ArchiveImage, LightCurveObject
 from zsds.lightcurves.search import angular_distance_deg, cone_ranges
 
@@ -520,18 +521,9 @@ def _unit(ra: Any, dec: Any) -> np.ndarray:
 
 def gnomonic(ra: Any, dec: Any, ra0: float, dec0: float) -> tuple[np.ndarray, np.ndarray,
                                                                    np.ndarray]:
-    """Tangent-plane (gnomonic) coordinates (deg) about (ra0, dec0) and a front-side mask.
-
-    Great circles project to straight lines, so spherical polygons stay polygons.
-    """
-    ra_r, dec_r = np.radians(np.asarray(ra, float)), np.radians(np.asarray(dec, float))
-    a0, d0 = np.radians(ra0), np.radians(dec0)
-    cosc = np.sin(d0) * np.sin(dec_r) + np.cos(d0) * np.cos(dec_r) * np.cos(ra_r - a0)
-    front = cosc > 1e-9
-    safe = np.where(front, cosc, 1.0)
-    x = np.cos(dec_r) * np.sin(ra_r - a0) / safe
-    y = (np.cos(d0) * np.sin(dec_r) - np.sin(d0) * np.cos(dec_r) * np.cos(ra_r - a0)) / safe
-    return np.degrees(x), np.degrees(y), front
+    """:func:`zsds.archive.index.gnomonic` with a front-side mask instead of the cosine."""
+    x, y, cosc = index.gnomonic(ra, dec, ra0, dec0)
+    return x, y, cosc > 1e-9
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 from sqlalchemy import Engine, delete, select, update
 
-from zsds.archive.context import ArchiveContext, get_ctx
+from zsds.archive.context import ArchiveContext, Ctx
 from zsds.db.engine import session
 from zsds.db.schema import ApiToken, User, utcnow
 
@@ -165,13 +165,17 @@ def request_user(request: Request, ctx: ArchiveContext) -> User | None:
     return None
 
 
-def current_user(request: Request, ctx: Annotated[ArchiveContext, Depends(get_ctx)]
+def current_user(request: Request, ctx: Ctx
                  ) -> User | None:
     """FastAPI dependency: the authenticated user, or None for an anonymous request."""
     return request_user(request, ctx)
 
 
-def require_user(user: Annotated[User | None, Depends(current_user)]) -> User:
+#: Route-parameter annotation for the authenticated user, or None when anonymous.
+MaybeUser = Annotated[User | None, Depends(current_user)]
+
+
+def require_user(user: MaybeUser) -> User:
     """FastAPI dependency: the authenticated user; 401 (with a Basic challenge) otherwise."""
     if user is None:
         raise HTTPException(status_code=401, detail="login required",
@@ -202,14 +206,14 @@ def _login(ctx: ArchiveContext, username: str, password: str, next_url: str | No
 
 
 @router.get("/account/signon/login.do")
-def login_get(ctx: Annotated[ArchiveContext, Depends(get_ctx)], josso_cmd: str = "login",
+def login_get(ctx: Ctx, josso_cmd: str = "login",
               josso_username: str = "", josso_password: str = "") -> Response:
     """IRSA's login (what ztfquery calls before every request): sets the session cookie."""
     return _login(ctx, josso_username, josso_password, None)
 
 
 @router.post("/account/signon/login.do")
-def login_post(ctx: Annotated[ArchiveContext, Depends(get_ctx)],
+def login_post(ctx: Ctx,
                josso_username: Annotated[str, Form()] = "",
                josso_password: Annotated[str, Form()] = "",
                next: Annotated[str | None, Form()] = None) -> Response:
@@ -220,7 +224,7 @@ def login_post(ctx: Annotated[ArchiveContext, Depends(get_ctx)],
 
 
 @router.get("/account/signon/logout.do")
-def logout(request: Request, ctx: Annotated[ArchiveContext, Depends(get_ctx)]) -> Response:
+def logout(request: Request, ctx: Ctx) -> Response:
     """Forget the session cookie."""
     cookie = request.cookies.get(COOKIE)
     if cookie:
@@ -231,7 +235,7 @@ def logout(request: Request, ctx: Annotated[ArchiveContext, Depends(get_ctx)]) -
 
 
 @router.post("/account/token")
-def new_token(ctx: Annotated[ArchiveContext, Depends(get_ctx)],
+def new_token(ctx: Ctx,
               user: Annotated[User, Depends(require_user)],
               name: Annotated[str | None, Form()] = None,
               hours: Annotated[float | None, Form()] = None) -> dict:
@@ -241,7 +245,7 @@ def new_token(ctx: Annotated[ArchiveContext, Depends(get_ctx)],
 
 
 @router.get("/account/whoami")
-def whoami(user: Annotated[User | None, Depends(current_user)]) -> dict:
+def whoami(user: MaybeUser) -> dict:
     """The logged-in user (``null`` when anonymous)."""
     return {"user": user.username if user else None,
             "admin": bool(user.is_admin) if user else False}

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 from sqlalchemy import Engine
 
 from zsds.core.home import Home
@@ -59,3 +60,7 @@ class ArchiveContext:
 def get_ctx(request: Request) -> ArchiveContext:
     """FastAPI dependency: the app's :class:`ArchiveContext`."""
     return request.app.state.ctx
+
+
+#: Route-parameter annotation for the shared context.
+Ctx = Annotated[ArchiveContext, Depends(get_ctx)]

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
 from zsds.archive.auth import require_user
-from zsds.archive.context import ArchiveContext, get_ctx
+from zsds.archive.context import ArchiveContext, Ctx
 from zsds.db.schema import User
 
 #: Top-level folders of the home the depot serves.
@@ -58,7 +58,7 @@ def _listing(ctx: ArchiveContext, path: Path) -> list[dict]:
 
 
 @router.get("/depot/{relpath:path}")
-def depot(relpath: str, request: Request, ctx: Annotated[ArchiveContext, Depends(get_ctx)],
+def depot(relpath: str, request: Request, ctx: Ctx,
           user: Annotated[User, Depends(require_user)]) -> Response:
     """One depot file, or a listing of a depot folder (``/depot/`` lists the roots)."""
     if relpath.strip("/") == "":

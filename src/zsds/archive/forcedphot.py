@@ -56,7 +56,7 @@ from scipy import ndimage
 from sqlalchemy import Engine, and_, select, update
 
 from zsds.archive.auth import AuthError, authenticate, request_user, require_user
-from zsds.archive.context import ArchiveContext, get_ctx
+from zsds.archive.context import ArchiveContext, Ctx
 from zsds.archive.tables import table_response
 from zsds.core.home import Home
 from zsds.core.instrument import PIXEL_SCALE
@@ -718,7 +718,7 @@ def _submitted(reqids: list[int], positions: list[tuple[float, float]]) -> HTMLR
 
 @router.get("/cgi-bin/requestForcedPhotometry.cgi")
 def request_single(request: Request, background: BackgroundTasks,
-                   ctx: Annotated[ArchiveContext, Depends(get_ctx)],
+                   ctx: Ctx,
                    ra: str | None = None, dec: str | None = None,
                    jdstart: str | None = None, jdend: str | None = None,
                    email: str | None = None, userpass: str | None = None) -> HTMLResponse:
@@ -747,7 +747,7 @@ def _json_list(text: str, name: str) -> list[Any]:
 
 @router.post("/cgi-bin/batchfp.py/submit")
 def request_batch(request: Request, background: BackgroundTasks,
-                  ctx: Annotated[ArchiveContext, Depends(get_ctx)],
+                  ctx: Ctx,
                   ra: Annotated[str, Form()], dec: Annotated[str, Form()],
                   jdstart: Annotated[str | None, Form()] = None,
                   jdend: Annotated[str | None, Form()] = None,
@@ -803,7 +803,7 @@ def _status(request: Request, ctx: ArchiveContext, email: str | None, userpass: 
 
 
 @router.get("/cgi-bin/getBatchForcedPhotometryRequests.cgi")
-def status_batch(request: Request, ctx: Annotated[ArchiveContext, Depends(get_ctx)],
+def status_batch(request: Request, ctx: Ctx,
                  email: str | None = None, userpass: str | None = None,
                  option: str | None = None, action: str | None = None) -> HTMLResponse:
     """The caller's batch requests as an HTML table (``option``: All recent jobs / Pending
@@ -812,7 +812,7 @@ def status_batch(request: Request, ctx: Annotated[ArchiveContext, Depends(get_ct
 
 
 @router.get("/cgi-bin/getForcedPhotometryRequests.cgi")
-def status_single(request: Request, ctx: Annotated[ArchiveContext, Depends(get_ctx)],
+def status_single(request: Request, ctx: Ctx,
                   email: str | None = None, userpass: str | None = None,
                   option: str | None = None, action: str | None = None) -> HTMLResponse:
     """The caller's single-position requests (as :func:`status_batch`)."""
@@ -821,7 +821,7 @@ def status_single(request: Request, ctx: Annotated[ArchiveContext, Depends(get_c
 
 @router.get(LC_URL + "/{token}/{name}")
 def download_lc(token: str, name: str, request: Request,
-                ctx: Annotated[ArchiveContext, Depends(get_ctx)],
+                ctx: Ctx,
                 email: str | None = None, userpass: str | None = None) -> FileResponse:
     """One ``lc.txt``: for any zsds user, or with the ZFPS service credential."""
     if not _is_service(request):
@@ -847,7 +847,7 @@ def _plain(s: pd.Series) -> np.ndarray:
 
 
 @router.get("/api/forcedphot")
-def api_forcedphot(ctx: Annotated[ArchiveContext, Depends(get_ctx)],
+def api_forcedphot(ctx: Ctx,
                    user: Annotated[User, Depends(require_user)],
                    ra: Annotated[float, Query(ge=0, le=360)],
                    dec: Annotated[float, Query(ge=-90, le=90)],

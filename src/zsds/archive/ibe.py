@@ -20,26 +20,25 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from astropy.io import fits
 from astropy.table import Column, MaskedColumn, Table
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from sqlalchemy import text
 
 from zsds.archive import index, tables
 from zsds.archive.auth import is_restricted, request_user
-from zsds.archive.context import ArchiveContext, get_ctx
+from zsds.archive.context import ArchiveContext, Ctx
 from zsds.archive.cutout import CutoutError, cutout_fits
 from zsds.archive.index import obsdate as irsa_date
 from zsds.archive.where import WhereError, translate_where
 
 router = APIRouter(tags=["ibe"])
 
-Ctx = Annotated[ArchiveContext, Depends(get_ctx)]
 
 #: The IBE tables of ZTF and their ``archive_images.tbl`` (``deep`` references are ``ref``).
 TABLES = {"sci": "sci", "raw": "raw", "ref": "ref", "deep": "ref", "cal": "cal"}

@@ -137,7 +137,7 @@ def _ccd_corners(quads: pd.DataFrame) -> dict[str, float]:
     dec = quads[["dec1", "dec2", "dec3", "dec4"]].to_numpy(float)
     ra0 = float(np.degrees(np.angle(np.exp(1j * np.radians(ra)).mean()))) % 360.0
     dec0 = float(dec.mean())
-    x, y, _ = _gnomonic(ra, dec, ra0, dec0)
+    x, y, _ = gnomonic(ra, dec, ra0, dec0)
     far = np.argmax(np.hypot(x, y), axis=1)
     rows = np.arange(len(quads))
     cx, cy = x[rows, far], y[rows, far]
@@ -246,15 +246,18 @@ def update_index(home: Home, engine: Engine) -> int:
     return added
 
 
-def _gnomonic(ra: np.ndarray, dec: np.ndarray, ra0: float, dec0: float
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Tangent-plane coordinates (deg) at (ra0, dec0) and cos of the angular distance."""
-    a, d = np.radians(ra), np.radians(dec)
+def gnomonic(ra: Any, dec: Any, ra0: float, dec0: float
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tangent-plane (gnomonic) coordinates (deg) about (ra0, dec0), and the cosine of the
+    angular distance from it: points with ``cosc <= 0`` lie on the far side, where x and y
+    mean nothing. Great circles project to straight lines, so spherical polygons stay
+    polygons."""
+    a, d = np.radians(np.asarray(ra, float)), np.radians(np.asarray(dec, float))
     a0, d0 = np.radians(ra0), np.radians(dec0)
     cosc = np.sin(d0) * np.sin(d) + np.cos(d0) * np.cos(d) * np.cos(a - a0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x = np.cos(d) * np.sin(a - a0) / cosc
-        y = (np.cos(d0) * np.sin(d) - np.sin(d0) * np.cos(d) * np.cos(a - a0)) / cosc
+    safe = np.where(cosc > 1e-9, cosc, 1.0)
+    x = np.cos(d) * np.sin(a - a0) / safe
+    y = (np.cos(d0) * np.sin(d) - np.sin(d0) * np.cos(d) * np.cos(a - a0)) / safe
     return np.degrees(x), np.degrees(y), cosc
 
 
@@ -366,7 +369,7 @@ def images_at(engine: Engine, tbl: str, ra: float | None = None, dec: float | No
                           df[["ra"]].to_numpy(float)], axis=1)
     cdec = np.concatenate([df[[f"dec{k}" for k in range(1, 5)]].to_numpy(float),
                            df[["dec"]].to_numpy(float)], axis=1)
-    x, y, cosc = _gnomonic(cra, cdec, ra, dec)
+    x, y, cosc = gnomonic(cra, cdec, ra, dec)
     ok = np.all(cosc > 0.05, axis=1)  # within ~87 deg: the projection is defined
     qx, qy = x[:, :4], y[:, :4]
     hw, hh = width / 2.0, height / 2.0

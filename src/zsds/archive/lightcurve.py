@@ -11,16 +11,15 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Annotated
 
 import numpy as np
 import pandas as pd
 from astropy.table import Table
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from sqlalchemy import select
 
 from zsds.archive.auth import request_user
-from zsds.archive.context import ArchiveContext, get_ctx
+from zsds.archive.context import ArchiveContext, Ctx
 from zsds.archive.tables import (
     FormatError,
     ibe_error,
@@ -277,7 +276,7 @@ def _error(message: str, fmt: str, status: int = 400) -> Response:
 
 @router.get("/cgi-bin/ZTF/nph_light_curves")
 def nph_light_curves(request: Request,
-                     ctx: Annotated[ArchiveContext, Depends(get_ctx)]) -> Response:
+                     ctx: Ctx) -> Response:
     """ZTF light curves by object id or cone (IRSA's ``nph_light_curves``).
 
     Parameters (case-insensitive): ``ID`` (repeatable, comma-separated), ``POS=CIRCLE ra dec

@@ -26,7 +26,7 @@ import secrets
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
@@ -34,14 +34,14 @@ import pandas as pd
 from astropy.io.votable.tree import Group, Info, Param, Resource, Values
 from astropy.io.votable.tree import VOTableFile as _VOTableFile
 from astropy.table import Column, Table
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 from sqlalchemy import and_, func, or_
 from starlette.concurrency import run_in_threadpool
 
 from zsds.archive import adql
-from zsds.archive.auth import current_user
-from zsds.archive.context import ArchiveContext, get_ctx
+from zsds.archive.auth import MaybeUser
+from zsds.archive.context import ArchiveContext, Ctx
 from zsds.archive.tables import (
     MEDIA,
     FormatError,
@@ -50,13 +50,11 @@ from zsds.archive.tables import (
     votable_bytes,
     votable_error,
 )
-from zsds.db.schema import ArchiveImage, User
+from zsds.db.schema import ArchiveImage
 from zsds.lightcurves.search import cone_search
 
 router = APIRouter(tags=["IVOA"])
 
-Ctx = Annotated[ArchiveContext, Depends(get_ctx)]
-MaybeUser = Annotated[User | None, Depends(current_user)]
 
 VOTABLE = MEDIA["votable"]
 

@@ -13,20 +13,20 @@ import math
 import re
 import tempfile
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from astropy import units as u
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from sqlalchemy import and_
 
 from zsds.archive import params
-from zsds.archive.auth import current_user, is_restricted
-from zsds.archive.context import ArchiveContext, get_ctx
+from zsds.archive.auth import MaybeUser, is_restricted
+from zsds.archive.context import ArchiveContext, Ctx
 from zsds.archive.index import images_at, obsdate
 from zsds.archive.plots import (
     CMAPS,
@@ -47,8 +47,6 @@ from zsds.lightcurves.search import cone_search, get_object
 
 router = APIRouter(tags=["web UI"])
 
-Ctx = Annotated[ArchiveContext, Depends(get_ctx)]
-OptUser = Annotated[User | None, Depends(current_user)]
 
 #: Image tables of the search form.
 IMAGE_TABLES = ("sci", "ref", "raw", "cal")
@@ -318,7 +316,7 @@ def search_page(request: Request, ctx: Ctx, pos: str | None = None, size: str | 
 
 
 @router.get("/ui/image", response_class=HTMLResponse, include_in_schema=False)
-def image_page(request: Request, ctx: Ctx, user: OptUser, path: str | None = None,
+def image_page(request: Request, ctx: Ctx, user: MaybeUser, path: str | None = None,
                hdu: int | None = None, ra: float | None = None,
                dec: float | None = None) -> HTMLResponse:
     """Image viewer: zoom/pan, stretch, catalogue overlay, pixel read-out."""
@@ -471,7 +469,7 @@ def api_images(ctx: Ctx, pos: str | None = None, size: float = Query(1.0, ge=0, 
 
 
 @router.get("/ui/api/image.png")
-def api_image_png(ctx: Ctx, user: OptUser, path: str | None = None, hdu: int | None = None,
+def api_image_png(ctx: Ctx, user: MaybeUser, path: str | None = None, hdu: int | None = None,
                   stretch: str = "zscale", lo: float | None = None, hi: float | None = None,
                   x0: int = 0, y0: int = 0, w: int | None = Query(None, ge=1),
                   h: int | None = Query(None, ge=1), scale: float = 1.0,
@@ -490,7 +488,7 @@ def api_image_png(ctx: Ctx, user: OptUser, path: str | None = None, hdu: int | N
 
 
 @router.get("/ui/api/pix2world")
-def api_pix2world(ctx: Ctx, user: OptUser, path: str | None = None, x: float = 0.0,
+def api_pix2world(ctx: Ctx, user: MaybeUser, path: str | None = None, x: float = 0.0,
                   y: float = 0.0, hdu: int | None = None) -> JSONResponse:
     """RA/Dec and value of the 0-based pixel (x, y)."""
     _, full = resolve_path(ctx, path, user)
@@ -501,7 +499,7 @@ def api_pix2world(ctx: Ctx, user: OptUser, path: str | None = None, x: float = 0
 
 
 @router.get("/ui/api/catalog")
-def api_catalog(ctx: Ctx, user: OptUser, path: str | None = None) -> JSONResponse:
+def api_catalog(ctx: Ctx, user: MaybeUser, path: str | None = None) -> JSONResponse:
     """Sources of the PSF-fit catalogue of an image: pixel x, y (FITS 1-based, ``origin``),
     RA, Dec, mag and its error."""
     rel, _ = resolve_path(ctx, path, user)
@@ -517,7 +515,7 @@ def api_catalog(ctx: Ctx, user: OptUser, path: str | None = None) -> JSONRespons
 
 
 @router.get("/ui/api/header")
-def api_header(ctx: Ctx, user: OptUser, path: str | None = None) -> PlainTextResponse:
+def api_header(ctx: Ctx, user: MaybeUser, path: str | None = None) -> PlainTextResponse:
     """The FITS headers of every HDU, as text."""
     rel, full = resolve_path(ctx, path, user)
     parts = []

@@ -43,8 +43,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy import Select, and_, func, or_, select
 
 from zsds.archive import params
-from zsds.archive.auth import current_user, is_restricted, require_user
-from zsds.archive.context import ArchiveContext, get_ctx
+from zsds.archive.auth import MaybeUser, is_restricted, require_user
+from zsds.archive.context import ArchiveContext, Ctx
 from zsds.archive.index import images_at
 from zsds.archive.params import MJD_JD
 from zsds.archive.tables import FormatError, parse_format, table_response
@@ -67,8 +67,6 @@ __all__ = ["parse_ephemeris", "parse_jd", "router", "search_moving", "svg_plot"]
 
 router = APIRouter(tags=["operations"])
 
-Ctx = Annotated[ArchiveContext, Depends(get_ctx)]
-MaybeUser = Annotated[User | None, Depends(current_user)]
 
 #: Colours of the ZTF filters (matplotlib tab10 green, red, orange).
 FILTER_COLOURS = {"zg": "#2ca02c", "zr": "#d62728", "zi": "#ff7f0e"}
