@@ -202,9 +202,9 @@ def test_build_on_postgresql(survey_home: Path, tmp_path: Path) -> None:
 def test_period_recovery_at_the_survey_cadence(built) -> None:
     """Injected sky-model variables with the pipeline's measured errors, at the cadence of
     the default survey (15 reference epochs + 30 nights in 60 days, from the survey
-    scheduler): the periodogram finds >= 90% of the sinusoidal and RR Lyrae-like periods.
-    Narrow-eclipse binaries are reported, not asserted: with ~3 points in eclipse the period
-    is ambiguous."""
+    scheduler): the periodogram finds >= 90% of the periods over the sky's mix of variables,
+    and of the sinusoids, RR Lyrae-like and contact binaries each.  Detached binaries, whose
+    narrow eclipses get ~3 points at this cadence, have a lower floor (measured ~35%)."""
     import datetime as dt
 
     from zsds.lightcurves.evaluate import period_recovery
@@ -223,7 +223,8 @@ def test_period_recovery_at_the_survey_cadence(built) -> None:
     rec, table = period_recovery(MatchSet(ms.attrs, exp, ms.sources, ms.sourcedata),
                                  n_per_type=150)
     assert rec.n_epochs == 45 and rec.baseline_days > 50
-    assert rec.recovered["sinusoid"] >= 0.9
-    assert rec.recovered["rrlyrae"] >= 0.9
-    assert 0.0 <= rec.recovered["eclipsing"] <= 1.0
-    assert len(table) == 450
+    assert rec.overall >= 0.9
+    for kind in ("sinusoid", "rrlyrae", "contact"):
+        assert rec.recovered[kind] >= 0.9, kind
+    assert rec.recovered["detached"] >= 0.2
+    assert len(table) == 600 and (table["amp"] >= 0.1).all()

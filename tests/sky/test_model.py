@@ -12,6 +12,7 @@ from zsds.sky import model as m
 from zsds.sky.model import (
     EPOCH_MJD,
     PIXEL_AREA_DEG2,
+    VAR_MIX,
     SkyModel,
     angular_separation,
     galactic_lb,
@@ -203,10 +204,16 @@ def test_proper_motion_propagation(dec0: float) -> None:
 
 def test_variability_periodic(stars30: pd.DataFrame) -> None:
     var = stars30[stars30["var_type"] > 0]
-    assert {1, 2, 3} <= set(var["var_type"].unique())
+    assert set(var["var_type"].unique()) == {1, 2, 3, 4}
     assert var["var_period"].between(0.2, 20).all() and var["var_amp"].between(0.05, 1).all()
     rr = var[var["var_type"] == 2]
     assert rr["var_period"].between(0.4, 0.8).all()
+    contact = var[var["var_type"] == 4]
+    assert contact["var_period"].between(0.22, 0.6).all() and (contact["var_amp"] <= 0.8).all()
+    # The mix of types follows VAR_MIX (binomial errors on ~200 variables).
+    for code, share in VAR_MIX.items():
+        frac = np.mean(var["var_type"] == code)
+        assert abs(frac - share) < 4 * np.sqrt(share * (1 - share) / len(var)), code
     t = 58500.123 + np.arange(len(var)) * 0.37
     m0 = magnitudes_at(var, "r", t)
     m1 = magnitudes_at(var, "r", t + var["var_period"].to_numpy())

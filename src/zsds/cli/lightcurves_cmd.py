@@ -158,8 +158,9 @@ def eval_lightcurves(home, db_url, min_epochs, min_amp, bright_snr, plot) -> Non
         console.print(f"injected variables at this cadence ({rec.n_epochs} good epochs over "
                       f"{rec.baseline_days:.0f} d) and the pipeline's errors, recovered:")
         for k in sorted(rec.n):
-            console.print(f"  {k:<10}: {100 * rec.recovered[k]:5.1f}% of {rec.n[k]}")
-        console.print(f"  all       : {100 * rec.overall:5.1f}%")
+            console.print(f"  {k:<10}: {100 * rec.recovered[k]:5.1f}% of {rec.n[k]} "
+                          f"({100 * rec.share[k]:.0f}% of the sky's variables)")
+        console.print(f"  all       : {100 * rec.overall:5.1f}% (weighted by the sky's mix)")
     save_report(h.root / "logs" / "lightcurves_quality.json", q, rec)
     if plot:
         from zsds.lightcurves.evaluate import plot_quality

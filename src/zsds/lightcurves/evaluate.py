@@ -8,11 +8,14 @@ the sky model's variability columns), then:
   true star within 8" brighter than 3 mag fainter than it), non-variable stars with at least
   ``min_points`` good epochs, the rms over epochs of the raw (per-epoch PS1-calibrated) and of
   the refined magnitudes; the medians of both are the figures of merit;
-* **periods:** for true periodic variables (sinusoids, RR Lyrae-like, eclipsing-like) with
-  peak-to-peak amplitude >= ``min_amp`` and >= ``min_epochs`` good epochs, whether the best
-  Lomb-Scargle period is the true one (within 1%), or for eclipsing-like stars its half (the
-  one-harmonic periodogram of two similar eclipses peaks there); "well measured" variables
-  also have an amplitude >= 3 x their median error.
+* **periods:** for true periodic variables (sinusoids, RR Lyrae-like, detached and contact
+  eclipsing binaries) with peak-to-peak amplitude >= ``min_amp`` and >= ``min_epochs`` good
+  epochs, whether the best Lomb-Scargle period is the true one (within 1%), or for eclipsing
+  binaries its half (the one-harmonic periodogram of two similar eclipses peaks there);
+  "well measured" variables also have an amplitude >= 3 x their median error.
+
+A small field holds too few variables for a rate, so :func:`period_recovery` also injects
+the sky model's variables into a matchfile's cadence and noise.
 """
 
 from __future__ import annotations
@@ -31,8 +34,10 @@ from zsds.db import session
 from zsds.lightcurves.build import BAD_CATFLAGS
 from zsds.lightcurves.match import chord_length, unit_vectors
 from zsds.lightcurves.metrics import period_harmonic, period_matches
+from zsds.sky.model import VAR_CONTACT, VAR_ECLIPSE, VAR_MIX, VAR_RRLYR, VAR_SINE
 
-VAR_ECLIPSE = 3
+# Two eclipses per orbit: a one-harmonic periodogram may find half the period.
+_TWO_MINIMA = (VAR_ECLIPSE, VAR_CONTACT)
 
 
 @dataclass
@@ -108,7 +113,7 @@ def evaluate_matchset(ms, truth: pd.DataFrame, bright_snr: float = 100.0,
               & (src["n"] >= min_epochs)].copy()
     if len(var):
         found, true = var["period"].to_numpy(float), var["true_var_period"].to_numpy(float)
-        ecl = var["true_var_type"].to_numpy() == VAR_ECLIPSE
+        ecl = np.isin(var["true_var_type"].to_numpy(), _TWO_MINIMA)
         var["recovered"] = period_matches(found, true) | (ecl & period_harmonic(found, true))
         var["well_measured"] = var["true_var_amp"] >= 3.0 * var["medmagerr"]
     return bright, var
@@ -203,20 +208,27 @@ def plot_quality(bright: pd.DataFrame, var: pd.DataFrame, path: Path) -> Path:
 
 @dataclass
 class PeriodRecovery:
-    """Period recovery of simulated variables at a home's cadence and noise, per type."""
+    """Period recovery of simulated variables at a home's cadence and noise, per type.
+
+    ``overall`` weights the per-type rates by the sky model's mix of types
+    (:data:`zsds.sky.model.VAR_MIX`): the rate over the simulated population.
+    """
 
     n_epochs: int
     baseline_days: float
     n: dict[str, int]
     recovered: dict[str, float]
+    share: dict[str, float]
 
     @property
     def overall(self) -> float:
-        tot = sum(self.n.values())
-        return sum(self.recovered[k] * self.n[k] for k in self.n) / tot if tot else float("nan")
+        tot = sum(self.share[k] for k in self.n if self.n[k])
+        return (sum(self.recovered[k] * self.share[k] for k in self.n if self.n[k]) / tot
+                if tot else float("nan"))
 
 
-VAR_NAMES = {1: "sinusoid", 2: "rrlyrae", 3: "eclipsing"}
+VAR_NAMES = {VAR_SINE: "sinusoid", VAR_RRLYR: "rrlyrae", VAR_ECLIPSE: "detached",
+             VAR_CONTACT: "contact"}
 
 
 def period_recovery(ms, n_per_type: int = 300, min_amp: float = 0.1,
@@ -225,16 +237,16 @@ def period_recovery(ms, n_per_type: int = 300, min_amp: float = 0.1,
     """Inject the sky model's periodic variables into a matchfile's cadence and noise.
 
     The light curves of real variables in a small simulated field are too few to measure a
-    90% rate; this draws ``n_per_type`` of each type with the sky model's distributions
-    (periods 0.2-20 d log-uniform, RR Lyrae-like 0.4-0.8 d; amplitudes >= ``min_amp``), computes
-    their magnitudes with the sky model's own light-curve shapes
-    (:func:`zsds.sky.model.magnitudes_at`) at the matchfile's good epochs, adds Gaussian noise
-    from the pipeline's measured error-versus-magnitude relation (median ``magerrmodel`` of
-    the sources), and runs the same period search as the build.
+    90% rate; this draws ``n_per_type`` of each type with the sky model's own distributions
+    (:func:`zsds.sky.model.variability_params`, amplitudes >= ``min_amp``), computes their
+    magnitudes with its light-curve shapes (:func:`zsds.sky.model.magnitudes_at`) at the
+    matchfile's good epochs, adds Gaussian noise from the pipeline's measured
+    error-versus-magnitude relation (median ``magerrmodel`` of the sources), and runs the
+    same period search as the build.  Equal numbers per type give each rate the same
+    precision; :attr:`PeriodRecovery.overall` weights them by the sky's mix.
     """
     from zsds.lightcurves.metrics import best_periods
-    from zsds.sky.model import VAR_ECLIPSE as ECL
-    from zsds.sky.model import VAR_RRLYR, VAR_SINE, magnitudes_at
+    from zsds.sky.model import magnitudes_at, variability_params
 
     rng = np.random.default_rng(seed)
     good_ep = ms.exposures["badepoch"] == 0
@@ -247,15 +259,12 @@ def period_recovery(ms, n_per_type: int = 300, min_amp: float = 0.1,
     ok = np.isfinite(eerr)
     order = np.argsort(emag[ok])
     xm, ye = emag[ok][order], eerr[ok][order]
-    n = 3 * n_per_type
-    vt = np.repeat([VAR_SINE, VAR_RRLYR, ECL], n_per_type)
-    period = 10.0 ** rng.uniform(np.log10(0.2), np.log10(20.0), n)
-    period = np.where(vt == VAR_RRLYR, rng.uniform(0.4, 0.8, n), period)
-    amp = 10.0 ** rng.uniform(np.log10(min_amp), 0.0, n)
-    amp = np.where(vt == VAR_RRLYR, rng.uniform(max(0.3, min_amp), 1.0, n), amp)
+    vt = np.repeat(list(VAR_NAMES), n_per_type)
+    n = vt.size
+    period, amp = variability_params(rng, vt, min_amp=min_amp)
     base = rng.uniform(*mag_range, n)
-    df = pd.DataFrame({"r": base, "var_type": vt, "var_period": period, "var_amp": amp,
-                       "var_t0": 58000.0 + rng.uniform(size=n) * period})
+    df = pd.DataFrame({"r": base, "var_type": vt.astype(np.int8), "var_period": period,
+                       "var_amp": amp, "var_t0": 58000.0 + rng.uniform(size=n) * period})
     mags = magnitudes_at(df, "r", t[:, None]).T  # (n, n_epochs)
     err = np.interp(mags, xm, ye)  # the pipeline's error at each magnitude
     obs = mags + rng.normal(0, 1, mags.shape) * err
@@ -264,13 +273,14 @@ def period_recovery(ms, n_per_type: int = 300, min_amp: float = 0.1,
                                        np.ones(ids.size, bool))
     p = np.full(n, np.nan)
     p[found_ids] = found
-    rec = period_matches(p, period) | ((vt == ECL) & period_harmonic(p, period))
+    rec = period_matches(p, period) | (np.isin(vt, _TWO_MINIMA) & period_harmonic(p, period))
     table = pd.DataFrame({"type": [VAR_NAMES[int(v)] for v in vt], "period": period,
                           "amp": amp, "mag": base, "found": p, "recovered": rec})
     g = table.groupby("type")["recovered"]
     res = PeriodRecovery(int(t.size), float(np.ptp(t)) if t.size else 0.0,
                          {k: int(v) for k, v in g.size().items()},
-                         {k: float(v) for k, v in g.mean().items()})
+                         {k: float(v) for k, v in g.mean().items()},
+                         {VAR_NAMES[c]: float(f) for c, f in VAR_MIX.items()})
     return res, table
 
 

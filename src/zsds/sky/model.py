@@ -367,9 +367,50 @@ _COLOUR_PARAMS = {
 }
 _SIGMA_V = {"halo": 120.0, "disc": 30.0, "bulge": 100.0}  # km/s per tangential axis
 
-VAR_NONE, VAR_SINE, VAR_RRLYR, VAR_ECLIPSE = 0, 1, 2, 3
+VAR_NONE, VAR_SINE, VAR_RRLYR, VAR_ECLIPSE, VAR_CONTACT = 0, 1, 2, 3, 4
 _VAR_FRACTION = 0.01
+# Shares of the periodic variable types.  Eclipsing binaries are 35% of all, 4 in 5 of them
+# contact (W UMa) systems: in the ZTF DR2 periodic-variable catalogue (Chen et al. 2020,
+# ApJS 249, 18) contact binaries outnumber detached (Algol-type) ones by about 7 to 1; the
+# 4:1 used here allows for detached binaries being harder to find.
+VAR_MIX = {VAR_SINE: 0.50, VAR_RRLYR: 0.15, VAR_CONTACT: 0.28, VAR_ECLIPSE: 0.07}
+# W UMa periods cluster at 0.25-0.45 d with a sharp cut-off near 0.22 d.
+_CONTACT_PERIOD = (0.22, 0.6)
+_CONTACT_MAX_AMP = 0.8
 _VAR_T0_MJD = 58000.0
+
+
+def variability_params(rng: np.random.Generator, vtype: np.ndarray, min_amp: float = 0.05
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Periods (d) and peak-to-peak r amplitudes (mag) of variables of the given types.
+
+    Sinusoids and detached eclipsing binaries: periods 0.2-20 d and amplitudes ``min_amp``-1
+    mag, both log-uniform; RR Lyrae-like: 0.4-0.8 d and ``max(0.3, min_amp)``-1 mag, uniform;
+    contact binaries: 0.22-0.6 d and ``min_amp``-0.8 mag, log-uniform.  Non-variables get
+    values too (the caller masks them), so every row consumes the same draws.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Consumed by exactly four draws of ``len(vtype)`` numbers.
+    vtype : numpy.ndarray
+        ``VAR_*`` codes.
+    min_amp : float
+        Smallest amplitude drawn (the sky has 0.05; evaluations choose their own).
+    """
+    n = len(vtype)
+    u_period = rng.uniform(0.0, 1.0, n)
+    period = 10.0 ** (np.log10(0.2) + 2.0 * u_period)
+    period = np.where(vtype == VAR_RRLYR, rng.uniform(0.4, 0.8, n), period)
+    u_amp = rng.uniform(0.0, 1.0, n)
+    amp = min_amp * (1.0 / min_amp) ** u_amp
+    amp = np.where(vtype == VAR_RRLYR, rng.uniform(max(0.3, min_amp), 1.0, n), amp)
+    # Contact binaries map the same uniform draws onto their own ranges.
+    pc = np.log10(_CONTACT_PERIOD)
+    period = np.where(vtype == VAR_CONTACT, 10.0 ** (pc[0] + (pc[1] - pc[0]) * u_period), period)
+    amp = np.where(vtype == VAR_CONTACT,
+                   min_amp * (_CONTACT_MAX_AMP / min_amp) ** u_amp, amp)
+    return period, amp
 
 
 def _draw_component(
@@ -401,7 +442,8 @@ def true_stars(pix: int, seed: int) -> pd.DataFrame:
         ICRS, epoch J2016.0), ``pmra`` (mas/yr, includes cos dec), ``pmdec``
         (mas/yr), ``parallax`` (mas), ``g``, ``r``, ``i``, ``z`` (true mean PS1
         AB mags, extincted), ``G`` (Gaia G), ``var_type`` (int8: 0 none,
-        1 sinusoid, 2 RR Lyrae-like, 3 eclipsing-like), ``var_period`` (days),
+        1 sinusoid, 2 RR Lyrae-like, 3 detached eclipsing, 4 contact binary, in the
+        shares of :data:`VAR_MIX`), ``var_period`` (days),
         ``var_amp`` (mag, peak-to-peak in r), ``var_t0`` (MJD of phase 0);
         variability columns are NaN for non-variables.
     """
@@ -465,15 +507,14 @@ def true_stars(pix: int, seed: int) -> pd.DataFrame:
     vtype = np.zeros(n, np.int8)
     u_var = rng.uniform(size=n)
     is_var = u_var < _VAR_FRACTION
-    # Within variables: 50% sinusoidal, 15% RR Lyrae-like, 35% eclipsing-like.
+    # Within variables, the types in the shares of VAR_MIX.
     sub = u_var / _VAR_FRACTION
-    vtype[is_var & (sub < 0.50)] = VAR_SINE
-    vtype[is_var & (sub >= 0.50) & (sub < 0.65)] = VAR_RRLYR
-    vtype[is_var & (sub >= 0.65)] = VAR_ECLIPSE
-    period = 10.0 ** rng.uniform(np.log10(0.2), np.log10(20.0), n)
-    period = np.where(vtype == VAR_RRLYR, rng.uniform(0.4, 0.8, n), period)
-    amp = 10.0 ** rng.uniform(np.log10(0.05), 0.0, n)
-    amp = np.where(vtype == VAR_RRLYR, rng.uniform(0.3, 1.0, n), amp)
+    lo = 0.0
+    for code, share in VAR_MIX.items():
+        vtype[is_var & (sub >= lo) & (sub < lo + share)] = code
+        lo += share
+    vtype[is_var & (sub >= lo)] = VAR_ECLIPSE  # rounding of the shares
+    period, amp = variability_params(rng, vtype)
     t0 = _VAR_T0_MJD + rng.uniform(size=n) * period
     nan = np.full(n, np.nan)
 
@@ -614,6 +655,13 @@ def _eclipse(phase: np.ndarray) -> np.ndarray:
     return np.exp(-0.5 * (d0 / w) ** 2) + 0.4 * np.exp(-0.5 * (d1 / w) ** 2)
 
 
+def _contact(phase: np.ndarray) -> np.ndarray:
+    # W UMa-like: continuous variation with two minima per orbit (primary depth 1 at phase 0,
+    # secondary 0.9 at 0.5), narrower than the maxima as in real contact binaries.
+    d = (0.5 * (1.0 + np.cos(4 * np.pi * phase))) ** 1.5
+    return d * (1.0 - 0.05 * (1.0 - np.cos(2 * np.pi * phase)))
+
+
 # Pulsation amplitude relative to r (eclipses are achromatic).
 _PULS_BAND_SCALE = {"g": 1.25, "r": 1.0, "i": 0.85, "z": 0.75, "G": 0.95}
 
@@ -623,8 +671,9 @@ def magnitudes_at(df: pd.DataFrame, band: str, mjd: float | np.ndarray) -> np.nd
 
     ``var_amp`` is the peak-to-peak amplitude in r; pulsators are scaled per
     band (g 1.25, i 0.85, z 0.75, G 0.95). Sinusoidal and RR Lyrae-like
-    curves have zero mean about the catalogue magnitude; eclipsing-like stars
-    sit at the catalogue magnitude out of eclipse and dim by up to ``var_amp``.
+    curves have zero mean about the catalogue magnitude; eclipsing binaries
+    (detached and contact) sit at the catalogue magnitude at maximum light and dim by up to
+    ``var_amp``.
     Galaxies and non-variables return the catalogue magnitude.
 
     Parameters
@@ -652,7 +701,8 @@ def magnitudes_at(df: pd.DataFrame, band: str, mjd: float | np.ndarray) -> np.nd
         np.where(
             vt == VAR_RRLYR,
             scale * amp * _sawtooth(phase),
-            np.where(vt == VAR_ECLIPSE, amp * _eclipse(phase), 0.0),
+            np.where(vt == VAR_ECLIPSE, amp * _eclipse(phase),
+                     np.where(vt == VAR_CONTACT, amp * _contact(phase), 0.0)),
         ),
     )
     return mag + delta
