@@ -13,10 +13,11 @@ positive finite error) enter a statistic; ``nobs`` counts all points.
 * :func:`best_period` / :func:`best_periods` find the period in two steps.
 
   1. Coarse search: ``light-curve``'s FFT-based (Press & Rybicki) Lomb-Scargle periodogram
-     on an explicit frequency grid from 0 to ``1/min_period`` with ``samples_per_peak``
-     points per peak width ``1/baseline``, run in Rust over all objects with ``many``
-     (0.3-0.5 ms per 40-point curve; an astropy ``LombScargle`` loop takes 10-20 ms per
-     curve, far over the budget of ~10 s per 10k objects).
+     on an explicit frequency grid from 0 to ``2/min_period`` (twice the searched range: its
+     power is inaccurate near the top of its grid) with ``samples_per_peak`` points per
+     peak width ``1/baseline``, run in Rust over all objects with ``many`` (~1-2 ms per
+     curve; an astropy ``LombScargle`` loop takes 10-20 ms per curve, far over the budget
+     of ~10 s per 10k objects).
   2. Refinement: its ``refine_peaks`` highest peaks inside ``[1/max_period, 1/min_period]``
      are re-evaluated with the exact weighted, floating-mean (generalised; Zechmeister &
      Kürster 2009) Lomb-Scargle power in vectorised numpy, on local grids down to 1/8 of
@@ -27,15 +28,14 @@ positive finite error) enter a statistic; ``nobs`` counts all points.
   Refining several candidates fixes the cases where the unweighted power ranks a 1-day
   alias first; the exact refinement makes the period precise (the coarse grid alone is off
   by up to half a step, > 1 % for long periods); ``nterms=2`` (default) places the peak of
-  non-sinusoidal curves right and picks their true alias more often.  Recovery to 1 % on
-  curves of 30-60 epochs over 40-60 nights, noise 0.01-0.05 mag, with the shapes and
-  amplitudes of :mod:`zsds.sky.model` (P = 0.2-20 d): sinusoids 94 % (96 % if the
-  peak-to-peak amplitude is >= 3 sigma; the misses are mostly 1-3 % off for P > 10 d, i.e.
-  2-5 cycles, where that is the statistical precision), RR Lyrae-like 99 % (97 % with
-  ``nterms=1``; 96 % against 88 % for the same sawtooth at any P of 0.2-20 d),
-  eclipsing-like 42 % at P or P/2 (26 % with ``nterms=1``): their
-  Gaussian dips (sigma 0.02 in phase) hold only 2-4 of the points; a box search (astropy
-  BLS) did no better in a trial.
+  non-sinusoidal curves right and picks their true alias more often.  Recovery to 1 % at
+  the default survey's cadence (44 good epochs over 60 nights) and the pipeline's errors,
+  r = 14-19, amplitudes >= 0.1 mag, the shapes and periods of :mod:`zsds.sky.model`
+  (``zsds eval lightcurves``): sinusoids 98-99 % (the misses are mostly 1-3 % off for
+  P > 10 d, i.e. 2-5 cycles, where that is the statistical precision), RR Lyrae-like
+  98-100 %, contact binaries 99-100 % at P or P/2, detached eclipsing binaries ~30 %:
+  their Gaussian dips (sigma 0.02 in phase) hold only 2-4 of the points; a box search
+  (astropy BLS) did no better in a trial.
   ``periodpower`` is the 1-harmonic generalised power at the adopted period, in astropy's
   ``'standard'`` normalisation (0..1).
 """
@@ -495,13 +495,26 @@ def _freqs(log2: int, min_period: float) -> np.ndarray:
     return np.linspace(0.0, 2 * np.pi / min_period, 2**log2 + 1)
 
 
+# light-curve's FFT-based power is accurate only well below the top of its grid: on a grid
+# ending at fmax its error (against its direct method) grows from ~5% of a strong peak's
+# power at f < 0.2 fmax to ~60% near fmax, enough to rank noise above a real 8-9 c/d peak
+# (contact binaries' P/2 at 0.11-0.15 d).  The search grid therefore runs to 2 x fmax (the
+# same step: a 2x FFT, +1 ms per 60-point curve) and only its peaks inside [fmin, fmax] are
+# refined: the error near fmax halves, and contact-binary recovery went from 93% to 99.7%.
+_SEARCH_EXTEND_LOG2 = 1
+
+
 def _n_candidates(config: MetricsConfig) -> int:
-    # Extra coarse peaks, because those outside [fmin, fmax] (trends, f ~ 0) are dropped.
-    return max(config.n_peaks, 2 * config.refine_peaks)
+    # Extra coarse peaks: those outside [fmin, fmax] (trends at f ~ 0, and the extension
+    # above fmax, 3/4 of the grid) are dropped before the refinement.
+    return 2 ** _SEARCH_EXTEND_LOG2 * 2 * config.refine_peaks
 
 
 def _periodogram(log2: int, config: MetricsConfig) -> lc.Periodogram:
-    return lc.Periodogram(peaks=_n_candidates(config), freqs=_freqs(log2, config.min_period),
+    """The coarse search periodogram (the extended grid, see _SEARCH_EXTEND_LOG2)."""
+    return lc.Periodogram(peaks=_n_candidates(config),
+                          freqs=_freqs(log2 + _SEARCH_EXTEND_LOG2,
+                                       config.min_period / 2 ** _SEARCH_EXTEND_LOG2),
                           fast=True)
 
 
@@ -700,13 +713,15 @@ def _coarse(g: _Groups, sel: np.ndarray, config: MetricsConfig,
         rows = np.flatnonzero(log2 == k)
         lcs = [(ts[s:s + n], g.m[s:s + n], g.e[s:s + n])
                for s, n in zip(g.start[sel[rows]], g.n[sel[rows]], strict=True)]
-        ext = _extractor(int(k), config) if features else _periodogram(int(k), config)
-        res = np.asarray(ext.many(lcs, fill_value=np.nan, sorted=True, check=False,
-                                  n_jobs=config.n_jobs))
+        res = np.asarray(_periodogram(int(k), config).many(
+            lcs, fill_value=np.nan, sorted=True, check=False, n_jobs=config.n_jobs))
+        periods[rows] = res[:, 0::2]  # (period, s/n) of each peak
+        if features:
+            res = np.asarray(_extractor(int(k), config).many(
+                lcs, fill_value=np.nan, sorted=True, check=False, n_jobs=config.n_jobs))
         if values is None:
             values = np.full((sel.size, res.shape[1]), np.nan)
         values[rows] = res
-        periods[rows] = res[:, :2 * npk:2]  # the periodogram's peaks come first
     periods[~(periods > 0)] = np.nan  # light-curve reports missing peaks as period 0
     return log2, periods, values if values is not None else np.zeros((sel.size, 0))
 
@@ -781,7 +796,7 @@ def period_harmonic(found: np.ndarray, true: np.ndarray, tol: float = 0.01) -> n
 def _features(config: MetricsConfig, freqs: np.ndarray) -> list:
     """The feature evaluators; the Periodogram comes first (``_coarse`` reads its peaks)."""
     periodogram = lc.Periodogram(
-        peaks=_n_candidates(config), freqs=freqs, fast=True,
+        peaks=config.n_peaks, freqs=freqs, fast=True,
         # the power spectrum as a series: how dominant and isolated the peaks are
         features=[lc.Amplitude(), lc.StandardDeviation(), lc.Skew(), lc.Kurtosis(),
                   lc.BeyondNStd(2.0), lc.BeyondNStd(3.0)],
@@ -834,19 +849,14 @@ def _sanitise(name: str) -> str:
     return "lc_" + re.sub(r"\W+", "_", name).strip("_")
 
 
-def _kept_names(config: MetricsConfig) -> tuple[list[str], np.ndarray]:
-    """light-curve output names and the columns kept (only the first ``n_peaks`` peaks)."""
-    names = list(_extractor(10, config).names)
-    drop = {f"periodogram_period{s}_{i}" for s in ("", "_s_to_n")
-            for i in range(config.n_peaks, _n_candidates(config))}
-    keep = np.array([n not in drop for n in names])
-    return [_sanitise(n) for n, k in zip(names, keep, strict=True) if k], keep
+def _feature_names(config: MetricsConfig) -> list[str]:
+    """Column names of light-curve's outputs (the periodogram's ``n_peaks`` peaks first)."""
+    return [_sanitise(n) for n in _extractor(10, config).names]
 
 
 def metric_columns(config: MetricsConfig | None = None) -> list[str]:
     """Column names of :func:`lc_features` (they depend only on ``config.n_peaks``)."""
-    cols, _ = _kept_names(config or MetricsConfig())
-    return [*cols, "period", "periodpower"]
+    return [*_feature_names(config or MetricsConfig()), "period", "periodpower"]
 
 
 def lc_features(matchid: np.ndarray, mjd: np.ndarray, mag: np.ndarray, magerr: np.ndarray,
@@ -866,24 +876,25 @@ def lc_features(matchid: np.ndarray, mjd: np.ndarray, mag: np.ndarray, magerr: n
         light-curve features (``lc_`` + their sanitised names: magnitude distribution,
         variability indices, time sampling, nightly-binned curve, periodogram peaks, power
         spectrum and phase-folded-curve features) and ``period``/``periodpower`` of
-        :func:`best_periods` (which reuses this periodogram).  Objects with fewer than
+        :func:`best_periods` (from the same coarse search).  Objects with fewer than
         ``min_points`` good points have an all-NaN row; a feature undefined for a curve (e.g.
         a flat one) is NaN.
 
     Notes
     -----
     Duplicate times are separated by 1e-6 d, as light-curve needs strictly increasing times.
-    The ``lc_periodogram_*`` peaks and the phase folding use the coarse unweighted fast
-    periodogram; ``period`` is the refined weighted one and may differ (e.g. an alias).
+    The ``lc_periodogram_*`` peaks and the phase folding use light-curve's unweighted fast
+    periodogram on the grid up to ``1/min_period``; ``period`` is the refined weighted one
+    (from the extended search grid) and may differ (e.g. an alias).
     """
     config = config or MetricsConfig()
     g = _group(matchid, mjd, mag, magerr, good)
-    cols, keep = _kept_names(config)
+    cols = _feature_names(config)
     data = np.full((g.nobj, len(cols) + 2), np.nan)
     sel = np.flatnonzero(g.n >= max(config.min_points, 3))
     if sel.size:
         log2, coarse, values = _coarse(g, sel, config, features=True)
-        data[sel, :-2] = values[:, keep]
+        data[sel, :-2] = values
         data[sel, -2], data[sel, -1] = _periods_from_coarse(g, sel, log2, coarse, config)
     index = pd.Index(g.ids, name="matchid")
     return pd.DataFrame(data, index=index, columns=[*cols, "period", "periodpower"])
