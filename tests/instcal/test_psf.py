@@ -91,9 +91,13 @@ def _isolated_bright(quad):
 
 
 def test_psf_flux_median_ratio(quad):
+    """Median PSF-fit flux over true flux of ~20 isolated S/N > 50 stars: within 1% for the
+    pipeline's analytic model; the pixel-grid alternative's own noise scatters single
+    fluxes by ~5%, so its median of ~20 is good to ~1.3% (1 sigma) and gets 2%."""
     p, true = _isolated_bright(quad)
     assert len(p) >= 10
-    assert abs(np.median(p.flux / true) - 1) < 0.01
+    tol = 0.01 if quad["model"] == "moffat" else 0.02
+    assert abs(np.median(p.flux / true) - 1) < tol
 
 
 def test_psf_flux_pulls(quad):
