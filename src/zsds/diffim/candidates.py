@@ -19,11 +19,11 @@ import sep
 from scipy import ndimage
 
 from zsds.core.masks import BAD_PIXEL_BITS
+from zsds.core.photometry import flux_to_mag
 from zsds.diffim.stage import DiffImage
 
 __all__ = ["CandidateConfig", "find_peaks", "measure_candidates"]
 
-MAG_ERR = 2.5 / np.log(10.0)
 
 
 @dataclass(frozen=True)
@@ -245,14 +245,12 @@ def measure_candidates(diff: DiffImage, config: CandidateConfig = CandidateConfi
     out["isdiffpos"] = np.where(peaks.sign.to_numpy() > 0, "t", "f")
     with np.errstate(invalid="ignore", divide="ignore"):
         f, fe = out["flux"].to_numpy(), out["fluxerr"].to_numpy()
-        out["magpsf"] = np.where(f > 0, zp - 2.5 * np.log10(f), np.nan)
-        out["sigmapsf"] = np.where(f > 0, MAG_ERR * fe / f, np.nan)
+        out["magpsf"], out["sigmapsf"] = flux_to_mag(f, fe, zp)
         out["snr"] = f / fe
         for name, diam in zip(("magap", "magapbig"), config.ap_diameters, strict=True):
             af, ae = _aperture(d_img, sig, bad, xs, ys, diam / 2.0)
             af = af * peaks.sign.to_numpy()
-            out[name] = np.where(af > 0, zp - 2.5 * np.log10(af), np.nan)
-            out["sig" + name] = np.where(af > 0, MAG_ERR * ae / af, np.nan)
+            out[name], out["sig" + name] = flux_to_mag(af, ae, zp)
         out["magdiff"] = out["magap"] - out["magpsf"]
         out["elong"] = out["aimage"] / out["bimage"]
         out["aimagerat"] = out["aimage"] / out["fwhm"]

@@ -36,6 +36,7 @@ from zsds.core.home import Home
 from zsds.core.image import QuadrantImage
 from zsds.core.instrument import PIXEL_SCALE
 from zsds.core.naming import mjd_to_jd, nid_of, parse_night
+from zsds.core.photometry import flux_to_mag
 from zsds.db.engine import session
 from zsds.db.jobs import record_job
 from zsds.db.schema import (
@@ -345,10 +346,7 @@ def find_diff_streaks(diff: DiffImage) -> pd.DataFrame:
     st["pa"] = c0.position_angle(c1).deg % 180.0
     st["rate"] = st["length_arcsec"] / 3600.0 / (float(h.get("EXPTIME", 30.0)) / 86400.0)
     zp = float(h.get("MAGZP", np.nan))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        flux = st["flux"].to_numpy()
-        st["mag"] = np.where(flux > 0, zp - 2.5 * np.log10(flux), np.nan)
-        st["sigmamag"] = np.where(flux > 0, 1.0857 * st["fluxerr"].to_numpy() / flux, np.nan)
+    st["mag"], st["sigmamag"] = flux_to_mag(st["flux"].to_numpy(), st["fluxerr"].to_numpy(), zp)
     return st
 
 

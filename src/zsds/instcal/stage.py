@@ -24,6 +24,7 @@ from astropy.wcs import WCS
 from zsds.core.image import QuadrantImage
 from zsds.core.instrument import PIXEL_SCALE, Filter
 from zsds.core.masks import BAD_PIXEL_BITS, MASK_DTYPE, MaskBit, mask_header_cards
+from zsds.core.photometry import flux_to_mag
 from zsds.instcal.astrometry import AstrometryConfig, AstrometryResult, solve_astrometry
 from zsds.instcal.detect import DetectConfig, estimate_background, extract_sources, mask_flags
 from zsds.instcal.masking import (
@@ -101,14 +102,6 @@ class InstCalResult:
     qa: dict[str, float]
     infobits: int
     timings: dict[str, float]
-
-
-def _mag(flux: np.ndarray, err: np.ndarray, zp: float) -> tuple[np.ndarray, np.ndarray]:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        good = flux > 0
-        mag = np.where(good, zp - 2.5 * np.log10(np.where(good, flux, 1.0)), np.nan)
-        sig = np.where(good, 1.0857362 * err / np.where(good, flux, 1.0), np.nan)
-    return mag, sig
 
 
 def calibrate_quadrant(
@@ -233,7 +226,7 @@ def calibrate_quadrant(
     if len(psfcat):
         ra, dec = wcs.all_pix2world(psfcat["x"].to_numpy(), psfcat["y"].to_numpy(), 0)
         psfcat["ra"], psfcat["dec"] = ra, dec
-        minst, einst = _mag(psfcat["flux"].to_numpy(), psfcat["fluxerr"].to_numpy(), 0.0)
+        minst, einst = flux_to_mag(psfcat["flux"].to_numpy(), psfcat["fluxerr"].to_numpy(), 0.0)
         phot = (photometric_calibration(minst, einst, ra, dec, ps1, filt, config.photcal)
                 if astro.ok else PhotCalResult(False, "no astrometric solution"))
     else:
@@ -258,13 +251,13 @@ def calibrate_quadrant(
     # 11. catalogs with calibrated magnitudes, QA
     zp = phot.magzp if phot.ok else np.nan
     if len(psfcat):
-        psfcat["mag"], psfcat["sigmag"] = _mag(psfcat["flux"].to_numpy(),
+        psfcat["mag"], psfcat["sigmag"] = flux_to_mag(psfcat["flux"].to_numpy(),
                                                psfcat["fluxerr"].to_numpy(), zp)
         psfcat["snr"] = psfcat["flux"] / psfcat["fluxerr"]
     if len(sexcat):
         sra, sdec = wcs.all_pix2world(sexcat["x"].to_numpy(), sexcat["y"].to_numpy(), 0)
         sexcat["ra"], sexcat["dec"] = sra, sdec
-        sexcat["mag_auto"], sexcat["magerr_auto"] = _mag(
+        sexcat["mag_auto"], sexcat["magerr_auto"] = flux_to_mag(
             sexcat["flux_auto"].to_numpy(), sexcat["fluxerr_auto"].to_numpy(), zp)
     sat_frac = float(sat.mean())
     if sat_frac > 0.02:

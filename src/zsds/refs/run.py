@@ -37,6 +37,7 @@ from zsds.core.image import QuadrantImage
 from zsds.core.instrument import PIXEL_SCALE, Filter, rcid_of
 from zsds.core.masks import BAD_PIXEL_BITS, MASK_DTYPE, MaskBit, mask_header_cards
 from zsds.core.naming import ref_product
+from zsds.core.photometry import flux_to_mag
 from zsds.db.engine import session
 from zsds.db.schema import QuadrantProduct, Reference
 from zsds.instcal.detect import DetectConfig, estimate_background, extract_sources, mask_flags
@@ -128,14 +129,6 @@ def ref_version_product(field: int, filt: Filter | str, ccdid: int, qid: int, ve
     return p.parent / f"v{version:03d}" / p.name
 
 
-def _mag(flux: np.ndarray, err: np.ndarray, zp: float) -> tuple[np.ndarray, np.ndarray]:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        good = flux > 0
-        mag = np.where(good, zp - 2.5 * np.log10(np.where(good, flux, 1.0)), np.nan)
-        sig = np.where(good, 1.0857362 * err / np.where(good, flux, 1.0), np.nan)
-    return mag, sig
-
-
 def reference_catalogs(
     res: CoaddResult,
     saturate: float,
@@ -197,17 +190,17 @@ def reference_catalogs(
     if len(psfcat):
         ra, dec = res.wcs.all_pix2world(psfcat["x"].to_numpy(), psfcat["y"].to_numpy(), 0)
         psfcat["ra"], psfcat["dec"] = ra, dec
-        minst, einst = _mag(psfcat["flux"].to_numpy(), psfcat["fluxerr"].to_numpy(), 0.0)
+        minst, einst = flux_to_mag(psfcat["flux"].to_numpy(), psfcat["fluxerr"].to_numpy(), 0.0)
         phot = photometric_calibration(minst, einst, ra, dec, ps1, filt, cfg.photcal)
     zp = phot.magzp if phot.ok else res.zp
     if len(psfcat):
-        psfcat["mag"], psfcat["sigmag"] = _mag(psfcat["flux"].to_numpy(),
+        psfcat["mag"], psfcat["sigmag"] = flux_to_mag(psfcat["flux"].to_numpy(),
                                                psfcat["fluxerr"].to_numpy(), zp)
         psfcat["snr"] = psfcat["flux"] / psfcat["fluxerr"]
     if len(sexcat):
         sra, sdec = res.wcs.all_pix2world(sexcat["x"].to_numpy(), sexcat["y"].to_numpy(), 0)
         sexcat["ra"], sexcat["dec"] = sra, sdec
-        sexcat["mag_auto"], sexcat["magerr_auto"] = _mag(
+        sexcat["mag_auto"], sexcat["magerr_auto"] = flux_to_mag(
             sexcat["flux_auto"].to_numpy(), sexcat["fluxerr_auto"].to_numpy(), zp)
     fwhm_px, n_eff = np.nan, np.nan
     if psf is not None:
