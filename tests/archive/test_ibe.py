@@ -130,6 +130,16 @@ def test_raw_search(client, images) -> None:
     assert r.expid in set(got.expid)
 
 
+def test_moon_and_pointing_are_searchable(client, images) -> None:
+    raw = images[(images.tbl == "raw") & (images.imgtypecode == "o")]
+    cut = float(raw.moonillf.median())
+    got = _read(client.get(f"{SEARCH}/raw?WHERE=moonillf<={cut} AND telra>0&ct=csv"), "csv")
+    want = raw[(raw.moonillf <= cut) & (raw.telra > 0)]
+    assert len(want) > 0 and sorted(got.expid) == sorted(want.expid)
+    assert np.allclose(got.sort_values("expid").teldec, want.sort_values("expid").teldec)
+    assert got.moonesb.isna().all() and got.ccdrot.isna().all()  # not modelled: null
+
+
 def test_cal_search(client, images) -> None:
     cal = images[images.tbl == "cal"]
     for caltype in ("bias", "hifreqflat"):

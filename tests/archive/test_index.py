@@ -86,3 +86,24 @@ def test_bad_arguments(engine):
         images_at(engine, "nope")
     with pytest.raises(ValueError, match="Dec"):
         images_at(engine, "sci", 10.0, 95.0)
+
+
+def test_pointing_and_moon_from_the_headers(archive_home, engine):
+    """sci rows carry MOONILLF/TELRA/TELDEC of their header; a raw CCD row the pointing of
+    its exposure and the Moon of its quadrants."""
+    from zsds.db.schema import Exposure
+
+    sci = images_at(engine, "sci")
+    for r in sci.head(3).itertuples():
+        h = fits.getheader(archive_home.path(r.relpath))
+        assert r.moonillf == pytest.approx(h["MOONILLF"])
+        assert (r.telra, r.teldec) == pytest.approx((h["TELRA"], h["TELDEC"]))
+    with session(engine) as s:
+        point = {e.expid: (e.ra, e.dec) for e in s.scalars(select(Exposure))}
+    raw = images_at(engine, "raw")
+    raw = raw[raw.imgtypecode == "o"]
+    assert len(raw) > 0 and raw.moonillf.notna().all()
+    for r in raw.itertuples():
+        assert (r.telra, r.teldec) == pytest.approx(point[r.expid])
+        moon = sci[sci.expid == r.expid].moonillf
+        assert r.moonillf == pytest.approx(moon.median())

@@ -100,7 +100,7 @@ def test_where_clause_is_a_text_clause(engine) -> None:
     ("fid = ", "end of WHERE"),
     ("fid == 2", "'='"),
     ("fid = 2abc", "2abc"),
-    ("moonillf > 0.5", "'moonillf'"),
+    ("moonesb > 0.5", "'moonesb'"),
     ("fid = NULL", "NULL"),
     ("fid NOT = 2", "NOT"),
     ("(fid = 2", "')'"),

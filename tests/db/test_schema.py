@@ -111,7 +111,7 @@ def test_duplicate_quadrant_product_kind_rejected(engine):
 
 
 def test_v5_database_gains_the_moving_object_and_archive_tables(engine):
-    """A version-5 database (candidates without ``ssnamenr``) is upgraded in place to v7."""
+    """A version-5 database (candidates without ``ssnamenr``) is upgraded in place."""
     from zsds.db.engine import MIGRATIONS
 
     with engine.begin() as conn:
@@ -121,9 +121,35 @@ def test_v5_database_gains_the_moving_object_and_archive_tables(engine):
         conn.execute(text("ALTER TABLE candidates DROP COLUMN ssnamenr"))
         conn.execute(text("INSERT INTO schema_version VALUES (5, CURRENT_TIMESTAMP)"))
     assert "ssnamenr" not in {c["name"] for c in inspect(engine).get_columns("candidates")}
-    assert init_db(engine) == SCHEMA_VERSION == 7
+    assert init_db(engine) == SCHEMA_VERSION == 8
     insp = inspect(engine)
     assert "ssnamenr" in {c["name"] for c in insp.get_columns("candidates")}
     assert {"streaks", "ss_tracks", "ss_track_members", "archive_images", "users",
             "api_tokens", "forcedphot_requests"} <= set(insp.get_table_names())
-    assert init_db(engine) == 7
+    assert init_db(engine) == 8
+
+
+def test_v7_archive_index_gains_pointing_and_moon(engine):
+    """v8 adds ``archive_images.moonillf/telra/teldec`` and fills the pointing of rows
+    indexed before from ``exposures``."""
+    from zsds.db.engine import MIGRATIONS
+
+    with engine.begin() as conn:
+        for migrate in MIGRATIONS[:7]:
+            migrate(conn)
+        for col in ("moonillf", "telra", "teldec"):
+            conn.execute(text(f"ALTER TABLE archive_images DROP COLUMN {col}"))
+        conn.execute(text("INSERT INTO schema_version VALUES (7, CURRENT_TIMESTAMP)"))
+    with session(engine) as s:
+        s.add(_exposure())
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO archive_images (tbl, relpath, ccdid, expid, infobits, "
+                          "restricted, indexed_at) VALUES ('raw', 'r1', 1, 361008958, 0, "
+                          "false, CURRENT_TIMESTAMP), ('ref', 'f1', 1, NULL, 0, false, "
+                          "CURRENT_TIMESTAMP)"))
+    assert init_db(engine) == 8
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT relpath, telra, teldec, moonillf FROM archive_images "
+                                 "ORDER BY relpath")).all()
+    ex = _exposure()
+    assert rows == [("f1", None, None, None), ("r1", ex.ra, ex.dec, None)]

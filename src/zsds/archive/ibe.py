@@ -141,11 +141,13 @@ EXTRAS: dict[str, list[str]] = {"raw": ["ra", "dec", *_CORNERS], "cal": ["ra", "
 #: Columns stored as such in ``archive_images``.
 _STORED = {"ra", "dec", "infobits", "field", "ccdid", "qid", "rcid", "fid", "filtercode", "pid",
            "nid", "expid", "imgtypecode", "obsjd", "exptime", "filefracday", "seeing",
-           "airmass", "maglimit", "rfid", "nframes", "caltype", "nightdate", *_WCS, *_CORNERS}
+           "airmass", "maglimit", "rfid", "nframes", "caltype", "nightdate", "moonillf", "telra",
+           "teldec", *_WCS, *_CORNERS}
 _IMGTYPES = {"o": ("object", 1), "b": ("bias", 2), "d": ("dark", 3), "f": ("flat", 4),
              "c": ("focus", 5), "g": ("guider", 6)}
-#: Columns with no stored value (always null here; not searchable).
-_NULL = {"moonillf", "moonesb", "telra", "teldec", "ccdrot"}
+#: Columns with no stored value (always null here; not searchable): the simulated camera
+#: has no rotator and the headers no Moon sky-brightness model.
+_NULL = {"moonesb", "ccdrot"}
 
 
 def table_columns(table: str) -> list[str]:

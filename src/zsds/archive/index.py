@@ -103,6 +103,15 @@ def _jd(h: fits.Header | None, key: str = "OBSJD") -> float | None:
     return float(h[key])
 
 
+def _float(v: Any) -> float | None:
+    """A finite float, or None (missing keyword, NaN median of no values)."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if np.isfinite(f) else None
+
+
 def _sci_rows(home: Home, engine: Engine, known: set[str]) -> list[dict[str, Any]]:
     with session(engine) as s:
         rows = s.execute(
@@ -125,7 +134,9 @@ def _sci_rows(home: Home, engine: Engine, known: set[str]) -> list[dict[str, Any
                 "obsjd": _jd(h) or ex.mjd + 2400000.5, "exptime": ex.exptime,
                 "seeing": qp.seeing, "airmass": ex.airmass, "maglimit": qp.maglim,
                 "magzp": qp.magzp, "infobits": int(qp.infobits or 0),
-                "programid": ex.programid, **footprint(h),
+                "programid": ex.programid, "moonillf": _float(h.get("MOONILLF")),
+                "telra": _float(h.get("TELRA", ex.ra)), "teldec": _float(h.get("TELDEC", ex.dec)),
+                **footprint(h),
             })
     return out
 
@@ -166,12 +177,13 @@ def _raw_rows(engine: Engine, known: set[str], sci: pd.DataFrame) -> list[dict[s
                 rf.filename.split("_")[3], "imgtypecode": imgtypecode, "expid": ex.expid,
                 "nid": ex.nid, "filefracday": int(ex.filefracday), "obsjd": ex.mjd + 2400000.5,
                 "exptime": ex.exptime, "airmass": ex.airmass, "programid": ex.programid,
-                "infobits": 0, "ra": ex.ra, "dec": ex.dec,
+                "infobits": 0, "ra": ex.ra, "dec": ex.dec, "telra": ex.ra, "teldec": ex.dec,
             }
             quads = sci[(sci.expid == ex.expid) & (sci.ccdid == rf.ccdid)] if len(sci) else sci
             if len(quads):
                 rec.update(_ccd_corners(quads))
                 rec["seeing"] = float(quads.seeing.median())
+                rec["moonillf"] = _float(quads.moonillf.median())  # one exposure: one value
             elif ex.field and ex.ra is not None and ex.dec is not None:
                 rec.update(ramin=ex.ra, ramax=ex.ra, decmin=ex.dec, decmax=ex.dec)
             if not ex.field:  # calibration frames (field 0) point nowhere in particular
@@ -236,7 +248,7 @@ def update_index(home: Home, engine: Engine) -> int:
     with session(engine) as s:
         sci_all = pd.read_sql(
             select(ArchiveImage.expid, ArchiveImage.ccdid, ArchiveImage.seeing,
-                   *[getattr(ArchiveImage, c) for c in _CORNERS])
+                   ArchiveImage.moonillf, *[getattr(ArchiveImage, c) for c in _CORNERS])
             .where(ArchiveImage.tbl == "sci"), s.connection())
     raw = _raw_rows(engine, known, sci_all)
     with session(engine) as s:

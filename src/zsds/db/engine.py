@@ -95,9 +95,24 @@ def _v7(conn: Connection) -> None:
         t.__table__.create(conn, checkfirst=True)
 
 
+def _v8(conn: Connection) -> None:
+    """Version 8: ``archive_images.moonillf``, ``telra`` and ``teldec``; the pointing of rows
+    indexed before is filled from ``exposures`` (the Moon's illumination is in the headers
+    only: rows indexed before stay null there)."""
+    cols = {c["name"] for c in inspect(conn).get_columns("archive_images")}
+    for name in ("moonillf", "telra", "teldec"):
+        if name not in cols:
+            conn.execute(text(f"ALTER TABLE archive_images ADD COLUMN {name} FLOAT"))
+    for name, src in (("telra", "ra"), ("teldec", "dec")):
+        conn.execute(text(
+            f"UPDATE archive_images SET {name} = (SELECT e.{src} FROM exposures e "
+            f"WHERE e.expid = archive_images.expid) "
+            f"WHERE {name} IS NULL AND tbl IN ('sci', 'raw') AND expid IS NOT NULL"))
+
+
 #: Ordered migrations; entry ``i`` brings the schema from version ``i`` to ``i + 1``.
 #: Append new ones (never edit old ones) and keep :mod:`zsds.db.schema` at the latest version.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

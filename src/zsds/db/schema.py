@@ -566,6 +566,11 @@ class ArchiveImage(Base):
     ramax: Mapped[float | None] = mapped_column(Float)
     decmin: Mapped[float | None] = mapped_column(Float)
     decmax: Mapped[float | None] = mapped_column(Float)
+    # Added in schema v8: the sky conditions and pointing of IRSA's meta tables (MOONILLF,
+    # TELRA, TELDEC of the headers; sci and raw rows only).
+    moonillf: Mapped[float | None] = mapped_column(Float)
+    telra: Mapped[float | None] = mapped_column(Float)
+    teldec: Mapped[float | None] = mapped_column(Float)
     restricted: Mapped[bool] = mapped_column(default=False)
     indexed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
