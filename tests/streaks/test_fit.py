@@ -10,7 +10,7 @@ import pytest
 from zsds.sim.render import trail_points
 from zsds.streaks import fit_streak, trail_norm, trailed_psf
 from zsds.streaks.detect import FWHM_TO_SIGMA
-from zsds.streaks.fit import FIT_KEYS, _model_and_jac
+from zsds.streaks.fit import FIT_KEYS, _model_and_jac, clip_to_image
 from zsds.streaks.simulate import render_points, render_trails, streak_flux_for_snr
 
 FWHM = 2.5
@@ -89,7 +89,7 @@ def test_fit_recovers_end_points_flux_and_errors() -> None:
         img = tr + np.random.default_rng(seed).standard_normal(tr.shape)
         res.append(fit_streak(img, 1.0, FWHM, init))
     assert set(FIT_KEYS) <= set(res[0])
-    assert all(r["success"] == 1.0 for r in res)
+    assert all(r["success"] == 1.0 and r["edge"] == 0.0 for r in res)
     fl = np.array([r["flux"] for r in res])
     err = np.array([r["fluxerr"] for r in res])
     assert np.mean(fl) == pytest.approx(flux, rel=0.03)
@@ -103,6 +103,31 @@ def test_fit_recovers_end_points_flux_and_errors() -> None:
         assert r["angle"] == pytest.approx(math.degrees(math.atan2(21.7, 61.3)), abs=1.5)
         assert r["width"] == pytest.approx(FWHM, rel=0.25)
         assert 0.8 < r["chi2dof"] < 1.2
+
+
+def test_clip_to_image() -> None:
+    assert clip_to_image(10, 20, 30, 40, (100, 100)) == (10, 20, 30, 40, 1.0, 0)
+    x0, y0, x1, y1, keep, edge = clip_to_image(-20.5, 10, 79.5, 10, (50, 60))  # nx = 60
+    assert (x0, y0, x1, y1, edge) == (-0.5, 10, 59.5, 10, 2) and keep == pytest.approx(0.6)
+    assert clip_to_image(10, -5, 10, -1, (50, 60))[4:] == (0.0, 2)  # misses the image
+
+
+def test_trail_leaving_the_image_is_cut_at_the_edge() -> None:
+    """Beyond the edge only the flux per unit length is measured: the fit reports the part
+    on the image (end point on the edge, its length, its share of the flux)."""
+    seg = (110.0, 60.0, 240.0, 95.0)
+    flux = 40000.0
+    full = render_trails((160, 300), [seg[0]], [seg[1]], [seg[2]], [seg[3]], [flux], FWHM)
+    img = full[:, :180] + np.random.default_rng(1).standard_normal((160, 180))
+    r = fit_streak(img, 1.0, FWHM, {"x0": 112.0, "y0": 61.0, "x1": 179.0, "y1": 79.0})
+    frac = (179.5 - seg[0]) / (seg[2] - seg[0])
+    assert r["success"] == 1.0 and r["edge"] == 1.0
+    assert r["x1"] == pytest.approx(179.5) and r["y1"] == pytest.approx(
+        seg[1] + frac * (seg[3] - seg[1]), abs=1.5)
+    assert math.hypot(r["x0"] - seg[0], r["y0"] - seg[1]) < 2.0
+    assert r["length"] == pytest.approx(frac * math.hypot(130.0, 35.0), abs=2.0)
+    assert r["flux"] == pytest.approx(frac * flux, rel=0.05)
+    assert r["xmid"] == pytest.approx(0.5 * (r["x0"] + r["x1"]))
 
 
 def test_fit_ignores_masked_pixels_and_flags_sharp_width() -> None:

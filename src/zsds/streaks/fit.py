@@ -29,7 +29,8 @@ from scipy.special import erf
 
 from zsds.streaks.detect import FWHM_TO_SIGMA, SEGMENT_COLUMNS, canonical_segments
 
-__all__ = ["FIT_KEYS", "fit_streak", "trail_flux_correction", "trail_norm", "trailed_psf"]
+__all__ = ["FIT_KEYS", "clip_to_image", "fit_streak", "trail_flux_correction", "trail_norm",
+           "trailed_psf"]
 
 _SQRT2 = math.sqrt(2.0)
 _PIX_VAR = 1.0 / 12.0
@@ -54,8 +55,36 @@ FIT_KEYS: tuple[str, ...] = (
     "status",
     "success",
     "nfev",
+    "edge",
 )
 """Keys of the dictionary returned by :func:`fit_streak`."""
+
+
+def clip_to_image(x0: float, y0: float, x1: float, y1: float, shape: tuple[int, ...]
+                  ) -> tuple[float, float, float, float, float, int]:
+    """The part of a segment on the image (pixel centres 0..n-1, edges at -0.5 and n-0.5).
+
+    Liang-Barsky clipping, keeping the direction.  Returns the clipped end points, the
+    fraction of the length kept (0 when the segment misses the image) and the number of ends
+    moved (0, 1 or 2).
+    """
+    ny, nx = shape[:2]
+    dx, dy = x1 - x0, y1 - y0
+    t0, t1 = 0.0, 1.0
+    for p, q in ((-dx, x0 + 0.5), (dx, nx - 0.5 - x0), (-dy, y0 + 0.5), (dy, ny - 0.5 - y0)):
+        if p == 0.0:
+            if q < 0.0:
+                return x0, y0, x1, y1, 0.0, 2
+            continue
+        r = q / p
+        if p < 0.0:
+            t0 = max(t0, r)
+        else:
+            t1 = min(t1, r)
+    if t0 > t1:
+        return x0, y0, x1, y1, 0.0, 2
+    return (x0 + t0 * dx, y0 + t0 * dy, x0 + t1 * dx, y0 + t1 * dy, t1 - t0,
+            int(t0 > 0.0) + int(t1 < 1.0))
 
 
 def trailed_psf(
@@ -252,8 +281,10 @@ def fit_streak(
         ``chi2dof``, ``width`` (perpendicular FWHM, px, from the free-width fit, pixel response
         removed), ``chi2dof_width``, 1-sigma errors ``xmid_err, ymid_err, length_err,
         angle_err`` (deg), ``npix`` (pixels fitted), ``nmask`` (masked or invalid pixels in the
-        band), ``status`` (least_squares status; <= 0 is a failure), ``success`` (1.0 / 0.0)
-        and ``nfev``.
+        band), ``status`` (least_squares status; <= 0 is a failure), ``success`` (1.0 / 0.0),
+        ``nfev`` and ``edge``: the number of ends (0-2) cut at the image edge, where the
+        trail leaves the image; the end points, midpoint, length and flux are then those of
+        the part on the image (the length is a lower limit of the trail's).
     """
     d = np.asarray(diff)
     sig_img = np.broadcast_to(np.asarray(sigma, float), d.shape)
@@ -304,6 +335,12 @@ def fit_streak(
             break
     assert res is not None and data is not None
     p = res.x
+    # No pixels constrain a trail beyond the image edge, where only the flux per unit length
+    # is measured: report the part on the image, with its share of the flux.
+    mid = (float(p[0]), float(p[1]), float(p[2]))
+    x0, y0, x1, y1, keep, edge = clip_to_image(x0, y0, x1, y1, d.shape)
+    if edge and keep > 0:
+        mid = (0.5 * (x0 + x1), 0.5 * (y0 + y1), float(p[2]) * keep)
     n = len(res.fun)
     chi2 = float(np.sum(res.fun**2))
     dof = max(n - 6, 1)
@@ -315,15 +352,17 @@ def fit_streak(
     fx0, fy0, fx1, fy1, ang = (float(fx0[0]), float(fy0[0]), float(fx1[0]), float(fy1[0]),
                                float(ang[0]))
     flux, fluxerr = float(p[4]), float(math.sqrt(max(cov[4, 4], 0.0)))
+    if edge and keep > 0:
+        flux, fluxerr = flux * keep, fluxerr * keep
     width, chi2w = _width_fit(data, p, s_mod)
     return {
         "x0": fx0,
         "y0": fy0,
         "x1": fx1,
         "y1": fy1,
-        "xmid": float(p[0]),
-        "ymid": float(p[1]),
-        "length": float(p[2]),
+        "xmid": mid[0],
+        "ymid": mid[1],
+        "length": mid[2],
         "angle": ang,
         "flux": flux,
         "fluxerr": fluxerr,
@@ -343,6 +382,7 @@ def fit_streak(
         "status": float(res.status),
         "success": float(res.status > 0),
         "nfev": float(nfev),
+        "edge": float(edge),
     }
 
 
