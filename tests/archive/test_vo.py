@@ -232,6 +232,35 @@ def test_tap_async_error_and_run_on_create(client):
     assert client.get("/TAP/async/doesnotexist").status_code == 404
 
 
+def test_tap_async_job_belongs_to_its_owner(app, client, engine):
+    """A logged-in user's job (its result may hold restricted rows) is invisible to others:
+    not listed, 404 for its document, result, phase change and deletion."""
+    from zsds.archive.auth import create_user, issue_token
+
+    auth = {}
+    for name in ("carol", "dave"):
+        uid = create_user(engine, name, "pw", replace=True)
+        auth[name] = {"Authorization": f"Bearer {issue_token(engine, uid)}"}
+    r = client.post("/TAP/async", data={"QUERY": "SELECT TOP 1 oid FROM ztf_objects",
+                                        "PHASE": "RUN"}, headers=auth["carol"],
+                    follow_redirects=False)
+    url = r.headers["location"]
+    jid = url.rsplit("/", 1)[1]
+    assert "<uws:ownerId>carol</uws:ownerId>" in client.get(url, headers=auth["carol"]).text
+    assert client.get(f"{url}/results/result", headers=auth["carol"]).status_code == 200
+    assert client.get(f"{url}/owner", headers=auth["carol"]).text == "carol"
+    for other in ({}, auth["dave"]):
+        assert jid not in client.get("/TAP/async", headers=other).text
+        for path in ("", "/phase", "/results", "/results/result", "/parameters"):
+            assert client.get(url + path, headers=other).status_code == 404, path
+        assert client.post(f"{url}/phase", data={"PHASE": "ABORT"},
+                           headers=other).status_code == 404
+        assert client.delete(url, headers=other, follow_redirects=False).status_code == 404
+    assert jid in client.get("/TAP/async", headers=auth["carol"]).text
+    assert client.delete(url, headers=auth["carol"],
+                         follow_redirects=False).status_code == 303
+
+
 def test_tap_async_jobs_are_bounded(app, client):
     from zsds.archive.vo import JobStore
 

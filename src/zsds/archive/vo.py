@@ -12,7 +12,10 @@
 Async jobs are kept in memory, in a bounded dict on ``app.state`` (:data:`MAX_JOBS` jobs, the
 oldest dropped first; lost on restart), and run synchronously when they are sent ``PHASE=RUN``:
 the ``POST`` that starts a job returns once it is ``COMPLETED`` or in ``ERROR``, so ``WAIT``
-never has to block. Table uploads (``UPLOAD``/``TAP_UPLOAD``) are not supported: the
+never has to block. A job belongs to the account that created it (its results may hold
+restricted rows): other callers get 404 for it and do not see it in the job list; jobs
+created anonymously are shared by anonymous callers (their ids are 128-bit random). Table
+uploads (``UPLOAD``/``TAP_UPLOAD``) are not supported: the
 capabilities list no ``uploadMethod`` and a query with an upload gets an error.
 """
 
@@ -50,7 +53,7 @@ from zsds.archive.tables import (
     votable_bytes,
     votable_error,
 )
-from zsds.db.schema import ArchiveImage
+from zsds.db.schema import ArchiveImage, User
 from zsds.lightcurves.search import cone_search
 
 router = APIRouter(tags=["IVOA"])
@@ -643,7 +646,7 @@ class Job:
 
     id: str
     params: dict[str, list[str]]
-    anonymous: bool
+    owner: str | None  # the username of its creator; None: created anonymously
     phase: str = "PENDING"
     created: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     started: dt.datetime | None = None
@@ -656,6 +659,10 @@ class Job:
     @property
     def destruction(self) -> dt.datetime:
         return self.created + JOB_LIFETIME
+
+    @property
+    def anonymous(self) -> bool:
+        return self.owner is None
 
 
 class JobStore:
@@ -692,6 +699,17 @@ def _store(request: Request) -> JobStore:
     return store
 
 
+def _owner(user: User | None) -> str | None:
+    return None if user is None else user.username
+
+
+def _job(request: Request, jid: str, user: User | None) -> Job | None:
+    """The job if the caller may see it: a logged-in user's jobs (whose results may hold
+    restricted rows) are the owner's alone; anonymous jobs are anyone's who knows the id."""
+    job = _store(request).get(jid)
+    return job if job is not None and job.owner == _owner(user) else None
+
+
 def _iso(t: dt.datetime | None) -> str | None:
     return None if t is None else t.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
@@ -715,7 +733,7 @@ def _job_xml(job: Job, base: str) -> str:
                f"    <uws:message>{escape(job.error or '')}</uws:message>\n"
                "  </uws:errorSummary>\n")
     return (f'<?xml version="1.0" encoding="UTF-8"?>\n<uws:job {_UWS_NS} version="1.1">\n'
-            + _el("jobId", job.id) + _el("runId", None) + _el("ownerId", None)
+            + _el("jobId", job.id) + _el("runId", None) + _el("ownerId", job.owner)
             + _el("phase", job.phase) + _el("quote", None)
             + _el("creationTime", _iso(job.created)) + _el("startTime", _iso(job.started))
             + _el("endTime", _iso(job.ended))
@@ -749,11 +767,11 @@ def _run_job(ctx: ArchiveContext, job: Job) -> None:
 
 
 @router.get("/TAP/async")
-def tap_jobs(request: Request) -> Response:
-    """The UWS job list."""
+def tap_jobs(request: Request, user: MaybeUser) -> Response:
+    """The UWS job list: the caller's jobs (the anonymous ones for an anonymous caller)."""
     base = _base(request)
     with _store(request).lock:
-        jobs = list(_store(request).jobs.values())
+        jobs = [j for j in _store(request).jobs.values() if j.owner == _owner(user)]
     refs = "".join(f'  <uws:jobref id="{j.id}" xlink:href="{escape(base)}/TAP/async/{j.id}">'
                    f"<uws:phase>{j.phase}</uws:phase></uws:jobref>\n" for j in jobs)
     return _xml(f'<?xml version="1.0" encoding="UTF-8"?>\n<uws:jobs {_UWS_NS} version="1.1">\n'
@@ -766,7 +784,7 @@ async def tap_create(request: Request, ctx: Ctx, user: MaybeUser) -> Response:
     p = await _params(request)
     phase = (_one(p, "PHASE") or "").upper()
     params = {k: v for k, v in p.items() if k != "PHASE"}
-    job = Job(secrets.token_hex(8), params, user is None)
+    job = Job(secrets.token_hex(16), params, _owner(user))
     _store(request).add(job)
     if phase == "RUN":
         await run_in_threadpool(_run_job, ctx, job)
@@ -774,40 +792,40 @@ async def tap_create(request: Request, ctx: Ctx, user: MaybeUser) -> Response:
 
 
 @router.get("/TAP/async/{jid}")
-def tap_job(jid: str, request: Request) -> Response:
+def tap_job(jid: str, request: Request, user: MaybeUser) -> Response:
     """The job document (``WAIT`` returns at once: jobs run to the end when started)."""
-    job = _store(request).get(jid)
+    job = _job(request, jid, user)
     return _no_job(jid) if job is None else _xml(_job_xml(job, _base(request)))
 
 
 @router.delete("/TAP/async/{jid}")
-def tap_delete(jid: str, request: Request) -> Response:
+def tap_delete(jid: str, request: Request, user: MaybeUser) -> Response:
     """Delete a job (303 to the job list)."""
-    if not _store(request).delete(jid):
+    if _job(request, jid, user) is None or not _store(request).delete(jid):
         return _no_job(jid)
     return RedirectResponse(f"{_base(request)}/TAP/async", status_code=303)
 
 
 @router.post("/TAP/async/{jid}")
-async def tap_job_post(jid: str, request: Request) -> Response:
+async def tap_job_post(jid: str, request: Request, user: MaybeUser) -> Response:
     """``ACTION=DELETE`` (the POST form of DELETE)."""
     p = await _params(request)
     if (_one(p, "ACTION") or "").upper() != "DELETE":
         return PlainTextResponse("use ACTION=DELETE", status_code=400)
-    return tap_delete(jid, request)
+    return tap_delete(jid, request, user)
 
 
 @router.get("/TAP/async/{jid}/phase")
-def tap_phase(jid: str, request: Request) -> Response:
+def tap_phase(jid: str, request: Request, user: MaybeUser) -> Response:
     """The job's phase as text."""
-    job = _store(request).get(jid)
+    job = _job(request, jid, user)
     return _no_job(jid) if job is None else PlainTextResponse(job.phase)
 
 
 @router.post("/TAP/async/{jid}/phase")
-async def tap_set_phase(jid: str, request: Request, ctx: Ctx) -> Response:
+async def tap_set_phase(jid: str, request: Request, ctx: Ctx, user: MaybeUser) -> Response:
     """``PHASE=RUN`` runs the job (to the end); ``PHASE=ABORT`` aborts a pending one."""
-    job = _store(request).get(jid)
+    job = _job(request, jid, user)
     if job is None:
         return _no_job(jid)
     phase = (_one(await _params(request), "PHASE") or "").upper()
@@ -822,9 +840,9 @@ async def tap_set_phase(jid: str, request: Request, ctx: Ctx) -> Response:
 
 
 @router.get("/TAP/async/{jid}/results")
-def tap_results(jid: str, request: Request) -> Response:
+def tap_results(jid: str, request: Request, user: MaybeUser) -> Response:
     """The job's result list."""
-    job = _store(request).get(jid)
+    job = _job(request, jid, user)
     if job is None:
         return _no_job(jid)
     href = f"{_base(request)}/TAP/async/{jid}/results/result"
@@ -835,9 +853,9 @@ def tap_results(jid: str, request: Request) -> Response:
 
 
 @router.get("/TAP/async/{jid}/results/result")
-def tap_result(jid: str, request: Request) -> Response:
+def tap_result(jid: str, request: Request, user: MaybeUser) -> Response:
     """The result table of a completed job."""
-    job = _store(request).get(jid)
+    job = _job(request, jid, user)
     if job is None:
         return _no_job(jid)
     if job.phase != "COMPLETED" or job.result is None:
@@ -846,9 +864,9 @@ def tap_result(jid: str, request: Request) -> Response:
 
 
 @router.get("/TAP/async/{jid}/error")
-def tap_job_error(jid: str, request: Request) -> Response:
+def tap_job_error(jid: str, request: Request, user: MaybeUser) -> Response:
     """The error document of a job in ERROR."""
-    job = _store(request).get(jid)
+    job = _job(request, jid, user)
     if job is None:
         return _no_job(jid)
     if job.phase != "ERROR":
@@ -857,9 +875,9 @@ def tap_job_error(jid: str, request: Request) -> Response:
 
 
 @router.get("/TAP/async/{jid}/parameters")
-def tap_parameters(jid: str, request: Request) -> Response:
+def tap_parameters(jid: str, request: Request, user: MaybeUser) -> Response:
     """The job's parameters."""
-    job = _store(request).get(jid)
+    job = _job(request, jid, user)
     if job is None:
         return _no_job(jid)
     params = "".join(f"  <uws:parameter id={quoteattr(k.lower())}>{escape(v[-1])}"
@@ -869,9 +887,9 @@ def tap_parameters(jid: str, request: Request) -> Response:
 
 
 @router.post("/TAP/async/{jid}/parameters")
-async def tap_set_parameters(jid: str, request: Request) -> Response:
+async def tap_set_parameters(jid: str, request: Request, user: MaybeUser) -> Response:
     """Change the parameters of a pending job."""
-    job = _store(request).get(jid)
+    job = _job(request, jid, user)
     if job is None:
         return _no_job(jid)
     if job.phase != "PENDING":
@@ -882,13 +900,13 @@ async def tap_set_parameters(jid: str, request: Request) -> Response:
 
 
 @router.get("/TAP/async/{jid}/{attr}")
-def tap_job_attr(jid: str, attr: str, request: Request) -> Response:
+def tap_job_attr(jid: str, attr: str, request: Request, user: MaybeUser) -> Response:
     """``executionduration``, ``destruction``, ``quote``, ``owner`` as text."""
-    job = _store(request).get(jid)
+    job = _job(request, jid, user)
     if job is None:
         return _no_job(jid)
     values = {"executionduration": str(job.execution_duration),
-              "destruction": _iso(job.destruction) or "", "quote": "", "owner": "",
+              "destruction": _iso(job.destruction) or "", "quote": "", "owner": job.owner or "",
               "jobid": job.id}
     if attr.lower() not in values:
         return PlainTextResponse(f"unknown job attribute {attr!r}", status_code=404)
@@ -896,9 +914,9 @@ def tap_job_attr(jid: str, attr: str, request: Request) -> Response:
 
 
 @router.post("/TAP/async/{jid}/{attr}")
-async def tap_set_job_attr(jid: str, attr: str, request: Request) -> Response:
+async def tap_set_job_attr(jid: str, attr: str, request: Request, user: MaybeUser) -> Response:
     """Accept ``EXECUTIONDURATION`` (kept) and ``DESTRUCTION`` (jobs live one day)."""
-    job = _store(request).get(jid)
+    job = _job(request, jid, user)
     if job is None:
         return _no_job(jid)
     p = await _params(request)
