@@ -19,6 +19,7 @@ from scipy.spatial import cKDTree
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from zsds.core.geometry import clip_segment
 from zsds.core.home import Home
 from zsds.core.naming import nid_of, parse_night
 from zsds.db.engine import session
@@ -97,22 +98,12 @@ def evaluate_known_night(home: Home, engine: Engine, night: str | dt.date,
 
 def _clip_segment(x0: float, y0: float, x1: float, y1: float, nx: int, ny: int
                   ) -> tuple[float, float, float, float] | None:
-    """Liang-Barsky clip of a segment to the image [0, nx-1] x [0, ny-1] (None if outside)."""
-    dx, dy = x1 - x0, y1 - y0
-    t0, t1 = 0.0, 1.0
-    for p, q in ((-dx, x0), (dx, nx - 1 - x0), (-dy, y0), (dy, ny - 1 - y0)):
-        if p == 0:
-            if q < 0:
-                return None
-            continue
-        t = q / p
-        if p < 0:
-            t0 = max(t0, t)
-        else:
-            t1 = min(t1, t)
-    if t0 > t1:
+    """The part of a segment on the image [0, nx-1] x [0, ny-1] (None if outside)."""
+    t = clip_segment(x0, y0, x1, y1, (0.0, nx - 1.0), (0.0, ny - 1.0))
+    if t is None:
         return None
-    return x0 + t0 * dx, y0 + t0 * dy, x0 + t1 * dx, y0 + t1 * dy
+    dx, dy = x1 - x0, y1 - y0
+    return x0 + t[0] * dx, y0 + t[0] * dy, x0 + t[1] * dx, y0 + t[1] * dy
 
 
 def _seg_distance(px: float, py: float, s: tuple[float, float, float, float]) -> float:

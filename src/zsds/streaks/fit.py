@@ -27,6 +27,7 @@ import numpy as np
 from scipy.optimize import least_squares
 from scipy.special import erf
 
+from zsds.core.geometry import clip_segment
 from zsds.streaks.detect import FWHM_TO_SIGMA, SEGMENT_COLUMNS, canonical_segments
 
 __all__ = ["FIT_KEYS", "clip_to_image", "fit_streak", "trail_flux_correction", "trail_norm",
@@ -64,27 +65,16 @@ def clip_to_image(x0: float, y0: float, x1: float, y1: float, shape: tuple[int, 
                   ) -> tuple[float, float, float, float, float, int]:
     """The part of a segment on the image (pixel centres 0..n-1, edges at -0.5 and n-0.5).
 
-    Liang-Barsky clipping, keeping the direction.  Returns the clipped end points, the
-    fraction of the length kept (0 when the segment misses the image) and the number of ends
-    moved (0, 1 or 2).
+    Returns the clipped end points (in the same direction), the fraction of the length kept
+    (0 when the segment misses the image) and the number of ends moved (0, 1 or 2).
     """
     ny, nx = shape[:2]
-    dx, dy = x1 - x0, y1 - y0
-    t0, t1 = 0.0, 1.0
-    for p, q in ((-dx, x0 + 0.5), (dx, nx - 0.5 - x0), (-dy, y0 + 0.5), (dy, ny - 0.5 - y0)):
-        if p == 0.0:
-            if q < 0.0:
-                return x0, y0, x1, y1, 0.0, 2
-            continue
-        r = q / p
-        if p < 0.0:
-            t0 = max(t0, r)
-        else:
-            t1 = min(t1, r)
-    if t0 > t1:
+    t = clip_segment(x0, y0, x1, y1, (-0.5, nx - 0.5), (-0.5, ny - 0.5))
+    if t is None:
         return x0, y0, x1, y1, 0.0, 2
-    return (x0 + t0 * dx, y0 + t0 * dy, x0 + t1 * dx, y0 + t1 * dy, t1 - t0,
-            int(t0 > 0.0) + int(t1 < 1.0))
+    dx, dy = x1 - x0, y1 - y0
+    return (x0 + t[0] * dx, y0 + t[0] * dy, x0 + t[1] * dx, y0 + t[1] * dy, t[1] - t[0],
+            int(t[0] > 0.0) + int(t[1] < 1.0))
 
 
 def trailed_psf(
