@@ -151,6 +151,27 @@ def test_cli_get_with_plot(built, tmp_path: Path) -> None:
     assert result.exit_code != 0 and "no light-curve object" in result.output
 
 
+def test_large_catalogue_is_imported_on_the_cluster(built, tmp_path) -> None:
+    """Above ``distributed_rows`` objects the catalogue goes through hats-import on the Dask
+    cluster: the same objects as the in-memory writer's."""
+    import lsdb
+    from distributed import Client, LocalCluster
+
+    from zsds.lightcurves.build import write_objects_catalog
+
+    home, _ = built
+    copy = Home.resolve(tmp_path / "h")
+    shutil.copytree(home.path("products/lc/objects"), copy.path("products/lc/objects"))
+    small = lsdb.read_hats(home.path("products/lc/hats/ztf_lc_objects")).compute()
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        path = write_objects_catalog(copy, client=client, distributed_rows=0)
+    assert path == copy.path("products/lc/hats/ztf_lc_objects")
+    big = lsdb.read_hats(path).compute()
+    assert sorted(big["oid"]) == sorted(small["oid"]) and len(big) > 1000
+    assert "hats_builder=hats-import" in (path / "hats.properties").read_text()
+
+
 def test_hats_catalogue_is_readable_by_lsdb(built) -> None:
     lsdb = pytest.importorskip("lsdb")
     home, engine = built

@@ -225,3 +225,37 @@ def test_invalid_input(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="share one position"):
         write_hats_catalog(tmp_path, same, max_rows_per_partition=4)
     assert list(tmp_path.iterdir()) == []  # nothing written on failure
+
+
+def test_import_on_a_dask_cluster(objects: pd.DataFrame, catalog: Path,
+                                  tmp_path: Path) -> None:
+    """The survey-scale path: per-unit Parquet files imported by hats-import on a Dask
+    cluster give the same objects, partitions of at most the threshold, and cone searches
+    that agree with the in-memory writer; a second import replaces the first."""
+    from distributed import Client, LocalCluster
+
+    from zsds.lightcurves.hats import import_hats_catalog
+
+    files = []
+    for k in range(4):  # as the build's per-unit files
+        files.append(tmp_path / f"unit{k}.parquet")
+        objects.iloc[k * 5000:(k + 1) * 5000].to_parquet(files[-1], index=False)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        path = import_hats_catalog(tmp_path / "hats", files, client,
+                                   max_rows_per_partition=3000)
+        again = import_hats_catalog(tmp_path / "hats", files, client,
+                                    max_rows_per_partition=3000)
+    assert path == again == tmp_path / "hats" / "ztf_lc_objects"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["ztf_lc_objects"]  # no tmp
+    cat = lsdb.read_hats(path)
+    assert cat.hc_structure.catalog_info.total_rows == len(objects)
+    got = pd.DataFrame(cat.compute())
+    assert sorted(got["oid"]) == sorted(objects["oid"])
+    sizes = [pq.ParquetFile(f).metadata.num_rows
+             for f in (path / "dataset").glob("Norder=*/Dir=*/Npix=*.parquet")]
+    assert len(sizes) > 1 and max(sizes) <= 3000 and sum(sizes) == len(objects)
+    for ra, dec in ((152.0, 12.0), (155.3, 17.1)):
+        a = read_hats_cone(path, ra, dec, 600.0)
+        b = read_hats_cone(catalog, ra, dec, 600.0)
+        assert sorted(a["oid"]) == sorted(b["oid"]) and len(a) > 0

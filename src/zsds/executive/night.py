@@ -392,7 +392,7 @@ class Executive:
             if self.progress:
                 self.progress(str(futs[fut]), done, len(futs))
         if any("error" not in r for r in out):
-            write_objects_catalog(self.home)
+            write_objects_catalog(self.home, client=self.client)
         return sorted(out, key=lambda r: r["unit"])
 
     def watch(self, idle: float | None = None, poll: float = 1.0,

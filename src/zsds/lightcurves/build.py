@@ -502,18 +502,34 @@ def objects_table(ms: MatchSet) -> pd.DataFrame:
     return df
 
 
-def write_objects_catalog(home: Home, max_rows_per_partition: int = 1_000_000) -> Path | None:
+#: Above this many objects the HATS catalogue is imported on the Dask cluster (hats-import)
+#: instead of gathered in one process (~1 GB of memory per ~2 million objects).
+DISTRIBUTED_HATS_ROWS = 2_000_000
+
+
+def write_objects_catalog(home: Home, max_rows_per_partition: int = 1_000_000,
+                          client: Any | None = None,
+                          distributed_rows: int = DISTRIBUTED_HATS_ROWS) -> Path | None:
     """Gather the per-unit object tables into one HATS catalogue (``products/lc/hats``).
 
-    Returns its path, or None when there are no objects. This holds the whole catalogue in
-    memory, which suits a night's or a field's worth of objects; a survey-scale rebuild (ZTF:
-    ~10^9 objects) would feed the same per-unit Parquet files to a Dask import (hats-import).
+    Returns its path, or None when there are no objects.  Up to ``distributed_rows`` objects
+    (counted from the Parquet footers) are gathered in memory and written in this process
+    (:func:`~zsds.lightcurves.hats.write_hats_catalog`); more, with a Dask ``client``, are
+    imported on its cluster by hats-import
+    (:func:`~zsds.lightcurves.hats.import_hats_catalog`), which never holds more than a
+    partition per worker: the survey-scale path.
     """
-    from zsds.lightcurves.hats import write_hats_catalog
+    import pyarrow.parquet as pq
+
+    from zsds.lightcurves.hats import import_hats_catalog, write_hats_catalog
 
     files = sorted(home.path(OBJECTS_DIR).glob("*.parquet"))
     if not files:
         return None
+    nrows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    if client is not None and nrows > distributed_rows:
+        return import_hats_catalog(home.path(HATS_DIR), files, client, "ztf_lc_objects",
+                                   max_rows_per_partition=max_rows_per_partition)
     df = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
     return write_hats_catalog(home.path(HATS_DIR), df, "ztf_lc_objects",
                               max_rows_per_partition=max_rows_per_partition)

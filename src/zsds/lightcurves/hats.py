@@ -3,8 +3,9 @@
 The catalogue is readable by ``hats.read_hats`` and ``lsdb.read_hats``.  It is written with
 the hats 0.11 building blocks that ``lsdb``'s own writer uses (``compute_spatial_index``,
 ``generate_alignment``, ``pixel_catalog_file``, ``get_parquet_write_table_kwargs``,
-``write_parquet_metadata``, ``PartitionInfo``, ``write_skymap``, ``TableProperties``), without
-``hats-import`` or dask::
+``write_parquet_metadata``, ``PartitionInfo``, ``write_skymap``, ``TableProperties``) in one
+process (:func:`write_hats_catalog`, for a night's or a field's objects), or by ``hats-import``
+on a Dask cluster (:func:`import_hats_catalog`, the survey-scale path)::
 
     <root>/<name>/
         hats.properties, properties        catalogue properties (identical files)
@@ -22,8 +23,10 @@ lsdb uses as the index.  The catalogue is rewritten whole (atomically) from all 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 import hats.pixel_math.healpix_shim as hp
 import numpy as np
@@ -38,7 +41,7 @@ from hats.io.skymap import write_skymap
 from hats.pixel_math import HealpixPixel, compute_spatial_index, generate_alignment
 from hats.pixel_math.spatial_index import SPATIAL_INDEX_COLUMN, SPATIAL_INDEX_ORDER
 
-__all__ = ["read_hats_cone", "write_hats_catalog"]
+__all__ = ["import_hats_catalog", "read_hats_cone", "write_hats_catalog"]
 
 #: Up to this order the partitions are chosen by hats' ``generate_alignment`` (Python loops
 #: over every pixel of every order: ~0.4 s at order 7, 4x more per order); above it by
@@ -188,12 +191,19 @@ def write_hats_catalog(root: Path, df: pd.DataFrame, name: str = "ztf_lc_objects
         SPATIAL_INDEX_COLUMN, pa.array(h29, pa.int64()))
     parts = _partitions(h29, max_rows_per_partition)
 
+    return _replace(root, name,
+                    lambda tmp: _write_catalog(tmp, table, h29, parts, name, ra_col, dec_col))
+
+
+def _replace(root: Path, name: str, build: Callable[[Path], object]) -> Path:
+    """Build a catalogue with ``build(tmpdir)`` and move it to ``root/name``: the previous one
+    is moved aside first and deleted after, so readers see either the old or the new one."""
     root.mkdir(parents=True, exist_ok=True)
     final, tmp, old = root / name, root / f".{name}.tmp", root / f".{name}.old"
     for leftover in (tmp, old):  # from an interrupted earlier run
         shutil.rmtree(leftover, ignore_errors=True)
     try:
-        _write_catalog(tmp, table, h29, parts, name, ra_col, dec_col)
+        build(tmp)
         if final.exists():
             final.rename(old)
         tmp.rename(final)
@@ -204,6 +214,54 @@ def write_hats_catalog(root: Path, df: pd.DataFrame, name: str = "ztf_lc_objects
         raise
     shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def import_hats_catalog(root: Path, files: Sequence[Path], client: Any,
+                        name: str = "ztf_lc_objects", ra_col: str = "ra", dec_col: str = "dec",
+                        max_rows_per_partition: int = 1_000_000) -> Path:
+    """Write the HATS catalogue of many Parquet files on a Dask cluster, with hats-import.
+
+    The survey-scale path (ZTF: ~10^9 objects): hats-import maps the files' positions to a
+    HEALPix histogram, chooses the partitions, splits every file into per-partition shards
+    and reduces each partition, all as tasks of ``client``'s cluster, so no process holds
+    more than a partition.  The result is the same kind of catalogue as
+    :func:`write_hats_catalog` (read by ``lsdb.read_hats``), replaced in the same way.
+
+    Parameters
+    ----------
+    root : Path
+        Directory holding the catalogue.
+    files : sequence of Path
+        Parquet files of objects (any columns, ``ra_col``/``dec_col`` in degrees); the
+        workers of the cluster must see them and ``root``.
+    client : distributed.Client
+        The cluster to run on.
+    name, ra_col, dec_col, max_rows_per_partition
+        As :func:`write_hats_catalog`.
+    """
+    from hats_import.catalog.arguments import ImportArguments
+    from hats_import.pipeline import pipeline_with_client
+
+    files = [str(f) for f in files]
+    if not files:
+        raise ValueError("cannot write an empty HATS catalogue")
+    root = Path(root)
+
+    def build(tmp: Path) -> None:
+        args = ImportArguments(
+            output_path=tmp.parent / f".{name}.import", output_artifact_name=name,
+            input_file_list=files, file_reader="parquet", ra_column=ra_col,
+            dec_column=dec_col, pixel_threshold=max_rows_per_partition,
+            tmp_dir=tmp.parent / f".{name}.import-tmp", resume=False, progress_bar=False)
+        shutil.rmtree(args.output_path, ignore_errors=True)
+        try:
+            pipeline_with_client(args, client)
+            (args.output_path / name).rename(tmp)
+        finally:
+            shutil.rmtree(args.output_path, ignore_errors=True)
+            shutil.rmtree(tmp.parent / f".{name}.import-tmp", ignore_errors=True)
+
+    return _replace(root, name, build)
 
 
 def _write_catalog(catdir: Path, table: pa.Table, h29: np.ndarray,
