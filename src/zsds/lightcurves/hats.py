@@ -248,18 +248,19 @@ def import_hats_catalog(root: Path, files: Sequence[Path], client: Any,
     root = Path(root)
 
     def build(tmp: Path) -> None:
+        out, work = tmp.parent / f".{name}.import", tmp.parent / f".{name}.import-tmp"
         args = ImportArguments(
-            output_path=tmp.parent / f".{name}.import", output_artifact_name=name,
-            input_file_list=files, file_reader="parquet", ra_column=ra_col,
-            dec_column=dec_col, pixel_threshold=max_rows_per_partition,
-            tmp_dir=tmp.parent / f".{name}.import-tmp", resume=False, progress_bar=False)
-        shutil.rmtree(args.output_path, ignore_errors=True)
+            output_path=out, output_artifact_name=name, input_file_list=files,
+            file_reader="parquet", ra_column=ra_col, dec_column=dec_col,
+            pixel_threshold=max_rows_per_partition, tmp_dir=work, resume=False,
+            progress_bar=False)
+        shutil.rmtree(out, ignore_errors=True)
         try:
             pipeline_with_client(args, client)
-            (args.output_path / name).rename(tmp)
+            (out / name).rename(tmp)
         finally:
-            shutil.rmtree(args.output_path, ignore_errors=True)
-            shutil.rmtree(tmp.parent / f".{name}.import-tmp", ignore_errors=True)
+            shutil.rmtree(out, ignore_errors=True)
+            shutil.rmtree(work, ignore_errors=True)
 
     return _replace(root, name, build)
 

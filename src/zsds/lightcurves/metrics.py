@@ -506,7 +506,7 @@ _SEARCH_EXTEND_LOG2 = 1
 
 def _n_candidates(config: MetricsConfig) -> int:
     # Extra coarse peaks: those outside [fmin, fmax] (trends at f ~ 0, and the extension
-    # above fmax, 3/4 of the grid) are dropped before the refinement.
+    # above fmax) are dropped before the refinement.
     return 2 ** _SEARCH_EXTEND_LOG2 * 2 * config.refine_peaks
 
 
@@ -794,7 +794,8 @@ def period_harmonic(found: np.ndarray, true: np.ndarray, tol: float = 0.01) -> n
 
 
 def _features(config: MetricsConfig, freqs: np.ndarray) -> list:
-    """The feature evaluators; the Periodogram comes first (``_coarse`` reads its peaks)."""
+    """The feature evaluators (the period search runs its own periodogram, ``_periodogram``,
+    on the extended grid)."""
     periodogram = lc.Periodogram(
         peaks=config.n_peaks, freqs=freqs, fast=True,
         # the power spectrum as a series: how dominant and isolated the peaks are

@@ -329,8 +329,9 @@ def fit_streak(
     # is measured: report the part on the image, with its share of the flux.
     mid = (float(p[0]), float(p[1]), float(p[2]))
     x0, y0, x1, y1, keep, edge = clip_to_image(x0, y0, x1, y1, d.shape)
-    if edge and keep > 0:
-        mid = (0.5 * (x0 + x1), 0.5 * (y0 + y1), float(p[2]) * keep)
+    share = keep if edge and keep > 0 else 1.0  # of the fitted trail's length and flux
+    if share < 1.0:
+        mid = (0.5 * (x0 + x1), 0.5 * (y0 + y1), float(p[2]) * share)
     n = len(res.fun)
     chi2 = float(np.sum(res.fun**2))
     dof = max(n - 6, 1)
@@ -341,9 +342,7 @@ def fit_streak(
     )
     fx0, fy0, fx1, fy1, ang = (float(fx0[0]), float(fy0[0]), float(fx1[0]), float(fy1[0]),
                                float(ang[0]))
-    flux, fluxerr = float(p[4]), float(math.sqrt(max(cov[4, 4], 0.0)))
-    if edge and keep > 0:
-        flux, fluxerr = flux * keep, fluxerr * keep
+    flux, fluxerr = share * float(p[4]), share * float(math.sqrt(max(cov[4, 4], 0.0)))
     width, chi2w = _width_fit(data, p, s_mod)
     return {
         "x0": fx0,
