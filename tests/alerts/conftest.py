@@ -1,4 +1,4 @@
-"""Fixtures for the alert tests: the real ZTF packets and schema, read in place from ``shared``."""
+"""Fixtures for the alert tests: real ZTF packets (``tests/data``) and the packaged schema."""
 
 from __future__ import annotations
 
@@ -6,21 +6,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.alerts.helpers import shared_root
 from zsds.alerts.packet import read_alert_file
+from zsds.alerts.schema import packaged_schema_dir
 
 
 @pytest.fixture(scope="session")
-def data_dir() -> Path:
-    path = shared_root() / "data"
-    if not path.is_dir():
-        pytest.skip(f"shared data not available at {path} (set ZSDS_SHARED)")
-    return path
+def data_dir(test_data: Path) -> Path:
+    return test_data
 
 
 @pytest.fixture(scope="session")
-def schema_folder(data_dir: Path) -> Path:
-    return data_dir / "ztf-avro-alert" / "schema"
+def schema_folder() -> Path:
+    return packaged_schema_dir()
 
 
 @pytest.fixture(scope="session")

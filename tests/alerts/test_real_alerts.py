@@ -1,4 +1,4 @@
-"""Every real ZTF packet in the shared data (schema 1.7 .. 4.01) decodes, formats and tails."""
+"""Every real ZTF packet of ``tests/data`` (schema 1.7 .. 4.01) decodes, formats and tails."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from tests.alerts.helpers import real_alert_files, shared_root
+from tests.alerts.helpers import real_alert_files
+from tests.conftest import TEST_DATA
 from zsds.alerts.packet import decode_alert_packet, read_alert_file, read_cutout
 from zsds.alerts.tail import format_line, summarize
 from zsds.cli.alerts_cmd import alerts
@@ -24,7 +25,7 @@ def test_the_real_packets_are_there(data_dir: Path):
 
 
 @pytest.mark.parametrize(
-    "path", FILES, ids=[str(f.relative_to(shared_root() / "data")) for f in FILES]
+    "path", FILES, ids=[str(f.relative_to(TEST_DATA)) for f in FILES]
 )
 def test_real_packet_decodes_and_formats(path: Path):
     records = read_alert_file(path)

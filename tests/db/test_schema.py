@@ -121,12 +121,12 @@ def test_v5_database_gains_the_moving_object_and_archive_tables(engine):
         conn.execute(text("ALTER TABLE candidates DROP COLUMN ssnamenr"))
         conn.execute(text("INSERT INTO schema_version VALUES (5, CURRENT_TIMESTAMP)"))
     assert "ssnamenr" not in {c["name"] for c in inspect(engine).get_columns("candidates")}
-    assert init_db(engine) == SCHEMA_VERSION == 8
+    assert init_db(engine) == SCHEMA_VERSION == 9
     insp = inspect(engine)
     assert "ssnamenr" in {c["name"] for c in insp.get_columns("candidates")}
     assert {"streaks", "ss_tracks", "ss_track_members", "archive_images", "users",
             "api_tokens", "forcedphot_requests"} <= set(insp.get_table_names())
-    assert init_db(engine) == 8
+    assert init_db(engine) == SCHEMA_VERSION
 
 
 def test_v7_archive_index_gains_pointing_and_moon(engine):
@@ -147,9 +147,26 @@ def test_v7_archive_index_gains_pointing_and_moon(engine):
                           "restricted, indexed_at) VALUES ('raw', 'r1', 1, 361008958, 0, "
                           "false, CURRENT_TIMESTAMP), ('ref', 'f1', 1, NULL, 0, false, "
                           "CURRENT_TIMESTAMP)"))
-    assert init_db(engine) == 8
+    assert init_db(engine) == SCHEMA_VERSION
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT relpath, telra, teldec, moonillf FROM archive_images "
                                  "ORDER BY relpath")).all()
     ex = _exposure()
     assert rows == [("f1", None, None, None), ("r1", ex.ra, ex.dec, None)]
+
+
+def test_v8_jobs_gain_the_process_id(engine):
+    """v9 adds ``jobs.pid``; the jobs recorded before keep their rows."""
+    from zsds.db.engine import MIGRATIONS
+
+    with engine.begin() as conn:
+        for migrate in MIGRATIONS[:8]:
+            migrate(conn)
+        conn.execute(text("ALTER TABLE jobs DROP COLUMN pid"))
+        conn.execute(text("INSERT INTO schema_version VALUES (8, CURRENT_TIMESTAMP)"))
+        conn.execute(text("INSERT INTO jobs (stage, key, state, attempts) "
+                          "VALUES ('calibrate', '1', 'done', 1)"))
+    assert init_db(engine) == SCHEMA_VERSION == 9
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT stage, state, pid FROM jobs")).all() == [
+            ("calibrate", "done", None)]

@@ -243,6 +243,55 @@ def test_cli_night_run_and_status(base, tmp_path):
     assert r.exit_code != 0 and "Traceback" not in r.output
 
 
+def _job_states(home: Home) -> set[str]:
+    engine = connect(home.db_url)
+    with session(engine) as ss:
+        states = set(ss.execute(select(Job.state).distinct()).scalars())
+    engine.dispose()
+    return states
+
+
+def test_a_broken_stage_fails_the_command_and_leaves_no_job_running(base, tmp_path,
+                                                                     monkeypatch):
+    """A stage that raises (here: packets, with no alert schema where one is configured)
+    makes ``night run`` exit non-zero with one line, every such job ``failed``; a job a dead
+    process left ``running`` is shown stale and redone by the next run."""
+    from click.testing import CliRunner
+
+    from zsds.cli.main import cli
+
+    home, engine = _copy(base, tmp_path / "b")
+    _night2(home)
+    args = ["night", "run", "--home", str(home.root), "--night", N2, "--workers", "2",
+            "--no-refs"]
+    monkeypatch.setenv("ZSDS_ALERT_SCHEMA_DIR", str(tmp_path / "no-schema"))
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 1, r.output
+    assert r.output.splitlines()[-1] == (
+        f"Error: night run: night {N2}: 12 quadrant(s) failed; see zsds status --home "
+        f"{home.root}")
+    with session(engine) as ss:
+        packets = ss.execute(select(Job).where(Job.stage == "packets",
+                                               Job.state == "failed")).scalars().all()
+        assert len(packets) == 12 and all("no alert.avsc" in j.error for j in packets)
+    assert "running" not in _job_states(home)
+    monkeypatch.delenv("ZSDS_ALERT_SCHEMA_DIR")
+    # A packets job left 'running' by a process that no longer exists.
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    with session(engine) as ss:
+        j = ss.execute(select(Job).where(Job.stage == "packets",
+                                         Job.state == "failed")).scalars().first()
+        j.state, j.pid = "running", int(dead.stdout)
+    r = CliRunner().invoke(cli, ["status", "--home", str(home.root)])
+    assert "running (stale: process gone)" in r.output and "1 stale" in r.output
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    assert _job_states(home) <= {"done", "skipped"}
+    summary = json.loads((home.root / "logs" / "night_20261121_batch.json").read_text())
+    assert summary["stale"] == 1 and summary["alerts"] > 0 and summary["failed"] == 0
+
+
 def test_demo(tmp_path):
     """The README's main command: two small nights end to end, alerts archived."""
     from click.testing import CliRunner
@@ -253,6 +302,7 @@ def test_demo(tmp_path):
     assert r.exit_code == 0, r.output
     home = Home.resolve(tmp_path / "demo")
     assert list(home.alerts.rglob("*.avro"))
+    assert _job_states(home) <= {"done", "skipped"}
     assert (home.root / "logs" / "night_20261121_batch.json").exists()
     summary = json.loads((home.root / "logs" / "night_20261121_batch.json").read_text())
     assert summary["subtracted"] == 8 and summary["failed"] == 0

@@ -191,8 +191,8 @@ def test_sparse_alignment_matches_hats() -> None:
         assert sum(n for _, _, n in ours) == len(h29)
 
 
-def test_dr5_objects(shared_dir: Path, tmp_path: Path) -> None:
-    src = shared_dir / "data" / "matchfiles" / "ztf_000250_zg_c01_q1_dr5.parquet"
+def test_dr5_objects(test_data: Path, tmp_path: Path) -> None:
+    src = test_data / "matchfiles" / "ztf_000250_zg_c01_q1_dr5.parquet"
     df = pd.read_parquet(src, columns=["objectid", "objra", "objdec", "nepochs"])
     path = write_hats_catalog(tmp_path, df, name="dr5_objects", ra_col="objra",
                               dec_col="objdec", max_rows_per_partition=2000)

@@ -31,8 +31,8 @@ from zsds.lightcurves.model import (
 TABLES = ("exposures", "sources", "sourcedata", "transients", "transientdata")
 
 
-def _real(shared_dir: Path, name: str = "ztf_000245_zr_c10_q1_match.pytable") -> Path:
-    return shared_dir / "data" / "matchfiles" / name
+def _real(test_data: Path, name: str = "ztf_000245_zr_c10_q1_match.pytable") -> Path:
+    return test_data / "matchfiles" / name
 
 
 def _random_fill(arr: np.ndarray, rng: np.random.Generator) -> None:
@@ -139,8 +139,8 @@ def test_matchfile_name() -> None:
         matchfile_name(1, "r", 1, 1)
 
 
-def test_read_real_ipac_file(shared_dir: Path) -> None:
-    ms = read_matchfile(_real(shared_dir))
+def test_read_real_ipac_file(test_data: Path) -> None:
+    ms = read_matchfile(_real(test_data))
     assert ms.fieldid == 245 and ms.rcid == 36 and ms.filterid == 2
     assert ms.attrs["ccdID"] == 10 and ms.attrs["quadrantID"] == 1
     assert ms.attrs["referenceImageID"] == 2450236
@@ -171,16 +171,16 @@ def test_read_real_ipac_file(shared_dir: Path) -> None:
     assert ms.transientdata.dtype == TRANSIENTDATA_DTYPE
     assert ms.features is None
 
-    other = read_matchfile(_real(shared_dir, "ztf_000269_zr_c10_q1_match.pytable"))
+    other = read_matchfile(_real(test_data, "ztf_000269_zr_c10_q1_match.pytable"))
     assert other.fieldid == 269 and len(other.sources) == 10 and len(other.sourcedata) == 101
 
-    objs = read_matchfile(_real(shared_dir), objects_only=True)
+    objs = read_matchfile(_real(test_data), objects_only=True)
     assert len(objs.sources) == 10 and len(objs.sourcedata) == 0
     assert objs.sourcedata.dtype == SOURCEDATA_DTYPE
 
 
-def test_read_lightcurve_real_file(shared_dir: Path) -> None:
-    path = _real(shared_dir)
+def test_read_lightcurve_real_file(test_data: Path) -> None:
+    path = _real(test_data)
     ms = read_matchfile(path)
     lc = read_lightcurve(path, 0)
     assert lc.dtype == SOURCEDATA_DTYPE and len(lc) == 56
@@ -251,8 +251,8 @@ def test_read_lightcurve(tmp_path: Path) -> None:
         assert not sd.cols.matchid.index.dirty
 
 
-def test_layout_matches_real_file(shared_dir: Path, tmp_path: Path) -> None:
-    real_attrs, real_cols, real_titles = _layout(_real(shared_dir))
+def test_layout_matches_real_file(test_data: Path, tmp_path: Path) -> None:
+    real_attrs, real_cols, real_titles = _layout(_real(test_data))
     ms = make_matchset()
     ms.attrs.pop("zsdsVersion")
     ms.attrs.update(fieldID=245, rcID=36)

@@ -1,77 +1,60 @@
-"""The ZTF alert Avro schema (``ztf.alert``), read in place from the shared reference data.
+"""The ZTF alert Avro schema (``ztf.alert``), shipped inside the package.
 
-The schema is kept as versioned data, never copied into the package: the real ZTF files
-(``alert.avsc``, ``candidate.avsc``, ``prv_candidate.avsc``, ``cutout.avsc``, ``fp_hist.avsc``,
-v4.02) are parsed where they lie. ``alert.avsc`` refers to its sub-records by full name
-(``ztf.alert.candidate``) while the files are named by short name (``candidate.avsc``), so the
-default ``fastavro`` flat repository (which expects ``ztf.alert.candidate.avsc``) cannot resolve
-them; :class:`_ShortNameRepository` maps a full name to its short-name file instead.
+The real ZTF schema files (``alert.avsc``, ``candidate.avsc``, ``prv_candidate.avsc``,
+``cutout.avsc``, ``fp_hist.avsc``; version :data:`DEFAULT_VERSION`) are package data under
+``zsds/data/alert_schema/<version>/`` (see the README there for their provenance), loaded with
+:mod:`importlib.resources`, so an installed wheel needs nothing outside itself.
+``alert.avsc`` refers to its sub-records by full name (``ztf.alert.candidate``) while the files
+are named by short name (``candidate.avsc``), so the default ``fastavro`` flat repository (which
+expects ``ztf.alert.candidate.avsc``) cannot resolve them; :class:`_ShortNameRepository` maps a
+full name to its short-name file instead.
 
-Locations:
-
-* :func:`shared_dir` -- ``$ZSDS_SHARED``, else a folder ``shared`` beside the repository root;
-* :func:`schema_dir` -- ``$ZSDS_ALERT_SCHEMA_DIR``, else ``<shared>/data/ztf-avro-alert/schema``.
+:func:`schema_dir` is ``$ZSDS_ALERT_SCHEMA_DIR`` when set (another schema version, e.g. a
+broker's), else the packaged folder of :data:`DEFAULT_VERSION`.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import functools
 import json
 import os
-import re
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from fastavro.repository.base import AbstractSchemaRepository, SchemaRepositoryError
 from fastavro.schema import load_schema
 
-#: Environment variable naming the shared reference-data folder.
-SHARED_ENV = "ZSDS_SHARED"
 #: Environment variable naming a folder holding ``alert.avsc`` and its sub-schemas.
 SCHEMA_ENV = "ZSDS_ALERT_SCHEMA_DIR"
-#: Location of the alert schema inside the shared folder.
-SCHEMA_SUBDIR = Path("data") / "ztf-avro-alert" / "schema"
+#: The schema version zsds writes by default (a sub-folder of the packaged ``alert_schema``).
+DEFAULT_VERSION = "4.02"
 #: Full name of the top-level alert record.
 ALERT_RECORD = "ztf.alert"
 
-_TSV_VERSION = re.compile(r"schema_fields_v(?P<version>[0-9][0-9.]*)\.tsv$")
 
+@functools.cache
+def packaged_schema_dir(version: str = DEFAULT_VERSION) -> Path:
+    """Folder of the packaged ``.avsc`` files of one schema version.
 
-def shared_dir() -> Path:
-    """Locate the read-only shared reference data.
-
-    Returns
-    -------
-    Path
-        ``$ZSDS_SHARED`` if set, else the first folder named ``shared`` (holding ``data/``) that
-        sits beside the current directory, this file, or any of their parents.
+    A regular install gives a real folder; from a zipped install the files are extracted once
+    to a temporary folder that lives as long as the process.
 
     Raises
     ------
     FileNotFoundError
-        If ``$ZSDS_SHARED`` points nowhere, or no ``shared`` folder is found; the message lists
-        every place searched.
+        If the package carries no such version.
     """
-    env = os.environ.get(SHARED_ENV)
-    if env:
-        path = Path(env).expanduser()
-        if not path.is_dir():
-            raise FileNotFoundError(f"${SHARED_ENV}={env!r} is not a folder")
-        return path
-    searched: list[str] = []
-    for start in (Path.cwd().resolve(), Path(__file__).resolve().parent):
-        for folder in (start, *start.parents):
-            candidate = folder / "shared"
-            if str(candidate) in searched:
-                continue
-            searched.append(str(candidate))
-            # Require data/ so that an unrelated folder called "shared" is not taken.
-            if (candidate / "data").is_dir():
-                return candidate
-    raise FileNotFoundError(
-        f"shared reference data not found: set ${SHARED_ENV}, or place a folder 'shared' (with "
-        f"'data/') beside the repository; searched {', '.join(searched)}"
-    )
+    folder = resources.files("zsds") / "data" / "alert_schema" / version
+    if not folder.joinpath("alert.avsc").is_file():
+        raise FileNotFoundError(f"zsds ships no alert schema version {version!r}")
+    if isinstance(folder, Path):
+        return folder
+    stack = contextlib.ExitStack()  # zipped install: extract, remove at exit
+    atexit.register(stack.close)
+    return stack.enter_context(resources.as_file(folder))
 
 
 def schema_dir() -> Path:
@@ -80,13 +63,14 @@ def schema_dir() -> Path:
     Raises
     ------
     FileNotFoundError
-        If the folder does not hold ``alert.avsc``.
+        If ``$ZSDS_ALERT_SCHEMA_DIR`` is set to a folder without ``alert.avsc``.
     """
     env = os.environ.get(SCHEMA_ENV)
-    path = Path(env).expanduser() if env else shared_dir() / SCHEMA_SUBDIR
+    if not env:
+        return packaged_schema_dir()
+    path = Path(env).expanduser()
     if not (path / "alert.avsc").is_file():
-        source = f"${SCHEMA_ENV}" if env else "the shared data"
-        raise FileNotFoundError(f"no alert.avsc in {path} (from {source})")
+        raise FileNotFoundError(f"no alert.avsc in {path} (from ${SCHEMA_ENV})")
     return path
 
 
@@ -138,14 +122,13 @@ def load_alert_schema(path: str | os.PathLike[str] | None = None) -> dict[str, A
 def schema_version(schema: dict[str, Any] | None = None) -> str:
     """Version of an alert schema, e.g. ``"4.02"``.
 
-    Read, in order, from the schema's ``version`` attribute (present in every real ZTF
-    ``.avsc``), the default of its ``schemavsn`` field, and the ``schema_fields_v<V>.tsv`` file
-    beside the schema folder.
+    Read from the schema's ``version`` attribute (present in every real ZTF ``.avsc``), else
+    the default of its ``schemavsn`` field.
 
     Raises
     ------
     LookupError
-        If none of these gives a version.
+        If neither gives a version.
     """
     schema = load_alert_schema() if schema is None else schema
     if schema.get("version"):
@@ -153,15 +136,6 @@ def schema_version(schema: dict[str, Any] | None = None) -> str:
     for field in schema.get("fields", []):
         if field["name"] == "schemavsn" and field.get("default"):
             return str(field["default"])
-    try:
-        tsv_folder = schema_dir().parent
-    except FileNotFoundError:
-        tsv_folder = None
-    if tsv_folder is not None:
-        for tsv in sorted(tsv_folder.glob("schema_fields_v*.tsv")):
-            match = _TSV_VERSION.search(tsv.name)
-            if match:
-                return match["version"]
     raise LookupError(f"cannot tell the version of schema {schema.get('name')!r}")
 
 

@@ -453,7 +453,8 @@ def _listing(request: Request, target: Path, url_path: str) -> HTMLResponse:
                  f"<th>Size</th></tr>{''.join(rows)}</table>")
 
 
-@router.api_route("/ibe/data/ztf/products/{path:path}", methods=["GET", "HEAD"])
+@router.get("/ibe/data/ztf/products/{path:path}")
+@router.head("/ibe/data/ztf/products/{path:path}")
 def data(path: str, request: Request, ctx: Ctx) -> Response:
     """A file of the archive, a folder listing, or a cutout (``?center=&size=``)."""
     try:

@@ -493,7 +493,8 @@ def _sia_meta_votable() -> bytes:
     return buf.getvalue()
 
 
-@router.api_route("/SIA", methods=["GET", "POST"])
+@router.get("/SIA")
+@router.post("/SIA")
 async def sia2(request: Request, ctx: Ctx, user: MaybeUser) -> Response:
     """SIA v2 query over the image index (ObsCore VOTable rows)."""
     p = await _params(request)
@@ -629,7 +630,8 @@ def _tap_run(ctx: ArchiveContext, p: dict[str, list[str]], anonymous: bool
     return bytes(resp.body), resp.media_type or VOTABLE
 
 
-@router.api_route("/TAP/sync", methods=["GET", "POST"])
+@router.get("/TAP/sync")
+@router.post("/TAP/sync")
 async def tap_sync(request: Request, ctx: Ctx, user: MaybeUser) -> Response:
     """Synchronous TAP query (``REQUEST=doQuery&LANG=ADQL&QUERY=...``)."""
     p = await _params(request)

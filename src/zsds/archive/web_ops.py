@@ -706,7 +706,8 @@ def _run_moving(ctx: ArchiveContext, params: dict[str, Any], user: User | None
                          obscode=obscode, radius=radius, include_restricted=user is not None)
 
 
-@router.api_route("/api/moving/search", methods=["GET", "POST"])
+@router.get("/api/moving/search")
+@router.post("/api/moving/search")
 async def moving_search_api(request: Request, ctx: Ctx, user: MaybeUser) -> Response:
     """Archived science images containing a moving object (IRSA MOST equivalent).
 
@@ -731,7 +732,8 @@ async def moving_search_api(request: Request, ctx: Ctx, user: MaybeUser) -> Resp
     return table_response(table, fmt, title="moving-object search")
 
 
-@router.api_route("/ui/moving", methods=["GET", "POST"], response_class=HTMLResponse)
+@router.get("/ui/moving", response_class=HTMLResponse)
+@router.post("/ui/moving", response_class=HTMLResponse)
 async def moving_page(request: Request, ctx: Ctx, user: MaybeUser) -> Response:
     """The moving-object search page: a form, and the results when a query is given."""
     params = await _moving_params(request)

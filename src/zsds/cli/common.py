@@ -82,3 +82,15 @@ def open_db(home: Home):
     engine = connect(home.db_url)
     init_db(engine)
     return engine
+
+
+def fail_if(problems: list[str], home: Home, command: str) -> None:
+    """End a command that was asked to do work: exit 1 with one line if any of it failed.
+
+    ``problems`` are short counts in words ("2 quadrant(s) failed"); the line names where to
+    look for the details.
+    """
+    problems = [p for p in problems if p]
+    if problems:
+        raise click.ClickException(f"{command}: {'; '.join(problems)}; see zsds status "
+                                   f"--home {home.root}")

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import click
 
-from zsds.cli.common import console, home_option, open_db, progress_bar, user_errors
+from zsds.cli.common import (
+    console,
+    fail_if,
+    home_option,
+    open_db,
+    progress_bar,
+    user_errors,
+)
 from zsds.core.home import Home
 
 
@@ -29,11 +36,14 @@ def subtract_cmd(home, db_url, night, expid, ccd, quad) -> None:
     ok = [o for o in outcomes if o.ok]
     for o in outcomes:
         if not o.ok:
-            click.echo(f"not subtracted: pid {o.pid}: {o.message}", err=True)
+            click.echo(f"not subtracted ({o.state}): pid {o.pid}: {o.message}", err=True)
     ncand = sum(o.ncand for o in ok)
     npass = sum(o.npassed for o in ok)
-    click.echo(f"subtract: {len(ok)} quadrants subtracted, {len(outcomes) - len(ok)} not; "
-               f"{ncand} candidates, {npass} pass the packet cuts")
+    nfail = sum(o.state == "failed" for o in outcomes)
+    click.echo(f"subtract: {len(ok)} quadrants subtracted, {len(outcomes) - len(ok) - nfail} "
+               f"skipped (no reference), {nfail} failed; {ncand} candidates, {npass} pass the "
+               "packet cuts")
+    fail_if([f"{nfail} quadrant(s) failed" if nfail else ""], h, "subtract")
 
 
 @click.group("rb")

@@ -16,6 +16,7 @@ from zsds import __version__
 from zsds.cli.alerts_cmd import alerts
 from zsds.cli.common import (
     console,
+    fail_if,
     home_option,
     open_db,
     parse_int_list,
@@ -138,6 +139,8 @@ def ingest(home, db_url) -> None:
             click.echo(r.message, err=True)
     summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "nothing to ingest"
     click.echo(f"ingest: {summary}")
+    nq = counts.get("quarantined", 0)
+    fail_if([f"{nq} file(s) quarantined under {h.quarantine}" if nq else ""], h, "ingest")
 
 
 @cli.group()
@@ -197,8 +200,10 @@ def calibrate(home, db_url, night, expid, ccd, quad, no_cosmics) -> None:
         if not o.ok:
             click.echo(f"failed: {o.message}", err=True)
     flagged = sum(1 for o in ok if o.infobits)
+    nfail = len(outcomes) - len(ok)
     click.echo(f"calibrate: {len(ok)} quadrants calibrated ({flagged} with INFOBITS set), "
-               f"{len(outcomes) - len(ok)} failed")
+               f"{nfail} failed")
+    fail_if([f"{nfail} quadrant(s) failed" if nfail else ""], h, "calibrate")
 
 
 @cli.group()
@@ -367,6 +372,10 @@ def demo(home, db_url, night, exposures, workers) -> None:
             lc = ex.build_lightcurves()
     for s in summaries:
         print_summary(s)
+    lc_failed = [r["unit"] for r in lc if "error" in r]
+    problems = [s.problem_line() for s in summaries]
+    problems.append(f"{len(lc_failed)} light-curve unit(s) failed" if lc_failed else "")
+    fail_if(problems, h, "demo")
     quality = evaluate_night(h, night2)
     console.print(f"[bold green]zsds demo[/] home: {h.root}")
     if len(quality):

@@ -5,7 +5,14 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
-from zsds.cli.common import console, home_option, open_db, progress_bar, user_errors
+from zsds.cli.common import (
+    console,
+    fail_if,
+    home_option,
+    open_db,
+    progress_bar,
+    user_errors,
+)
 from zsds.core.home import Home
 
 
@@ -35,6 +42,8 @@ def print_summary(s) -> None:
         ("throughput", f"{s.quadrants_per_min:.1f} quadrants/min on {s.workers} workers "
                        f"(peak worker memory {s.peak_worker_memory_gb} GB)"),
         ("references built", s.refs_built),
+        ("end-of-night steps failed", ", ".join(s.failed_steps) or "none"),
+        ("stale jobs re-run", s.stale),
         ("wall time", f"{s.wall_s:.1f} s"),
     ]
     for k, v in rows:
@@ -66,8 +75,7 @@ def night_run(home, db_url, scheduler, workers, kafka, night_, redo, no_refs) ->
     with prog, Executive(h, open_db(h), cfg, progress=update) as ex:
         s = ex.run_night(night_)
     print_summary(s)
-    if s.failed:
-        raise click.ClickException(f"{s.failed} quadrant(s) failed; see zsds status")
+    fail_if([s.problem_line()], h, "night run")
 
 
 @night.command("watch")
@@ -89,6 +97,7 @@ def night_watch(home, db_url, scheduler, workers, kafka, idle) -> None:
             out = []
     for s in out:
         print_summary(s)
+    fail_if([s.problem_line() for s in out], h, "night watch")
 
 
 @click.command("status")
@@ -97,9 +106,12 @@ def night_watch(home, db_url, scheduler, workers, kafka, idle) -> None:
 @user_errors
 def status(home, db_url, night_) -> None:
     """Jobs by stage and state, recent failures and the last night summaries."""
+    from collections import Counter
+
     from sqlalchemy import func, select
 
     from zsds.db.engine import session
+    from zsds.db.jobs import is_stale
     from zsds.db.schema import Job, NightSummaryRecord
 
     h = Home.resolve(home, db_url)
@@ -107,6 +119,7 @@ def status(home, db_url, night_) -> None:
     with session(engine) as s:
         rows = s.execute(select(Job.stage, Job.state, func.count()).group_by(
             Job.stage, Job.state).order_by(Job.stage, Job.state)).all()
+        running = s.execute(select(Job).where(Job.state == "running")).scalars().all()
         fails = s.execute(select(Job).where(Job.state == "failed").order_by(
             Job.finished_at.desc()).limit(10)).scalars().all()
         q = select(NightSummaryRecord).order_by(NightSummaryRecord.created_at.desc())
@@ -115,12 +128,29 @@ def status(home, db_url, night_) -> None:
 
             q = q.where(NightSummaryRecord.night == parse_night(night_))
         summ = s.execute(q.limit(5)).scalars().all()
+        # A running job whose process is gone is shown as stale (the next night run redoes it).
+        liveness = [is_stale(j) for j in running]
+        stale = Counter(j.stage for j, dead in zip(running, liveness, strict=True) if dead)
+        elsewhere = Counter(j.stage for j, dead in zip(running, liveness, strict=True)
+                            if dead is None)
         t = Table(title=f"jobs in {h.db_url}")
         for c in ("stage", "state", "count"):
             t.add_column(c)
-        for r in rows:
-            t.add_row(*(str(v) for v in r))
+        for stage, state, n in rows:
+            if state == "running":
+                for label, k in (("running (stale: process gone)", stale[stage]),
+                                 ("running (on another host)", elsewhere[stage]),
+                                 ("running", n - stale[stage] - elsewhere[stage])):
+                    if k:
+                        t.add_row(stage, label, str(k))
+            else:
+                t.add_row(stage, state, str(n))
         console.print(t)
+        for j, dead in zip(running, liveness, strict=True):
+            if dead:
+                console.print(f"[yellow]stale[/] {j.stage} {j.key}: process {j.pid} on "
+                              f"{j.host} is gone (started {j.started_at:%Y-%m-%d %H:%M:%S}); "
+                              "`zsds night run` redoes it")
         for j in fails:
             console.print(f"[red]failed[/] {j.stage} {j.key} (attempts {j.attempts}, "
                           f"{j.host}): {(j.error or '').splitlines()[0] if j.error else ''}")
@@ -129,4 +159,6 @@ def status(home, db_url, night_) -> None:
             console.print(f"night {r.night} {r.mode}: {r.quadrants} quadrants, {r.failed} failed,"
                           f" {r.alerts} alerts, latency p50 {d.get('latency_p50_s')} s, p95 "
                           f"{d.get('latency_p95_s')} s, wall {r.wall_s:.0f} s")
-    click.echo(f"status: {sum(r[2] for r in rows)} jobs")
+    nstale = sum(stale.values())
+    nfailed = sum(n for _, state, n in rows if state == "failed")
+    click.echo(f"status: {sum(r[2] for r in rows)} jobs, {nfailed} failed, {nstale} stale")

@@ -110,9 +110,15 @@ def _v8(conn: Connection) -> None:
             f"WHERE {name} IS NULL AND tbl IN ('sci', 'raw') AND expid IS NOT NULL"))
 
 
+def _v9(conn: Connection) -> None:
+    """Version 9: ``jobs.pid``, the process of a running job (to tell a stale one)."""
+    if "pid" not in {c["name"] for c in inspect(conn).get_columns("jobs")}:
+        conn.execute(text("ALTER TABLE jobs ADD COLUMN pid INTEGER"))
+
+
 #: Ordered migrations; entry ``i`` brings the schema from version ``i`` to ``i + 1``.
 #: Append new ones (never edit old ones) and keep :mod:`zsds.db.schema` at the latest version.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -38,7 +38,7 @@ from zsds.core.instrument import PIXEL_SCALE
 from zsds.core.naming import mjd_to_jd, nid_of, parse_night
 from zsds.core.photometry import flux_to_mag
 from zsds.db.engine import session
-from zsds.db.jobs import record_job
+from zsds.db.jobs import job
 from zsds.db.schema import (
     AlertRecord,
     AstroObject,
@@ -58,7 +58,7 @@ from zsds.io.fitsio import write_hdul, write_image, write_table
 from zsds.sky.refcat import RefCatalog
 
 __all__ = ["PacketCuts", "QuadrantDiffOutcome", "SubtractRunConfig", "subtract_night",
-           "subtract_quadrant"]
+           "subtract_quadrant", "subtract_quadrant_job"]
 
 log = logging.getLogger(__name__)
 ProgressFn = Callable[[int, int, str], None]
@@ -109,6 +109,8 @@ class QuadrantDiffOutcome:
     npassed: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     candidates: pd.DataFrame | None = None
+    #: ``done``, ``skipped`` (nothing to subtract against) or ``failed``.
+    state: str = "done"
 
 
 def _read(path: Path) -> tuple[np.ndarray, fits.Header]:
@@ -466,11 +468,6 @@ def read_cutouts(path: Path) -> dict[int, dict[str, np.ndarray]]:
     return {int(c): {k: v[i] for k, v in planes.items()} for i, c in enumerate(ids)}
 
 
-def _job(engine: Engine, key: str, state: str, error: str | None = None,
-         inputs: dict | None = None) -> None:
-    record_job(engine, "subtract", key, state, error, inputs)
-
-
 def subtract_quadrant(home: Home, engine: Engine, sciimg: QuadrantProduct,
                       config: SubtractRunConfig = SubtractRunConfig()) -> QuadrantDiffOutcome:
     """Subtract, extract, vet and record one science quadrant (see the module docstring)."""
@@ -478,7 +475,7 @@ def subtract_quadrant(home: Home, engine: Engine, sciimg: QuadrantProduct,
     t0 = time.perf_counter()
     ref = latest_reference(engine, sciimg.field, sciimg.ccdid, sciimg.qid, sciimg.fid)
     if ref is None:
-        return QuadrantDiffOutcome(pid, False, "no reference")
+        return QuadrantDiffOutcome(pid, False, "no reference", state="skipped")
     sci, sci_cat = read_science(home, sciimg.relpath)
     refimg, ref_cat = read_reference(home, ref)
     t1 = time.perf_counter()
@@ -598,6 +595,27 @@ def _record(home: Home, engine: Engine, sciimg: QuadrantProduct, diff: DiffImage
         refresh_objects(s, touched)
 
 
+def subtract_quadrant_job(home: Home, engine: Engine, sciimg: QuadrantProduct,
+                          config: SubtractRunConfig = SubtractRunConfig()
+                          ) -> QuadrantDiffOutcome:
+    """:func:`subtract_quadrant` recorded as the job ``("subtract", pid)``.
+
+    A quadrant without a reference ends ``skipped``; one that raises ends ``failed`` (the job
+    holds the traceback) and is returned as a failed outcome, so one quadrant's failure never
+    stops the others.
+    """
+    try:
+        with job(engine, "subtract", str(sciimg.pid), inputs={"sciimg": sciimg.relpath}) as run:
+            out = subtract_quadrant(home, engine, sciimg, config)
+            if out.state == "skipped":
+                run.skip(out.message)
+    except Exception as exc:
+        log.exception("subtraction of %s failed", sciimg.relpath)
+        return QuadrantDiffOutcome(int(sciimg.pid), False, f"{type(exc).__name__}: {exc}",
+                                   state="failed")
+    return out
+
+
 def subtract_night(home: Home, engine: Engine, night: str | dt.date, expid: int | None = None,
                    ccd: int | None = None, quad: int | None = None,
                    config: SubtractRunConfig = SubtractRunConfig(),
@@ -618,17 +636,9 @@ def subtract_night(home: Home, engine: Engine, night: str | dt.date, expid: int 
             s.expunge(r)
     outcomes = []
     for k, row in enumerate(rows):
-        key = str(row.pid)
         if progress:
             progress(k, len(rows), Path(row.relpath).name)
-        _job(engine, key, "running", inputs={"sciimg": row.relpath})
-        try:
-            out = subtract_quadrant(home, engine, row, config)
-        except Exception as exc:  # one quadrant's failure must not stop the night
-            log.exception("subtraction of %s failed", row.relpath)
-            out = QuadrantDiffOutcome(int(row.pid), False, f"{type(exc).__name__}: {exc}")
-        _job(engine, key, "done" if out.ok else "failed", None if out.ok else out.message)
-        outcomes.append(out)
+        outcomes.append(subtract_quadrant_job(home, engine, row, config))
     if progress:
         progress(len(rows), len(rows), "done")
     return outcomes

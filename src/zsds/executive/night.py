@@ -40,6 +40,7 @@ from sqlalchemy.engine import Engine
 from zsds.core.home import Home
 from zsds.core.naming import nid_of, parse_night, parse_raw_name, pid_of
 from zsds.db.engine import session
+from zsds.db.jobs import mark_stale_jobs
 from zsds.db.schema import Job, NightSummaryRecord
 from zsds.executive import tasks
 
@@ -121,8 +122,24 @@ class NightSummary:
     refs_built: int = 0
     tracks: int = 0
     archived: int = 0  # images added to the archive index (archive_images)
+    stale: int = 0  # jobs left running by a dead process, found and re-run
+    #: End-of-night steps that failed (refs, moving, archive index).
+    failed_steps: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     latencies: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def problems(self) -> int:
+        """Failed quadrants, quarantined files and failed end-of-night steps."""
+        return self.failed + self.quarantined + len(self.failed_steps)
+
+    def problem_line(self) -> str:
+        """What failed, in words (empty when nothing did)."""
+        parts = [f"{n} {what}" for n, what in (
+            (self.failed, "quadrant(s) failed"), (self.quarantined, "file(s) quarantined"),
+            (len(self.failed_steps), f"end-of-night step(s) failed "
+                                     f"({', '.join(self.failed_steps)})")) if n]
+        return f"night {self.night}: " + "; ".join(parts) if parts else ""
 
 
 def expid_of_name(filefracday: str) -> int:
@@ -289,6 +306,8 @@ class Executive:
         ns = f"{date:%Y-%m-%d}"
         t0 = time.time()
         summary = NightSummary(ns, "batch")
+        # Jobs a dead process left 'running' are failed now, so the resume below redoes them.
+        summary.stale = len(mark_stale_jobs(self.engine))
         state: dict[str, Any] = {"futures": {}, "exposures": set(), "first": {}, "last": {},
                                  "cal_seen": set()}
         files = sorted(p for p in self.home.incoming.glob("ztf_*.fits*")
@@ -346,17 +365,24 @@ class Executive:
         for f in state.get("ingest", []):
             self._count_ingest(f.result(), summary)
         if self.config.build_refs:
-            res = self._submit(tasks.task_refs, key=f"refs-{time.time_ns()}").result()
-            summary.refs_built = res["built"]
+            res = self._end_step("refs", summary, tasks.task_refs)
+            summary.refs_built = res["built"] if res else 0
         if self.config.subtract and self.config.link_moving:
-            try:
-                res = self._submit(tasks.task_moving, ns, key=f"moving-{time.time_ns()}"
-                                   ).result()
-                summary.tracks = res["tracks"]
-            except Exception as exc:  # recorded in jobs; the night's products stand
-                summary.errors.append(f"moving: {type(exc).__name__}: {exc}")
+            res = self._end_step("moving", summary, tasks.task_moving, ns)
+            summary.tracks = res["tracks"] if res else 0
         self._index_archive(summary)
         return self._finish(summary, state, t0)
+
+    def _end_step(self, name: str, summary: NightSummary, fn: Callable, *args: Any
+                  ) -> dict[str, Any] | None:
+        """Run an end-of-night task; a failure (recorded in ``jobs`` by the task) is counted
+        in the summary and leaves the night's products standing."""
+        try:
+            return self._submit(fn, *args, key=f"{name}-{time.time_ns()}").result()
+        except Exception as exc:
+            summary.failed_steps.append(name)
+            summary.errors.append(f"{name}: {type(exc).__name__}: {exc}")
+            return None
 
     def _index_archive(self, summary: NightSummary) -> None:
         """Add the night's images to the archive's search index (a header read per image,
@@ -366,6 +392,7 @@ class Executive:
         try:
             summary.archived = update_index(self.home, self.engine)
         except Exception as exc:  # the products stand; `zsds serve` indexes them again
+            summary.failed_steps.append("archive index")
             summary.errors.append(f"archive index: {type(exc).__name__}: {exc}")
 
     def build_lightcurves(self, fields: list[int] | None = None, features: bool = True

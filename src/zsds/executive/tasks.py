@@ -10,7 +10,6 @@ products, rows or alerts, and each step records itself in the ``jobs`` table.
 from __future__ import annotations
 
 import time
-import traceback
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from sqlalchemy.engine import Engine
 from zsds.core.home import Home
 from zsds.db import connect, init_db
 from zsds.db.engine import session
-from zsds.db.jobs import record_job
+from zsds.db.jobs import job
 from zsds.db.schema import QuadrantProduct
 
 __all__ = [
@@ -80,13 +79,8 @@ def task_calibrations(root: str, db_url: str, night: str, ccdid: int, *_after: A
 
     home, engine = open_home(root, db_url)
     key = f"{night}-c{ccdid:02d}"
-    record_job(engine, "calib", key, "running", inputs={"night": night, "ccd": ccdid})
-    try:
+    with job(engine, "calib", key, inputs={"night": night, "ccd": ccdid}):
         res = build_calibrations(home, engine, night, ccd=ccdid)
-    except Exception as exc:
-        record_job(engine, "calib", key, "failed", f"{type(exc).__name__}: {exc}")
-        raise
-    record_job(engine, "calib", key, "done")
     return {"night": night, "ccd": ccdid, "products": len(res.products)}
 
 
@@ -108,7 +102,7 @@ def task_calibrate(root: str, db_url: str, night: str, expid: int, ccdid: int,
 
 def task_subtract(root: str, db_url: str, pid: int, *_after: Any) -> dict[str, Any]:
     """Subtraction, candidates, real-bogus and objects of one quadrant (if it has a reference)."""
-    from zsds.diffim.run import subtract_quadrant
+    from zsds.diffim.run import subtract_quadrant_job
 
     home, engine = open_home(root, db_url)
     with session(engine) as s:
@@ -118,18 +112,9 @@ def task_subtract(root: str, db_url: str, pid: int, *_after: Any) -> dict[str, A
             s.expunge(row)
     if row is None:
         return {"pid": pid, "ok": False, "state": "no-science", "message": "not calibrated"}
-    record_job(engine, "subtract", str(pid), "running", inputs={"sciimg": row.relpath})
     t = time.perf_counter()
-    try:
-        out = subtract_quadrant(home, engine, row)
-    except Exception as exc:
-        msg = f"{type(exc).__name__}: {exc}"
-        record_job(engine, "subtract", str(pid), "failed",
-                   msg + "\n" + traceback.format_exc(limit=5))
-        return {"pid": pid, "ok": False, "state": "failed", "message": msg}
-    state = "done" if out.ok else "skipped"
-    record_job(engine, "subtract", str(pid), state, None if out.ok else out.message)
-    return {"pid": pid, "ok": out.ok, "state": state, "message": out.message,
+    out = subtract_quadrant_job(home, engine, row)
+    return {"pid": pid, "ok": out.ok, "state": out.state, "message": out.message,
             "ncand": out.ncand, "npassed": out.npassed, "seconds": time.perf_counter() - t}
 
 
@@ -152,9 +137,8 @@ def task_packets(root: str, db_url: str, night: str, pid: int, *_after: Any
     from zsds.alerts.send import make_packets
 
     home, engine = open_home(root, db_url)
-    record_job(engine, "packets", str(pid), "running")
-    packets = make_packets(home, engine, night, pids=[pid])
-    record_job(engine, "packets", str(pid), "done")
+    with job(engine, "packets", str(pid)):
+        packets = make_packets(home, engine, night, pids=[pid])
     return [(t, c, o, str(p), n) for t, c, o, p, n in packets]
 
 
@@ -164,13 +148,11 @@ def task_refs(root: str, db_url: str, *_after: Any, only_missing: bool = True
     from zsds.refs.run import build_references
 
     home, engine = open_home(root, db_url)
-    record_job(engine, "refs", "all", "running")
-    out = build_references(home, engine, only_missing=only_missing)
-    record_job(engine, "refs", "all", "done")
+    with job(engine, "refs", "all"):
+        out = build_references(home, engine, only_missing=only_missing)
     built = [o for o in out if o.ok and o.products]
     return {"built": len(built), "skipped": len(out) - len(built),
             "messages": [o.message for o in built]}
-
 
 
 def task_moving(root: str, db_url: str, night: str, *_after: Any) -> dict[str, Any]:
@@ -193,11 +175,6 @@ def task_lightcurves(root: str, db_url: str, field: int, ccdid: int, qid: int, f
     home, engine = open_home(root, db_url)
     unit = Unit(field, ccdid, qid, fid)
     key = f"{field}-{ccdid}-{qid}-{fid}"
-    record_job(engine, "lightcurves", key, "running")
-    try:
+    with job(engine, "lightcurves", key):
         out = build_unit(home, engine, unit, LightCurveConfig(features=features))
-    except Exception as exc:
-        record_job(engine, "lightcurves", key, "failed", f"{type(exc).__name__}: {exc}")
-        raise
-    record_job(engine, "lightcurves", key, "done")
     return out

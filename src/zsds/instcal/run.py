@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import platform
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ from zsds.core.image import QuadrantId
 from zsds.core.instrument import Filter
 from zsds.core.naming import BIAS_CODE, parse_night, static_cal_product
 from zsds.db.engine import session
-from zsds.db.jobs import record_job
+from zsds.db.jobs import job
 from zsds.db.schema import Exposure, QAMetric, QuadrantProduct, RawFile
 from zsds.instcal.stage import CalibrationFrames, InstCalConfig, InstCalResult, calibrate_quadrant
 from zsds.io.fitsio import write_hdul, write_image, write_table
@@ -189,11 +188,6 @@ def _f(v) -> float | None:
     return float(v) if v is not None and np.isfinite(v) else None
 
 
-def _job(engine: Engine, key: str, state: str, error: str | None = None,
-         inputs: dict | None = None) -> None:
-    record_job(engine, "calibrate", key, state, error, inputs)
-
-
 def science_files(engine: Engine, night: dt.date, expid: int | None = None,
                   ccd: int | None = None) -> list[tuple[str, int, int, int, str, float]]:
     """Ingested science raw files of a night: (relpath, expid, ccdid, field, ffd, mjd)."""
@@ -207,6 +201,30 @@ def science_files(engine: Engine, night: dt.date, expid: int | None = None,
         if ccd is not None:
             q = q.where(RawFile.ccdid == ccd)
         return [tuple(r) for r in s.execute(q.order_by(Exposure.mjd, RawFile.ccdid)).all()]
+
+
+def _calibrate_one(home: Home, engine: Engine, raw, q: int, qid: QuadrantId, mjd: float,
+                   gaia: RefCatalog, ps1: RefCatalog, config: InstCalConfig
+                   ) -> tuple[InstCalResult, dict[str, Path]]:
+    """Split, calibrate, write and record one quadrant of a raw CCD file."""
+    from astropy.wcs import WCS
+
+    image = split_quadrant(raw, q)
+    image.id = qid
+    frames = _frames(home, engine, qid.filt, qid.ccdid, q, mjd, image.shape)
+    w = WCS(image.header)
+    ny, nx = image.shape
+    ra0, dec0 = w.all_pix2world([nx / 2 - 0.5], [ny / 2 - 0.5], 0)
+    radius = np.hypot(nx, ny) / 2 * 1.02 / 3600.0 * 1.012 + 0.02
+    res = calibrate_quadrant(
+        image, frames, gaia.cone(float(ra0[0]), float(dec0[0]), radius),
+        ps1.cone(float(ra0[0]), float(dec0[0]), radius), config)
+    # QA of the split step (overscan level/noise, saturation) joins the record.
+    split_qa = quadrant_qa(image, raw.overscans[q])
+    res.qa.update({f"split_{k}": v for k, v in split_qa.items()})
+    paths = write_products(home, qid, res)
+    _record(engine, home, qid, res, paths)
+    return res, paths
 
 
 def calibrate_night(
@@ -235,38 +253,26 @@ def calibrate_night(
     ps1 = RefCatalog(home.refcat / "ps1")
     done = 0
     for relpath, exp_id, ccdid, field, ffd, mjd, fid in files:
-        raw = read_raw_ccd(home.path(relpath))
+        try:  # read once for its four quadrants; an unreadable file fails each of them
+            raw, raw_error = read_raw_ccd(home.path(relpath)), None
+        except Exception as exc:
+            raw, raw_error = None, exc
         filt = Filter(fid)
         for q in quads:
             qid = QuadrantId(exp_id, ffd, field, filt, ccdid, q)
             key = str(qid.pid)
-            _job(engine, key, "running", inputs={"raw": relpath, "qid": q})
             try:
-                image = split_quadrant(raw, q)
-                image.id = qid
-                frames = _frames(home, engine, filt, ccdid, q, mjd, image.shape)
-                from astropy.wcs import WCS
-
-                w = WCS(image.header)
-                ny, nx = image.shape
-                ra0, dec0 = w.all_pix2world([nx / 2 - 0.5], [ny / 2 - 0.5], 0)
-                radius = np.hypot(nx, ny) / 2 * 1.02 / 3600.0 * 1.012 + 0.02
-                res = calibrate_quadrant(
-                    image, frames, gaia.cone(float(ra0[0]), float(dec0[0]), radius),
-                    ps1.cone(float(ra0[0]), float(dec0[0]), radius), config)
-                # QA of the split step (overscan level/noise, saturation) joins the record.
-                split_qa = quadrant_qa(image, raw.overscans[q])
-                res.qa.update({f"split_{k}": v for k, v in split_qa.items()})
-                paths = write_products(home, qid, res)
-                _record(engine, home, qid, res, paths)
-                _job(engine, key, "done")
+                with job(engine, "calibrate", key, inputs={"raw": relpath, "qid": q}):
+                    if raw_error is not None:
+                        raise raw_error
+                    res, paths = _calibrate_one(home, engine, raw, q, qid, mjd, gaia, ps1,
+                                                config)
                 outcomes.append(QuadrantOutcome(qid.pid, True, "ok",
                                                 res if keep_results else None, paths,
                                                 int(res.infobits)))
-                del res, image
-            except Exception as exc:  # one quadrant's failure never stops the others
+                del res
+            except Exception as exc:  # recorded by job(); one quadrant never stops the others
                 msg = f"{Path(relpath).name} q{q}: {type(exc).__name__}: {exc}"
-                _job(engine, key, "failed", msg + "\n" + traceback.format_exc(limit=5))
                 outcomes.append(QuadrantOutcome(qid.pid, False, msg))
             done += 1
             if progress:

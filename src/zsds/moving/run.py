@@ -30,7 +30,7 @@ from sqlalchemy.engine import Engine
 from zsds.core.home import Home
 from zsds.core.naming import nid_of, parse_night
 from zsds.db.engine import session
-from zsds.db.jobs import record_job
+from zsds.db.jobs import job
 from zsds.db.schema import Candidate, DiffImageRecord, SSTrack, SSTrackMember
 from zsds.solar.orbits import Orbits
 
@@ -299,9 +299,8 @@ def link_window(home: Home, engine: Engine, end_night: str | dt.date,
     date = parse_night(end_night)
     end_nid = nid_of(date)
     key = f"{date:%Y-%m-%d}"
-    record_job(engine, "moving", key, "running")
     out = LinkOutcome(key)
-    try:
+    with job(engine, "moving", key):
         dets = window_detections(engine, date, config)
         out.ndet = len(dets)
         rows: list[dict] = []
@@ -331,10 +330,6 @@ def link_window(home: Home, engine: Engine, end_night: str | dt.date,
         out.ntracks = len(rows)
         out.nknown = sum(r["designation"] is not None for r in rows)
         out.tracks = pd.DataFrame(rows)
-    except Exception as exc:
-        record_job(engine, "moving", key, "failed", f"{type(exc).__name__}: {exc}")
-        raise
-    record_job(engine, "moving", key, "done")
     return out
 
 
