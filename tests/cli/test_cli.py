@@ -101,3 +101,39 @@ def test_home_from_environment(tmp_path, monkeypatch):
     )
     assert res.exit_code == 0, res.output
     assert len(list((tmp_path / "envhome" / "incoming").glob("*_b.fits.fz"))) == 1
+
+
+def test_ingest_and_calibrate_exit_1_when_work_failed(tmp_path):
+    """A quarantined raw file fails ``zsds ingest``; quadrants that cannot be calibrated (no
+    master bias) fail ``zsds calibrate``; each ends with one line and leaves no job running."""
+    from sqlalchemy import select
+
+    from zsds.core.home import Home
+    from zsds.db import connect
+    from zsds.db.engine import session
+    from zsds.db.schema import Job
+
+    runner = CliRunner()
+    home = tmp_path / "h"
+    res = runner.invoke(cli, ["simulate", "night", "--home", str(home), "--night", "2026-11-20",
+                              "--exposures", "1", "--quad-size", "256", "--ccds", "3",
+                              "--no-asteroids"])
+    assert res.exit_code == 0, res.output
+    bad = home / "incoming" / "ztf_20261120300000_000645_zr_c03_o.fits.fz"
+    bad.write_bytes(b"not a FITS file")
+    res = runner.invoke(cli, ["ingest", "--home", str(home)])
+    assert res.exit_code == 1, res.output
+    assert "ingest: 1 ingested, 1 quarantined" in res.output
+    assert res.output.splitlines()[-1] == (
+        f"Error: ingest: 1 file(s) quarantined under {home / 'quarantine'}; see zsds status "
+        f"--home {home}")
+    res = runner.invoke(cli, ["calibrate", "--home", str(home), "--night", "2026-11-20"])
+    assert res.exit_code == 1, res.output
+    assert "no valid master bias" in res.output
+    assert res.output.splitlines()[-1] == (
+        f"Error: calibrate: 4 quadrant(s) failed; see zsds status --home {home}")
+    engine = connect(Home.resolve(home).db_url)
+    with session(engine) as s:
+        jobs = s.execute(select(Job.stage, Job.state)).all()
+    engine.dispose()
+    assert sorted(jobs) == [("calibrate", "failed")] * 4

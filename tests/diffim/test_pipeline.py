@@ -217,6 +217,21 @@ def test_cli_subtract_and_alerts(home):
     assert r.exit_code == 0 and "ZTF26" in r.output
     r = CliRunner().invoke(cli, ["subtract", "--home", str(h.root), "--night", "2026-13-01"])
     assert r.exit_code != 0 and "Traceback" not in r.output
+    # A quadrant whose reference PSF is unreadable fails: exit 1, one line, the job 'failed'.
+    psf = next(h.products.rglob("*_refpsf.fits"))
+    quad = psf.name.split("_q")[1][0]
+    psf.rename(psf.with_suffix(".hidden"))
+    try:
+        r = CliRunner().invoke(cli, ["subtract", "--home", str(h.root), "--night", NIGHT,
+                                     "--quad", quad])
+    finally:
+        psf.with_suffix(".hidden").rename(psf)
+    assert r.exit_code == 1, r.output
+    assert r.output.splitlines()[-1].startswith("Error: subtract: ")
+    assert "quadrant(s) failed; see zsds status --home" in r.output
+    r = CliRunner().invoke(cli, ["subtract", "--home", str(h.root), "--night", NIGHT,
+                                 "--quad", quad])
+    assert r.exit_code == 0, r.output
 
 
 def test_config_defaults_are_ztf():
