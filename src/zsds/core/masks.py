@@ -51,6 +51,16 @@ BAD_PIXEL_BITS = int(sum(int(b) for b in MaskBit) - int(MaskBit.SOURCE) - int(Ma
 MASK_DTYPE = np.int16
 
 
+def clean_flags(flags: np.ndarray) -> np.ndarray:
+    """True where a catalogue ``flags`` value (mask OR over a source's box) holds no bad bit.
+
+    Bits 1 and 11 (SOURCE, PSF_SOURCE) only say that a source is there: IPAC sets them under
+    every detected source, so they never disqualify one; -1 (box off the image) does.
+    """
+    f = np.asarray(flags).astype(np.int64)
+    return (f >= 0) & ((f & BAD_PIXEL_BITS) == 0)
+
+
 def has_bits(mask: np.ndarray, bits: int | MaskBit) -> np.ndarray:
     """Boolean array, True where any of ``bits`` is set."""
     return (np.asarray(mask) & int(bits)) != 0

@@ -26,7 +26,7 @@ from astropy.wcs import WCS
 from scipy.spatial import cKDTree
 
 from zsds.core.image import QuadrantImage
-from zsds.core.masks import BAD_PIXEL_BITS, MASK_DTYPE
+from zsds.core.masks import BAD_PIXEL_BITS, MASK_DTYPE, clean_flags
 from zsds.diffim.zogy import ZogyConfig, zogy
 from zsds.instcal.detect import DetectConfig, estimate_background
 from zsds.refs.coadd import input_variance, resample_fast
@@ -204,8 +204,8 @@ def catalog_match_stats(sci_cat, ref_cat, wcs: WCS, scale: float, config: Subtra
     out = {"ratio": np.nan, "sigma_x": np.nan, "sigma_y": np.nan, "n": 0}
     if sci_cat is None or ref_cat is None or len(sci_cat) == 0 or len(ref_cat) == 0:
         return out
-    s_ok = (np.asarray(sci_cat["snr"]) > 20) & (np.asarray(sci_cat["flags"]) == 0)
-    r_ok = (np.asarray(ref_cat["snr"]) > 20) & (np.asarray(ref_cat["flags"]) == 0)
+    s_ok = (np.asarray(sci_cat["snr"]) > 20) & clean_flags(sci_cat["flags"])
+    r_ok = (np.asarray(ref_cat["snr"]) > 20) & clean_flags(ref_cat["flags"])
     sx = np.asarray(sci_cat["xpos"], float)[s_ok] - 1.0
     sy = np.asarray(sci_cat["ypos"], float)[s_ok] - 1.0
     rx, ry = wcs.all_world2pix(np.asarray(ref_cat["ra"], float)[r_ok],

@@ -26,6 +26,7 @@ from scipy.spatial import cKDTree
 
 from zsds.core.home import Home
 from zsds.core.instrument import amplifier
+from zsds.core.masks import clean_flags
 from zsds.core.naming import parse_night, pid_of
 
 
@@ -105,7 +106,7 @@ def evaluate_quadrant(sciimg: Path, psfcat: Path, truth_dir: Path, ccdid: int, q
         snr = cat.snr.to_numpy()[jj]
         iso_all = np.array([len(n) == 1 for n in tree_all.query_ball_point(
             np.column_stack([stars.x, stars.y]), 8.0)], bool)
-        sel = found & (snr > 50) & sat_ok & (flags == 0) & iso_all
+        sel = found & (snr > 50) & sat_ok & clean_flags(flags) & iso_all
         if sel.any():
             dm = cat.mag.to_numpy()[jj[sel]] - stars.mag.to_numpy()[sel]
             sig = cat.sigmag.to_numpy()[jj[sel]]

@@ -35,12 +35,17 @@ class MoffatPSFConfig:
         Star counts from which the shape varies linearly, then quadratically.
     clip_sigma : float
         Rejection of stars whose shape disagrees with the polynomial (binaries, galaxies).
+    max_chi2, chi2_outlier : float
+        A star's fit is kept when its reduced chi2 is below ``max_chi2`` or below
+        ``chi2_outlier`` times the median of the stars' (blends, cosmic rays, galaxies).
     """
 
     radius: int = 6
     max_stars: int = 250
     min_stars_degree: tuple[int, int] = (25, 80)
     clip_sigma: float = 3.0
+    max_chi2: float = 50.0
+    chi2_outlier: float = 3.0
 
 
 def _moffat(u: np.ndarray, v: np.ndarray, fwhm, beta, e1, e2, deriv: bool = False):
@@ -68,6 +73,36 @@ def _moffat(u: np.ndarray, v: np.ndarray, fwhm, beta, e1, e2, deriv: bool = Fals
     common = (-2.0 * beta) * img / qf  # -beta norm qf^(-beta-1), times the 2 of dq/du
     pa, mb = p * ia2, m * ib2
     return img, common * (pa * c - mb * s), common * (pa * s + mb * c)
+
+
+#: Gauss-Legendre nodes and weights on [-1/2, 1/2] for integrating over a pixel. Four per axis
+#: (16 samples) keep the pixel-integrated profile within 1.5e-4 of its peak at FWHM 1.2 px and
+#: 3e-5 at 1.5 px, against a 24-node reference; ZTF's best seeing is ~1.2-1.5 px, where the
+#: pixel-centre sampling used before was off by tens of percent in the core.
+#: Python floats, so that float32 offsets stay float32.
+_GL_NODES, _GL_WEIGHTS = (tuple(float(t) / 2.0 for t in a)
+                          for a in np.polynomial.legendre.leggauss(4))
+
+
+def _moffat_pixel(u: np.ndarray, v: np.ndarray, fwhm, beta, e1, e2, deriv: bool = False):
+    """:func:`_moffat` integrated over the pixel centred at (u, v) (what a detector records).
+
+    The model's FWHM is that of the profile before pixelisation, so it compares with the
+    seeing; the returned values are fractions of the total flux landing in each pixel.
+    """
+    out = None
+    for a, wa in zip(_GL_NODES, _GL_WEIGHTS, strict=True):
+        for b, wb in zip(_GL_NODES, _GL_WEIGHTS, strict=True):
+            term = _moffat(u + a, v + b, fwhm, beta, e1, e2, deriv)
+            w = wa * wb
+            if out is None:
+                out = [t * w for t in term] if deriv else term * w
+            elif deriv:
+                for acc, t in zip(out, term, strict=True):
+                    acc += t * w
+            else:
+                out += term * w
+    return tuple(out) if deriv else out
 
 
 @dataclass(frozen=True)
@@ -112,8 +147,8 @@ class MoffatFieldPSF:
         f32 = np.float32
         u = np.asarray(ux, f32)[:, None, :]
         v = np.asarray(uy, f32)[:, :, None]
-        out = _moffat(u, v, fwhm.astype(f32)[sh], f32(self.beta), e1.astype(f32)[sh],
-                      e2.astype(f32)[sh], deriv)
+        out = _moffat_pixel(u, v, fwhm.astype(f32)[sh], f32(self.beta), e1.astype(f32)[sh],
+                            e2.astype(f32)[sh], deriv)
         if not deriv:
             return out.astype(f32, copy=False)
         img, du, dv = out
@@ -135,7 +170,19 @@ class MoffatFieldPSF:
         return st / st.sum()
 
     def fwhm_at(self, x: float, y: float) -> float:
+        """FWHM of the profile before pixelisation (the seeing's, pixels)."""
         return float(self.shape_at(np.array([x]), np.array([y]))[0][0])
+
+    def effective_fwhm_at(self, x: float, y: float) -> float:
+        """FWHM of the PSF as the detector records it (convolved with the pixel), by the
+        area above half maximum like ``PolyPixelPSF.fwhm_at``; what a seeing measured on
+        the image (IPAC's SEEING keyword) compares with. At FWHM 0.86 px before
+        pixelisation it is 1.2 px; at 3 px, 3.1 px."""
+        step = 0.05
+        u = np.arange(-4.0, 4.0 + step / 2, step)[None, :]
+        img = self.render(np.array([x]), np.array([y]), u, u)[0]
+        area = np.count_nonzero(img > 0.5 * img.max()) * step**2
+        return float(2.0 * np.sqrt(area / np.pi))
 
     def center_stamp(self, size: int = 25) -> np.ndarray:
         return self.stamp(self.nx / 2.0, self.ny / 2.0, size)
@@ -167,7 +214,7 @@ def _fit_star(dat: np.ndarray, wt: np.ndarray, grid: np.ndarray, x0: float, y0: 
 
     def resid(p):
         f, dx, dy, fw, be, e1, e2 = p
-        model = f * _moffat(grid[1] - dx, grid[0] - dy, fw, be, e1, e2)
+        model = f * _moffat_pixel(grid[1] - dx, grid[0] - dy, fw, be, e1, e2)
         return ((dat - model) * wt).ravel()
 
     b0 = 3.0 if beta is None else beta
@@ -218,16 +265,23 @@ def build_moffat_psf(
                 out[k] = res
         return out
 
+    def fitted(p: np.ndarray) -> np.ndarray:
+        """Stars fitted about as well as most: bright stars are limited by the model, not by
+        their photon noise (a real quadrant's brightest have reduced chi2 ~ 50-150), so the
+        cut is relative to the typical star rather than absolute."""
+        ok = np.all(np.isfinite(p), axis=1)
+        if ok.sum() < 3:
+            raise ValueError(f"only {int(ok.sum())} PSF stars could be fitted")
+        ok &= p[:, 7] < max(config.max_chi2, config.chi2_outlier * np.median(p[ok, 7]))
+        if ok.sum() < 3:
+            raise ValueError(f"only {int(ok.sum())} PSF stars could be fitted")
+        return ok
+
     # Beta from the brightest stars, then every star's shape at that beta.
     p = fit_all(None, np.arange(len(x)) < 60)
-    ok = np.all(np.isfinite(p), axis=1) & (p[:, 7] < 50.0)
-    if ok.sum() < 3:
-        raise ValueError(f"only {int(ok.sum())} PSF stars could be fitted")
-    beta = float(np.median(p[ok, 4]))
+    beta = float(np.median(p[fitted(p), 4]))
     p = fit_all(beta, np.ones(len(x), bool))
-    ok = np.all(np.isfinite(p), axis=1) & (p[:, 7] < 50.0)
-    if ok.sum() < 3:
-        raise ValueError(f"only {int(ok.sum())} PSF stars could be fitted")
+    ok = fitted(p)
     keep = ok.copy()
     coeffs = np.zeros((3, 1))
     deg = 0

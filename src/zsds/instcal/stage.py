@@ -15,6 +15,7 @@ the PS1-like catalog (ZP + colour term), QA (seeing, limiting magnitude, INFOBIT
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,14 +27,20 @@ from zsds.core.instrument import PIXEL_SCALE, Filter
 from zsds.core.masks import BAD_PIXEL_BITS, MASK_DTYPE, MaskBit, mask_header_cards
 from zsds.core.photometry import flux_to_mag
 from zsds.instcal.astrometry import AstrometryConfig, AstrometryResult, solve_astrometry
-from zsds.instcal.detect import DetectConfig, estimate_background, extract_sources, mask_flags
+from zsds.instcal.detect import (
+    Background,
+    DetectConfig,
+    estimate_background,
+    extract_sources,
+    mask_flags,
+)
 from zsds.instcal.masking import (
     MaskConfig,
     column_defect_mask,
     cosmic_ray_mask,
     saturation_mask,
 )
-from zsds.instcal.moffat import MoffatPSFConfig, build_moffat_psf
+from zsds.instcal.moffat import MoffatFieldPSF, MoffatPSFConfig, build_moffat_psf
 from zsds.instcal.photcal import PhotCalConfig, PhotCalResult, photometric_calibration
 from zsds.instcal.psf import PSFConfig, select_psf_stars
 from zsds.instcal.psfphot import PSFPhotConfig, psf_photometry
@@ -104,6 +111,96 @@ class InstCalResult:
     timings: dict[str, float]
 
 
+@dataclass
+class SourceMeasurement:
+    """What :func:`measure_sources` finds on a flat-fielded quadrant."""
+
+    mask: np.ndarray  # input mask with column defects (NOISY/LOW_RESPONSIVITY) and SPIKE
+    background: Background
+    sexcat: pd.DataFrame
+    psf: MoffatFieldPSF | None
+    psfcat: pd.DataFrame
+
+
+def measure_sources(
+    data: np.ndarray,
+    variance: np.ndarray,
+    mask: np.ndarray,
+    gain: float,
+    read_noise: float,
+    saturate: float,
+    seeing_px: float,
+    config: InstCalConfig = InstCalConfig(),
+    tick: Callable[[str], None] = lambda _name: None,
+) -> SourceMeasurement:
+    """Masks found in the image, background, extraction, PSF and PSF-fit photometry.
+
+    The steps of :func:`calibrate_quadrant` after flat-fielding, on any flat-fielded quadrant
+    with the sky in it: zsds's own or an IPAC ``sciimg`` with its ``mskimg`` (the real-data
+    checks, ``zsds eval real``).
+
+    Parameters
+    ----------
+    data, variance : ndarray (ny, nx)
+        Flat-fielded image with its background (DN) and its variance (DN^2).
+    mask : ndarray (ny, nx)
+        ZTF mask bits known so far (calibration defects, saturation); not modified.
+    gain, read_noise : float
+        e-/DN and e-.
+    saturate : float
+        Saturation level of ``data`` (DN).
+    seeing_px : float
+        A first guess of the FWHM (pixels), before the PSF is known.
+    config : InstCalConfig
+    tick : callable
+        Called with each step's name as it ends (timings).
+    """
+    mask = mask.astype(MASK_DTYPE, copy=True)
+    if config.mask.columns:  # hot/low column segments the calibration frames miss
+        bad = (mask & BAD_PIXEL_BITS) != 0
+        noise = float(np.sqrt(np.median(variance[::4, ::4][~bad[::4, ::4]])))
+        hot_cols, low_cols = column_defect_mask(data, bad, noise, config.mask)
+        mask[hot_cols] |= MASK_DTYPE(int(MaskBit.NOISY))
+        mask[low_cols] |= MASK_DTYPE(int(MaskBit.LOW_RESPONSIVITY))
+    # Cosmic rays on the flat-fielded frame (the PSF is not known yet: a seeing guess)
+    bad = (mask & BAD_PIXEL_BITS) != 0
+    if config.mask.cosmic_rays:
+        cr = cosmic_ray_mask(data, bad, gain, read_noise, saturate, config.mask, seeing_px)
+        mask[cr & ~bad] |= MASK_DTYPE(int(MaskBit.SPIKE))
+    tick("cosmics")
+    # Background and extraction
+    bad = (mask & BAD_PIXEL_BITS) != 0
+    bkg = estimate_background(data, bad, config.detect)
+    sub = (data - bkg.level).astype(np.float32)
+    sexcat = extract_sources(sub, bkg, mask, config.detect)
+    tick("extract")
+    # PSF model
+    psf = None
+    if len(sexcat):
+        stars = select_psf_stars(sub, bad, sexcat["x"].to_numpy(), sexcat["y"].to_numpy(),
+                                 sexcat["flux_auto"].to_numpy(), sexcat["peak"].to_numpy(),
+                                 saturate - bkg.global_level, config.psf_select)
+        try:
+            psf = build_moffat_psf(sub, variance, bad, sexcat["x"].to_numpy()[stars],
+                                   sexcat["y"].to_numpy()[stars], config.psf)
+        except ValueError:
+            psf = None
+    tick("psf")
+    # PSF-fit photometry of the detections
+    psfcat = pd.DataFrame()
+    if psf is not None:
+        # Every detection is PSF-fitted (an aperture S/N cut would drop faint point sources
+        # whose Kron aperture is noisy); the catalogue keeps fits above the S/N threshold.
+        psfcat = psf_photometry(sub, variance, bad, psf, sexcat["x"].to_numpy(),
+                                sexcat["y"].to_numpy(), config.psfphot)
+        snr = psfcat["flux"] / psfcat["fluxerr"]
+        psfcat = psfcat[np.isfinite(snr) & (snr >= config.psffit_min_snr)].reset_index(drop=True)
+        psfcat = psfcat.rename(columns={"flags": "fitflags"})
+        psfcat["flags"] = mask_flags(mask, psfcat["x"].to_numpy(), psfcat["y"].to_numpy())
+    tick("psfphot")
+    return SourceMeasurement(mask, bkg, sexcat, psf, psfcat)
+
+
 def calibrate_quadrant(
     quad: QuadrantImage,
     frames: CalibrationFrames,
@@ -156,56 +253,16 @@ def calibrate_quadrant(
     nan = ~np.isfinite(data)
     mask[nan] |= MASK_DTYPE(int(MaskBit.NAN))
     data[nan] = 0.0
-    if config.mask.columns:  # hot/low column segments the calibration frames miss
-        bad = (mask & BAD_PIXEL_BITS) != 0
-        noise = float(np.sqrt(np.median(variance[::4, ::4][~bad[::4, ::4]])))
-        hot_cols, low_cols = column_defect_mask(data, bad, noise, config.mask)
-        mask[hot_cols] |= MASK_DTYPE(int(MaskBit.NOISY))
-        mask[low_cols] |= MASK_DTYPE(int(MaskBit.LOW_RESPONSIVITY))
     tick("flatfield")
-    # 4. cosmic rays (L.A.Cosmic) on the flat-fielded frame
-    bad = (mask & BAD_PIXEL_BITS) != 0
-    if config.mask.cosmic_rays:
-        guess = float(hdr.get("SEEING", 2.0)) / PIXEL_SCALE  # guider seeing: PSF not yet known
-        cr = cosmic_ray_mask(data, bad, gain, rn, saturate, config.mask, guess)
-        mask[cr & ~bad] |= MASK_DTYPE(int(MaskBit.SPIKE))
-    tick("cosmics")
-    # 5-6. background and extraction
-    bad = (mask & BAD_PIXEL_BITS) != 0
-    bkg = estimate_background(data, bad, config.detect)
-    sub = (data - bkg.level).astype(np.float32)
-    sexcat = extract_sources(sub, bkg, mask, config.detect)
-    tick("extract")
+    sat_level = saturate - float(np.median(frames.bias))
+    m = measure_sources(data, variance, mask, gain, rn, sat_level,
+                        float(hdr.get("SEEING", 2.0)) / PIXEL_SCALE, config, tick)
+    mask, bkg, sexcat, psf, psfcat = m.mask, m.background, m.sexcat, m.psf, m.psfcat
     infobits = 0 if frames.lownu is not None else InfoBits.NO_LOWNU_FLAT
     if len(sexcat) == 0:
         infobits |= InfoBits.NO_SOURCES
-    # 7. PSF model
-    psf = None
-    sat_level = saturate - float(np.median(frames.bias)) - bkg.global_level
-    if len(sexcat):
-        stars = select_psf_stars(sub, bad, sexcat["x"].to_numpy(), sexcat["y"].to_numpy(),
-                                 sexcat["flux_auto"].to_numpy(), sexcat["peak"].to_numpy(),
-                                 sat_level, config.psf_select)
-        try:
-            psf = build_moffat_psf(sub, variance, bad, sexcat["x"].to_numpy()[stars],
-                                   sexcat["y"].to_numpy()[stars], config.psf)
-        except ValueError:
-            psf = None
-        if psf is None or psf.degree == 0:
-            infobits |= InfoBits.FEW_PSF_STARS
-    tick("psf")
-    # 8. PSF-fit photometry of the detections
-    psfcat = pd.DataFrame()
-    if psf is not None:
-        # Every detection is PSF-fitted (an aperture S/N cut would drop faint point sources
-        # whose Kron aperture is noisy); the catalogue keeps fits above the S/N threshold.
-        psfcat = psf_photometry(sub, variance, bad, psf, sexcat["x"].to_numpy(),
-                                sexcat["y"].to_numpy(), config.psfphot)
-        snr = psfcat["flux"] / psfcat["fluxerr"]
-        psfcat = psfcat[np.isfinite(snr) & (snr >= config.psffit_min_snr)].reset_index(drop=True)
-        psfcat = psfcat.rename(columns={"flags": "fitflags"})
-        psfcat["flags"] = mask_flags(mask, psfcat["x"].to_numpy(), psfcat["y"].to_numpy())
-    tick("psfphot")
+    if len(sexcat) and (psf is None or psf.degree == 0):
+        infobits |= InfoBits.FEW_PSF_STARS
     # 9. astrometry (Gaia-like) from the camera's approximate WCS
     wcs0 = WCS(hdr)
     if len(psfcat):
@@ -263,13 +320,17 @@ def calibrate_quadrant(
     if sat_frac > 0.02:
         infobits |= InfoBits.HIGH_SATURATION
     fwhm_px = float(psf.fwhm_at(quad.shape[1] / 2, quad.shape[0] / 2)) if psf else np.nan
+    # As recorded by the detector (convolved with the pixel): what IPAC's SEEING measures.
+    fwhm_eff = (float(psf.effective_fwhm_at(quad.shape[1] / 2, quad.shape[0] / 2)) if psf
+                else np.nan)
     n_eff = np.nan
     if psf is not None:
         st = psf.stamp(quad.shape[1] / 2, quad.shape[0] / 2, 31)
         n_eff = 1.0 / float(np.sum(st**2))  # noise-equivalent area of the PSF (pixels)
     maglim = zp - 2.5 * np.log10(5.0 * bkg.global_rms * np.sqrt(n_eff)) if phot.ok else np.nan
     qa = {
-        "seeing": fwhm_px * PIXEL_SCALE, "fwhm_px": fwhm_px, "maglim": float(maglim),
+        "seeing": fwhm_px * PIXEL_SCALE, "fwhm_px": fwhm_px, "fwhm_eff_px": fwhm_eff,
+        "maglim": float(maglim),
         "sky": bkg.global_level, "skyrms": bkg.global_rms, "nsexcat": len(sexcat),
         "npsfcat": len(psfcat), "satfrac": sat_frac,
         "astrom_rms_ra": astro.rms_ra_arcsec, "astrom_rms_dec": astro.rms_dec_arcsec,

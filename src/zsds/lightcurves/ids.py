@@ -12,7 +12,7 @@ def oid(field: int, fid: int, ccdid: int, qid: int, matchid: np.ndarray | int) -
     """ZTF DR object id: ``field*1e12 + fid*1e11 + ccdid*1e9 + qid*1e8 + matchid``.
 
     This is the layout of the public DR ids (``686103400067717`` = field 686, g, CCD 03,
-    quadrant 4, matchid 67717; the DR5 parquet in ``../shared/data/matchfiles`` decodes the
+    quadrant 4, matchid 67717; the DR5 parquet in ``tests/data/matchfiles`` decodes the
     same way): one id per field, quadrant and filter, 15 digits for fields < 1000.
     """
     m = np.asarray(matchid, dtype=np.int64)

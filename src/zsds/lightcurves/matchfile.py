@@ -1,7 +1,7 @@
 """Read and write IPAC matchfiles (PyTables HDF5), the on-disk form of a :class:`MatchSet`.
 
 A matchfile holds the light curves of one field, CCD quadrant and filter.  The layout is that
-of the real IPAC files (``../shared/data/matchfiles``)::
+of the real IPAC files (samples in ``tests/data/matchfiles``)::
 
     /matches                 group 'Matched Sources', attributes MATCH_ATTRS (+ extras)
     /matches/exposures       'List of Exposures'

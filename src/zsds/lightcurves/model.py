@@ -1,7 +1,7 @@
 """Data model of pipeline 8 (light curves): the IPAC matchfile tables as numpy dtypes.
 
 The column names, types and order of the five matchfile tables are those of the real IPAC
-matchfiles (PyTables HDF5, ``../shared/data/matchfiles``); zsds appends its own columns after
+matchfiles (PyTables HDF5; samples in ``tests/data/matchfiles``); zsds appends its own columns after
 the IPAC ones (marked ``zsds`` below) so that readers of the real files read ours unchanged.
 Every table is a numpy structured array of one of these dtypes; :class:`MatchSet` holds one
 field/CCD-quadrant/filter.

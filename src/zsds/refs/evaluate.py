@@ -28,6 +28,7 @@ from scipy.spatial import cKDTree
 
 from zsds.core.home import Home
 from zsds.core.instrument import amplifier
+from zsds.core.masks import clean_flags
 from zsds.instcal.photcal import match_sky
 
 
@@ -81,7 +82,7 @@ def evaluate_reference(home: Home, refimg: Path) -> dict[str, float]:
     i, j, _ = match_sky(bright.ra.to_numpy(), bright.dec.to_numpy(), cat.ra.to_numpy(),
                         cat.dec.to_numpy(), 1.5)
     b, c = bright.iloc[i], cat.iloc[j]
-    good = (c["snr"].to_numpy() > 50) & (c["flags"].to_numpy() == 0)
+    good = (c["snr"].to_numpy() > 50) & clean_flags(c["flags"].to_numpy())
     b, c = b[good], c[good]
     dm = c.mag.to_numpy() - b.mag.to_numpy()
     cosd = np.cos(np.deg2rad(b.dec.to_numpy()))

@@ -9,6 +9,12 @@ import numpy as np
 from zsds.core.instrument import PIXEL_SCALE, QUAD_NX, QUAD_NY, quadrant_pixel_to_focal_plane
 from zsds.core.psf import moffat_stamps
 
+#: Samples per pixel and axis with which stars are integrated over their pixels: a detector
+#: records the PSF integrated over each pixel, not sampled at its centre (at ZTF's best
+#: seeing, FWHM ~1.2 px, the two differ by tens of percent in a star's core). The midpoint rule
+#: on 5 x 5 samples is within ~1e-3 of the peak at FWHM 1.2 px.
+PIXEL_SAMPLES = 5
+
 
 @dataclass(frozen=True)
 class FocalPlanePSF:
@@ -67,7 +73,8 @@ class QuadrantTruePSF:
         fwhm, q, theta = self.params(np.array([x]), np.array([y]))
         dx = np.array([x - np.round(x)])
         dy = np.array([y - np.round(y)])
-        return moffat_stamps(dx, dy, fwhm, self.fp_psf.beta, q, theta, size, np.float64)[0]
+        return moffat_stamps(dx, dy, fwhm, self.fp_psf.beta, q, theta, size, np.float64,
+                             oversample=PIXEL_SAMPLES)[0]
 
     def fwhm_at(self, x: float, y: float) -> float:
         return float(self.params(np.array([x]), np.array([y]))[0][0])

@@ -13,7 +13,7 @@ from scipy import fft as sfft
 from scipy.special import gammaincinv
 
 from zsds.core.psf import moffat_stamps
-from zsds.sim.optics import QuadrantTruePSF
+from zsds.sim.optics import PIXEL_SAMPLES, QuadrantTruePSF
 
 #: Stamp size by total flux (e-), chosen so that the Moffat wing beyond the stamp holds less
 #: than ~30 e- in all (below the sky noise of a single pixel); most stars are faint and small.
@@ -72,7 +72,8 @@ def render_points(
             ix = np.round(x[s]).astype(np.int64)
             iy = np.round(y[s]).astype(np.int64)
             fwhm, q, theta = psf.params(x[s], y[s])
-            st = moffat_stamps(x[s] - ix, y[s] - iy, fwhm, psf.fp_psf.beta, q, theta, size)
+            st = moffat_stamps(x[s] - ix, y[s] - iy, fwhm, psf.fp_psf.beta, q, theta, size,
+                               oversample=PIXEL_SAMPLES)
             st *= flux[s].astype(np.float32)[:, None, None]
             parts.append(_stamp_indices(image.shape, ix, iy, st))
     _accumulate(image, parts)
@@ -147,7 +148,8 @@ def render_galaxies(
         gal = np.exp(-sersic_bn(n) * (np.power(r + 1e-6, 1.0 / n) - 1.0)).astype(np.float32)
         fwhm, pq, theta = psf.params(x[sel], y[sel])
         kern = moffat_stamps(
-            np.zeros(len(sel)), np.zeros(len(sel)), fwhm, psf.fp_psf.beta, pq, theta, s
+            np.zeros(len(sel)), np.zeros(len(sel)), fwhm, psf.fp_psf.beta, pq, theta, s,
+            oversample=PIXEL_SAMPLES,
         )
         kern = sfft.ifftshift(kern, axes=(1, 2))
         conv = sfft.irfft2(
