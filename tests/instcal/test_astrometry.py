@@ -8,11 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pytest
-from astropy.io import fits
 from astropy.wcs import WCS
 
 from zsds.core.home import Home
-from zsds.core.instrument import from_raw_orientation
 from zsds.core.wcs import quadrant_wcs
 from zsds.instcal.astrometry import (
     GAIA_EPOCH_MJD,
@@ -22,6 +20,7 @@ from zsds.instcal.astrometry import (
 )
 from zsds.sim.run import simulate_night
 from zsds.sky.refcat import RefCatalog
+from zsds.split.split import read_raw_ccd, split_quadrant
 
 sep = pytest.importorskip("sep")
 
@@ -60,8 +59,7 @@ def quadrant(tmp_path_factory) -> Quadrant:
     (edir,) = [p.parent for p in (home.root / "truth" / "20261120").glob("*/exposure.json")]
     exposure = json.loads((edir / "exposure.json").read_text())
     (raw,) = home.incoming.glob("*.fits*")
-    with fits.open(raw) as hdul:
-        data = from_raw_orientation(hdul[f"IMG_Q{QID}"].data.astype(np.float64), QID)
+    data = split_quadrant(read_raw_ccd(raw), QID).data.astype(np.float64)
     img = np.ascontiguousarray(data - np.median(data))
     bkg = sep.Background(img)
     sub = img - bkg.back()

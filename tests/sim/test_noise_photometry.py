@@ -10,8 +10,9 @@ from astropy.io import fits
 from astropy.stats import sigma_clipped_stats
 from photutils.aperture import CircularAnnulus, CircularAperture, aperture_photometry
 
+from zsds.core import nonlinearity
 from zsds.core.instrument import OVERSCAN_GOOD, Filter, amplifier, from_raw_orientation
-from zsds.core.rawformat import IMAGE_EXT, OVERSCAN_EXT
+from zsds.core.rawformat import IMAGE_INDEX, OVERSCAN_INDEX, exposure_id, obs_jd
 from zsds.sim.detector import detector_defects, illumination
 from zsds.sim.optics import FocalPlanePSF, QuadrantTruePSF
 
@@ -19,14 +20,17 @@ from .conftest import CCD, SIZE
 
 
 def overscan_corrected(hdul, qid: int) -> np.ndarray:
-    """Science-oriented DN minus the row-wise overscan median (floating bias)."""
-    raw = hdul[IMAGE_EXT[qid]].data.astype(np.float64)
-    ovs = hdul[OVERSCAN_EXT[qid]].data.astype(np.float64)[:, OVERSCAN_GOOD]
-    return from_raw_orientation(raw - np.median(ovs, axis=1)[:, None], qid)
+    """Science-oriented DN minus the row-wise overscan median (floating bias), linearized."""
+    raw = hdul[IMAGE_INDEX[qid]].data.astype(np.float64)
+    ovs = hdul[OVERSCAN_INDEX[qid]].data.astype(np.float64)[:, OVERSCAN_GOOD]
+    h = hdul[IMAGE_INDEX[qid]].header
+    a, b = nonlinearity.table_for_jd(obs_jd(hdul[0].header)).coefficients(h["CCD_ID"], h["AMP_ID"])
+    lin = nonlinearity.linearize(raw - np.median(ovs, axis=1)[:, None], a, b)
+    return from_raw_orientation(lin, qid)
 
 
 def _exposure(home, path):
-    expid = fits.getheader(path)["EXPID"]
+    expid = exposure_id(fits.getheader(path), path.name)
     tdir = next(home.truth.glob(f"*/{expid}"))
     exp = json.loads((tdir / "exposure.json").read_text())
     quads = pd.read_parquet(tdir / f"c{CCD:02d}_quadrants.parquet").set_index("qid")

@@ -8,13 +8,16 @@ from astropy.io import fits
 from zsds.core.home import Home
 from zsds.core.naming import parse_raw_name
 from zsds.core.rawformat import (
-    IMAGE_EXT,
-    OVERSCAN_EXT,
+    IMAGE_INDEX,
+    OVERSCAN_INDEX,
     RAW_FLAT_KEYS,
     RAW_IMAGE_KEYS,
+    RAW_IMAGE_OPTIONAL,
     RAW_OVERSCAN_KEYS,
     RAW_PRIMARY_KEYS,
+    RAW_PRIMARY_OPTIONAL,
     REFERENCE_RAW_KEYS,
+    exposure_id,
 )
 from zsds.sim.run import simulate_night
 
@@ -41,28 +44,46 @@ def test_raw_structure_and_every_reference_keyword(sim_home):
         with fits.open(p) as hdul:
             assert len(hdul) == 9
             prim = hdul[0].header
+            assert prim["NAXIS"] == 0 and prim["NFRAMES"] == 8
             for key in RAW_PRIMARY_KEYS:
                 assert key in prim, (p.name, key)
+            # the real keyword set: what the camera writes, nothing IPAC adds later
+            for key in RAW_PRIMARY_OPTIONAL:
+                assert key in prim or key == "EXPID", (p.name, key)
+            for key in ("DATE-OBS", "EXPID", "SEEING", "CCD_ID", "QID", "RCID"):
+                assert key not in prim, key
+            assert isinstance(prim["TELRA"], str) and prim["TELRA"][0] in "+-"
+            assert prim["FILENAME"] == p.name.removesuffix(".fz")
             if prim["IMGTYPE"] == "dome":
                 for key in RAW_FLAT_KEYS:
                     assert key in prim
             for q in (1, 2, 3, 4):
-                img = hdul[IMAGE_EXT[q]]
-                ovs = hdul[OVERSCAN_EXT[q]]
+                # found by index: image q at HDU q, its overscan at q + 4
+                img = hdul[IMAGE_INDEX[q]]
+                ovs = hdul[OVERSCAN_INDEX[q]]
+                assert IMAGE_INDEX[q] == q and OVERSCAN_INDEX[q] == q + 4
                 assert isinstance(img, fits.CompImageHDU)
-                assert img.header["ZCMPTYPE"] if "ZCMPTYPE" in img.header else True
                 assert img.data.shape == (SIZE, SIZE) and img.data.dtype == np.uint16
                 assert ovs.data.shape == (SIZE, 30)
-                for key in RAW_IMAGE_KEYS:
-                    assert key in img.header, key
+                for key in (*RAW_IMAGE_KEYS, *RAW_IMAGE_OPTIONAL):
+                    assert key in img.header or key == "SATURATE", key
+                for key in ("SATURATE", "INFOBITS", "QID", "RCID", "FLIPX", "FLIPY"):
+                    assert key not in img.header, key
+                assert img.header["AMP_ID"] == q - 1 and img.header["CCD_ID"] == CCD
                 for key in RAW_OVERSCAN_KEYS:
                     assert key in ovs.header, key
                 merged = prim.copy()
                 merged.update(img.header)
                 for key in REFERENCE_RAW_KEYS:
                     assert key in merged, key
-            # extension order as ZTF: images 1-4, overscans 5-8 (ext = qid + 4)
-            assert [h.name for h in hdul[1:]] == [*IMAGE_EXT.values(), *OVERSCAN_EXT.values()]
+            # extension names as in real files: the index as a string
+            assert [h.name for h in hdul[1:]] == [str(k) for k in range(1, 9)]
+
+
+def test_expid_from_the_name_is_the_truth_expid(sim_home):
+    for p in _raw(sim_home, "o"):
+        expid = exposure_id(fits.getheader(p), p.name)
+        assert list(sim_home.truth.glob(f"*/{expid}/exposure.json")), (p.name, expid)
 
 
 def test_rice_compressed_on_disk(sim_home):

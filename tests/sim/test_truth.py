@@ -53,7 +53,7 @@ def test_truth_positions_follow_true_wcs_and_raw_wcs_is_close(sim_home):
         assert np.allclose(x, s.x, atol=1e-3) and np.allclose(y, s.y, atol=1e-3)
         # The camera's raw-header WCS (commanded pointing, no distortion, readout order) is
         # off by the pointing error and the distortion: arcseconds, not arcminutes.
-        hdr = fits.getheader(raw, f"IMG_Q{qid}")
+        hdr = fits.getheader(raw, qid)  # quadrant qid is HDU qid
         fy, fx = raw_flip(qid)
         xr = SIZE - 1 - s.x.to_numpy() if fx else s.x.to_numpy()
         yr = SIZE - 1 - s.y.to_numpy() if fy else s.y.to_numpy()

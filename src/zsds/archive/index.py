@@ -26,6 +26,7 @@ from sqlalchemy import Engine, and_, or_, select, text
 
 from zsds.core.home import Home
 from zsds.core.instrument import Filter, rcid_of
+from zsds.core.rawformat import pointing_deg
 from zsds.db.engine import session
 from zsds.db.schema import (
     ArchiveImage,
@@ -126,6 +127,8 @@ def _sci_rows(home: Home, engine: Engine, known: set[str]) -> list[dict[str, Any
             h = _header(home, qp.relpath)
             if h is None or "NAXIS1" not in h:
                 continue
+            # Real headers give TELRA/TELDEC as sexagesimal strings (TELRAD/TELDECD in deg).
+            telra, teldec = pointing_deg(h)
             out.append({
                 "tbl": "sci", "relpath": qp.relpath, "field": qp.field, "ccdid": qp.ccdid,
                 "qid": qp.qid, "rcid": qp.rcid, "fid": qp.fid,
@@ -135,7 +138,8 @@ def _sci_rows(home: Home, engine: Engine, known: set[str]) -> list[dict[str, Any
                 "seeing": qp.seeing, "airmass": ex.airmass, "maglimit": qp.maglim,
                 "magzp": qp.magzp, "infobits": int(qp.infobits or 0),
                 "programid": ex.programid, "moonillf": _float(h.get("MOONILLF")),
-                "telra": _float(h.get("TELRA", ex.ra)), "teldec": _float(h.get("TELDEC", ex.dec)),
+                "telra": _float(ex.ra if telra is None else telra),
+                "teldec": _float(ex.dec if teldec is None else teldec),
                 **footprint(h),
             })
     return out

@@ -1,4 +1,8 @@
-"""Validation of one raw ZTF CCD file: name, FITS structure, keywords and values."""
+"""Validation of one raw ZTF CCD file: name, FITS structure, keywords and values.
+
+The layout and keyword sets are those of real raw files (:mod:`zsds.core.rawformat`); the HDUs
+are picked by index with the reader the split uses (:func:`zsds.core.rawformat.raw_from_hdul`).
+"""
 
 from __future__ import annotations
 
@@ -15,17 +19,20 @@ from astropy.utils.exceptions import AstropyUserWarning
 
 from zsds.core.naming import RawName, nid_of, night_of_mjd, parse_night, parse_raw_name
 from zsds.core.rawformat import (
-    IMAGE_EXT,
-    OVERSCAN_EXT,
+    N_QUAD,
     RAW_FLAT_KEYS,
     RAW_IMAGE_KEYS,
-    RAW_OVERSCAN_KEYS,
     RAW_PRIMARY_KEYS,
+    RAW_PRIMARY_OPTIONAL,
+    RawData,
+    RawFormatError,
+    exposure_id,
+    obs_mjd,
+    pointing_deg,
+    raw_from_hdul,
 )
 
 FITS_BLOCK = 2880
-N_HDU = 1 + len(IMAGE_EXT) + len(OVERSCAN_EXT)
-EXPECTED_EXTNAMES = ["PRIMARY", *IMAGE_EXT.values(), *OVERSCAN_EXT.values()]
 
 
 class RawFileError(Exception):
@@ -60,17 +67,18 @@ class RawInfo:
     def exposure_row(self) -> dict[str, Any]:
         """Column values of the ``exposures`` row."""
         h = self.header
+        ra, dec = pointing_deg(h)
         return {
-            "expid": int(h["EXPID"]),
-            "mjd": float(h["OBSMJD"]),
+            "expid": exposure_id(h, self.name.filename),
+            "mjd": obs_mjd(h),
             "field": int(h["FIELDID"]),
             "fid": int(h["FILTERID"]),
             "imgtype": str(h["IMGTYPE"]).strip(),
             "programid": int(h["PROGRMID"]),
             "exptime": float(h["EXPTIME"]),
             "airmass": _float_or_none(h.get("AIRMASS")),
-            "ra": _float_or_none(h.get("TELRA")),
-            "dec": _float_or_none(h.get("TELDEC")),
+            "ra": ra,
+            "dec": dec,
             "filefracday": self.name.filefracday,
             "night": self.night,
             "nid": nid_of(self.night),
@@ -141,66 +149,82 @@ def validate_raw(path: Path) -> RawInfo:
 
 
 def _check_hdus(hdul: fits.HDUList, name: RawName) -> RawInfo:
-    names = [h.name for h in hdul]
-    if len(hdul) != N_HDU or names != EXPECTED_EXTNAMES:
-        raise RawFileError(
-            "bad_structure", f"expected {N_HDU} HDUs {EXPECTED_EXTNAMES}, found {names}"
-        )
-    ph = hdul[0].header
+    try:
+        raw = raw_from_hdul(hdul)
+    except RawFormatError as exc:
+        raise RawFileError(exc.reason, exc.message) from None
+    ph = raw.primary
     _require(ph, RAW_PRIMARY_KEYS, "primary header")
     imgtype = str(ph["IMGTYPE"]).strip().lower()
     if imgtype == "dome" or name.imgtypecode == "f":
         _require(ph, RAW_FLAT_KEYS, "dome-flat primary header")
-    for key in ("EXPTIME", "OBSMJD", "EXPID", "FIELDID", "CCD_ID", "FILTERID", "PROGRMID"):
-        _number(ph, key, "primary header")
+    numeric = ("EXPTIME", "OBSJD", "FIELDID", "FILTERID", "PROGRMID", "OBSMJD", "EXPID", "CCD_ID")
+    for key in numeric:
+        if key in ph:
+            _number(ph, key, "primary header")
     if ph["EXPTIME"] < 0:
         raise RawFileError("bad_value", f"EXPTIME={ph['EXPTIME']} is negative")
     night = parse_night(name.filefracday[:8])
-    obs_night = night_of_mjd(float(ph["OBSMJD"]))
+    mjd = obs_mjd(ph)
+    obs_night = night_of_mjd(mjd)
     if obs_night != night:
+        key = "OBSMJD" if "OBSMJD" in ph else "OBSJD"
         raise RawFileError(
-            "bad_value", f"OBSMJD={ph['OBSMJD']} falls on {obs_night}, not the night {night}"
+            "bad_value", f"{key}={ph[key]} falls on {obs_night}, not the night {night}"
         )
-    if int(ph["CCD_ID"]) != name.ccdid:
+    if "OBSMJD" in ph and abs(float(ph["OBSJD"]) - 2400000.5 - mjd) > 1e-5:
+        raise RawFileError("bad_value", f"OBSJD={ph['OBSJD']} and OBSMJD={ph['OBSMJD']} differ")
+    # CCD_ID lives in the extensions of real files; older zsds files also had it in the primary.
+    if "CCD_ID" in ph and int(ph["CCD_ID"]) != name.ccdid:
         raise RawFileError(
             "bad_value", f"CCD_ID={ph['CCD_ID']} but the name says c{name.ccdid:02d}"
         )
     if int(ph["FIELDID"]) != name.field:
         raise RawFileError("bad_value", f"FIELDID={ph['FIELDID']} but the name says {name.field}")
-    img_shape: tuple[int, ...] | None = None
-    ovs_shape: tuple[int, ...] | None = None
-    for qid in IMAGE_EXT:
-        for ext, keys, kind in (
-            (qid, RAW_IMAGE_KEYS, "image"),
-            (qid + 4, RAW_OVERSCAN_KEYS, "ovs"),
-        ):
-            hdu = hdul[ext]
-            where = f"extension {hdu.name}"
-            _require(hdu.header, keys, where)
-            if int(hdu.header["CCD_ID"]) != name.ccdid or int(hdu.header["QID"]) != qid:
+    _check_quadrants(raw, name)
+    keep = {k: ph[k] for k in (*RAW_PRIMARY_KEYS, *RAW_PRIMARY_OPTIONAL) if k in ph}
+    return RawInfo(name, keep)
+
+
+def _check_quadrants(raw: RawData, name: RawName) -> None:
+    """Keywords of the image extensions; dtype and shapes of images and overscans."""
+    amps: dict[int, int] = {}
+    for qid in range(1, N_QUAD + 1):
+        h = raw.image_headers[qid]
+        where = f"extension {qid} (quadrant {qid} image)"
+        _require(h, RAW_IMAGE_KEYS, where)
+        for key in RAW_IMAGE_KEYS:
+            _number(h, key, where)
+        if int(h["CCD_ID"]) != name.ccdid:
+            raise RawFileError(
+                "bad_value", f"{where} has CCD_ID={h['CCD_ID']}, the name says c{name.ccdid:02d}"
+            )
+        # QID is not a real raw keyword (the index is the quadrant); older zsds files carry it.
+        if "QID" in h and int(h["QID"]) != qid:
+            raise RawFileError("bad_value", f"{where} has QID={h['QID']}")
+        amp = int(h["AMP_ID"])
+        if not 0 <= amp < N_QUAD or amp in amps.values():
+            raise RawFileError(
+                "bad_value", f"{where} has AMP_ID={amp}; expected distinct amplifiers 0-3"
+            )
+        amps[qid] = amp
+        for key in ("GAIN", "READNOI"):
+            if h[key] <= 0:
+                raise RawFileError("bad_value", f"{where} {key}={h[key]} is not positive")
+    for kind, arrays, offset in (("image", raw.images, 0), ("overscan", raw.overscans, N_QUAD)):
+        shapes = {q: a.shape for q, a in arrays.items()}
+        for q, a in arrays.items():
+            if a.dtype != np.uint16:
+                raise RawFileError(
+                    "bad_value", f"extension {q + offset} ({kind}) dtype {a.dtype}, expected uint16"
+                )
+            if shapes[q] != shapes[1]:
                 raise RawFileError(
                     "bad_value",
-                    f"{where} has CCD_ID={hdu.header['CCD_ID']} QID={hdu.header['QID']}, "
-                    f"expected {name.ccdid} and {qid}",
+                    f"extension {q + offset} ({kind}) shape {shapes[q]} differs from {shapes[1]}",
                 )
-            data = hdu.data
-            if data is None or data.ndim != 2:
-                raise RawFileError("bad_structure", f"{where} holds no 2-d image")
-            if data.dtype != np.uint16:
-                raise RawFileError("bad_value", f"{where} dtype {data.dtype}, expected uint16")
-            ref = img_shape if kind == "image" else ovs_shape
-            if ref is not None and data.shape != ref:
-                raise RawFileError(
-                    "bad_value", f"{where} shape {data.shape} differs from {ref} of the others"
-                )
-            if kind == "image":
-                img_shape = data.shape
-            else:
-                ovs_shape = data.shape
-    assert img_shape is not None and ovs_shape is not None
-    if ovs_shape[0] != img_shape[0]:
+    img_rows, ovs_rows = raw.images[1].shape[0], raw.overscans[1].shape[0]
+    if ovs_rows != img_rows:
         raise RawFileError(
-            "bad_value", f"overscan rows {ovs_shape[0]} differ from image rows {img_shape[0]}"
+            "bad_value", f"overscan rows {ovs_rows} differ from image rows {img_rows}"
         )
-    keep = {k: ph[k] for k in RAW_PRIMARY_KEYS}
-    return RawInfo(name, keep)

@@ -2,7 +2,10 @@
 
 :func:`simulate_ccd` is the one entry point: it renders the four quadrants of one CCD for one
 exposure (science, bias or dome flat) and returns the raw HDU list exactly as the camera would
-write it, with a :class:`CCDTruth` holding everything that went into the pixels.
+write it (the real layout and keywords of :mod:`zsds.core.rawformat`: quadrant images at HDU 1-4,
+overscans at 5-8), with a :class:`CCDTruth` holding everything that went into the pixels. The
+amplifiers are non-linear with the real per-amplifier coefficients of the exposure's date
+(:mod:`zsds.core.nonlinearity`), so that the pipeline's correction undoes them exactly.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ import pandas as pd
 from astropy.io import fits
 from astropy.time import Time
 
+from zsds.core import nonlinearity
 from zsds.core.instrument import (
+    N_CCD,
     OVERSCAN_NX,
     PIXEL_SCALE,
     QUAD_NX,
@@ -30,7 +35,8 @@ from zsds.core.instrument import (
     rcid_of,
     to_raw_orientation,
 )
-from zsds.core.rawformat import IMAGE_EXT, OVERSCAN_EXT
+from zsds.core.naming import BIAS_CODE, raw_name
+from zsds.core.rawformat import AMP_NAMES, N_QUAD
 from zsds.core.wcs import quadrant_wcs
 from zsds.sim.detector import detector_defects, illumination
 from zsds.sim.observing import Exposure, altitude_deg, moon_illumination
@@ -134,57 +140,75 @@ def _flux_e(mag: np.ndarray, exp: Exposure) -> np.ndarray:
         return 10.0 ** (-0.4 * (np.asarray(mag, float) - zp))
 
 
+def _sexagesimal(deg: float, hours: bool) -> str:
+    """``+hh:mm:ss.ss`` / ``+dd:mm:ss.s`` as the real TELRA/TELDEC/RA/DEC keywords."""
+    from astropy.coordinates import Angle
+
+    if hours:
+        return Angle(deg, "deg").to_string("hourangle", sep=":", precision=2, pad=True,
+                                           alwayssign=True)  # fmt: skip
+    return Angle(deg, "deg").to_string(sep=":", precision=1, pad=True, alwayssign=True)
+
+
 def _header_common(exp: Exposure, ccdid: int) -> fits.Header:
+    """Primary header with the keywords of a real raw file (none that the camera lacks)."""
     t = Time(exp.mjd, format="mjd", scale="utc")
     t1 = Time(exp.mjd + exp.exptime / 86400.0, format="mjd", scale="utc")
     filt = f"ZTF_{exp.filt}" if exp.filt else "NONE"
     imgtype = {"science": "object", "bias": "bias", "flat": "dome"}[exp.imgtype]
-    from astropy.coordinates import Angle
+    fc = Filter.parse(exp.filt).code if exp.filt else BIAS_CODE
+    filename = raw_name(exp.mjd, exp.field, fc, ccdid, exp.imgtype).filename.removesuffix(".fz")
 
     h = fits.Header()
-    h["ORIGIN"] = ("Palomar P48 (zsds simulation)", "where the file was written")
-    h["TELESCOP"] = ("P48", "Palomar 48-inch Samuel Oschin Schmidt")
-    h["INSTRUME"] = ("ZTF/MOSAIC", "instrument")
-    h["IMGTYPE"] = (imgtype, "image type")
-    h["EXPTIME"] = (exp.exptime, "requested exposure time (s)")
-    h["EXPID"] = (exp.expid, "exposure id")
-    h["OBSJD"] = (t.jd, "Julian date at start of exposure (UTC)")
-    h["OBSMJD"] = (exp.mjd, "MJD at start of exposure (UTC)")
-    h["DATE-OBS"] = (t.isot, "UTC at start of exposure")
-    h["SHUTOPEN"] = (t.isot, "shutter open (UTC)")
-    h["SHUTCLSD"] = (t1.isot, "shutter closed (UTC)")
-    h["FIELDID"] = (exp.field, "ZTF field id")
-    h["PROGRMID"] = (exp.programid, "program id")
-    h["FILTER"] = (filt, "filter")
-    h["FILTERID"] = (Filter.parse(exp.filt).fid if exp.filt else 0, "filter id")
-    h["CCD_ID"] = (ccdid, "CCD id")
-    h["RA"] = (
-        Angle(exp.ra_nominal, "deg").to_string("hourangle", sep=":", precision=2),
-        "commanded RA",
-    )
-    h["DEC"] = (
-        Angle(exp.dec_nominal, "deg").to_string(sep=":", precision=1, alwayssign=True),
-        "commanded Dec",
-    )
-    h["TELRA"] = (exp.ra_nominal, "telescope RA (deg)")
-    h["TELDEC"] = (exp.dec_nominal, "telescope Dec (deg)")
-    alt = float(altitude_deg(exp.ra_nominal, exp.dec_nominal, exp.mjd)) if exp.field else 90.0
-    h["AZIMUTH"] = (0.0 if not exp.field else 180.0, "telescope azimuth (deg, approximate)")
-    h["ELVATION"] = (round(alt, 4), "telescope elevation (deg)")
-    h["AIRMASS"] = (round(exp.airmass, 4), "airmass")
-    h["OBSLAT"] = (SITE_LAT_DEG, "observatory latitude (deg)")
-    h["OBSLON"] = (SITE_LON_DEG, "observatory longitude (deg E)")
-    h["OBSALT"] = (SITE_HEIGHT_M, "observatory altitude (m)")
-    h["PIXSCALE"] = (PIXEL_SCALE, "nominal pixel scale (arcsec/pixel)")
-    h["SEEING"] = (round(exp.seeing, 3), "guider seeing estimate (arcsec FWHM)")
-    h["MOONILLF"] = (round(moon_illumination(exp.mjd), 3), "moon illuminated fraction")
-    h["CCDTEMP"] = (-100.0, "CCD temperature (C)")
-    h["DETSOFT"] = (DETSOFT, "camera software")
+    h["ORIGIN"] = ("Zwicky Transient Facility", "Data origin")
+    h["OBSERVER"] = ("zsds camera simulator", "Observer")
+    h["INSTRUME"] = ("ZTF/MOSAIC", "Instrument name")
+    h["DETSOFT"] = (DETSOFT, "Detector software version")
+    h["IMGTYPE"] = (imgtype, "Image type")
+    h["EXPOSURE"] = (exp.exptime, "Total Exposure Time (s)")
+    h["EXPTIME"] = (exp.exptime, "Requested Exposure Time (s)")
+    h["CCDSUM"] = ("1 1", "CCD binning")
+    h["PIXSCALE"] = (PIXEL_SCALE, "Pixel scale, in arcsec per pixel")
+    h["FILENAME"] = (filename, "File name")
+    h["ORIGNAME"] = (filename, "Original file name")
+    for n in range(1, N_CCD + 1):
+        h[f"CCDTMP{n:02d}"] = (173.15, f"CCD temperature {n:02d} (K)")
+    h["FIELDID"] = (exp.field, "ZTF field ID number")
+    h["EQUINOX"] = (2000.0, "Equinox")
+    h["MOONILLF"] = (round(moon_illumination(exp.mjd), 3), "Moon illuminated fraction (frac)")
+    h["PROGRMID"] = (exp.programid, "Queue program ID")
+    h["FILTERID"] = (Filter.parse(exp.filt).fid if exp.filt else 0, "Filter ID code")
+    h["FILTER"] = (filt, "Filter name")
+    h["OBSJD"] = (t.jd, "Julian day corresponds to UTC-OBS (day)")
+    h["OBSMJD"] = (exp.mjd, "MJD corresponds to UTC-OBS (day)")
+    ra, dec = exp.ra_nominal, exp.dec_nominal
+    h["RA"] = (_sexagesimal(ra, True), "Requested right ascension")
+    h["DEC"] = (_sexagesimal(dec, False), "Requested declination")
+    h["RAD"] = (ra, "Requested right ascension (deg)")
+    h["DECD"] = (dec, "Requested declination (deg)")
+    h["TELRA"] = (_sexagesimal(ra, True), "Telescope right ascension")
+    h["TELDEC"] = (_sexagesimal(dec, False), "Telescope declination")
+    h["TELRAD"] = (ra, "Telescope right ascension (deg)")
+    h["TELDECD"] = (dec, "Telescope declination (deg)")
+    alt = float(altitude_deg(ra, dec, exp.mjd)) if exp.field else 90.0
+    h["AZIMUTH"] = (0.0 if not exp.field else 180.0, "Telescope azimuth (deg, approximate)")
+    h["ELVATION"] = (round(alt, 4), "Telescope elevation (deg)")
+    h["AIRMASS"] = (round(exp.airmass, 4), "Airmass")
+    h["OBSERVAT"] = ("Palomar Observatory", "Observatory")
+    h["TELESCOP"] = ("Palomar 48-inch", "Observatory telescope")
+    h["OBSLON"] = (SITE_LON_DEG, "Observatory longitude (deg)")
+    h["OBSLAT"] = (SITE_LAT_DEG, "Observatory latitude (deg)")
+    h["OBSALT"] = (SITE_HEIGHT_M, "Observatory altitude (m)")
+    h["SHUTOPEN"] = (t.isot, "Shutter open time")
+    h["SHUTCLSD"] = (t1.isot, "Shutter close time")
     if exp.imgtype == "flat":
         wave = {"g": 470, "r": 630, "i": 780}[exp.filt]
         h["ILUM_LED"] = (Filter.parse(exp.filt).fid * 5, "dome-lamp LED set")
         h["ILUMWAVE"] = (wave, "LED wavelength (nm)")
         h["ILUMPOWR"] = (150.0, "LED power (mW)")
+    h["PIXSCALX"] = (PIXEL_SCALE, "Pixel scale in X")
+    h["PIXSCALY"] = (PIXEL_SCALE, "Pixel scale in Y")
+    h["NFRAMES"] = (2 * N_QUAD, "number of frames in FITS file")
     return h
 
 
@@ -202,19 +226,16 @@ def _raw_wcs_header(exp: Exposure, ccdid: int, qid: int, nx: int, ny: int) -> fi
 
 
 def _quadrant_header(exp: Exposure, amp: Amplifier, nx: int, ny: int) -> fits.Header:
-    fy, fx = raw_flip(amp.qid)
+    """Image-extension header as in real files: the amplifier is named by AMP_ID = qid - 1."""
     h = fits.Header()
-    h["CCD_ID"] = (amp.ccdid, "CCD id")
-    h["QID"] = (amp.qid, "readout quadrant")
-    h["RCID"] = (amp.rcid, "readout channel id")
-    h["AMP_ID"] = (amp.qid - 1, "amplifier id")
-    h["GAIN"] = (amp.gain, "gain (e-/DN)")
-    h["READNOI"] = (amp.read_noise, "read noise (e-)")
-    h["DARKCUR"] = (amp.dark_current, "dark current (e-/s)")
-    h["SATURATE"] = (round(amp.saturate_adu, 1), "saturation level (DN)")
-    h["INFOBITS"] = (0, "quality bits (0 at acquisition)")
-    h["FLIPX"] = (fx, "readout reversed in x w.r.t. sky orientation")
-    h["FLIPY"] = (fy, "readout reversed in y w.r.t. sky orientation")
+    h["HDUVERS"] = 1
+    h["CCD_ID"] = (amp.ccdid, "ID value of CCD detector")
+    h["CCDNAME"] = (f"S{amp.ccdid:02d}", "Detector name or serial number")
+    h["AMP_ID"] = (amp.qid - 1, "ID value of CCD amplifier")
+    h["AMP_NAME"] = (AMP_NAMES[amp.qid - 1], "Name of CCD amplifier")
+    h["GAIN"] = (amp.gain, "Gain e-/adu")
+    h["READNOI"] = (amp.read_noise, "Read noise e-")
+    h["DARKCUR"] = (amp.dark_current, "Dark current e-/s")
     if exp.imgtype == "science":
         h.update(_raw_wcs_header(exp, amp.ccdid, amp.qid, nx, ny))
     return h
@@ -270,19 +291,24 @@ def _quadrant_to_hdus(
     rows, over = _overscan_and_floating(amp, raw_e, rng, ny)
     adu = raw_e / np.float32(amp.gain)
     adu += to_raw_orientation(defects.bias2d, amp.qid)
-    adu += rows[:, None]
     adu += rng.standard_normal((ny, nx), dtype=np.float32) * np.float32(amp.read_noise / amp.gain)
+    # The amplifier's non-linearity acts on the signal above the floating bias (what the split
+    # linearizes after subtracting the overscan), so it is applied before adding the bias rows.
+    a, b = nonlinearity.table_for_jd(exp.mjd + 2400000.5).coefficients(amp.ccdid, amp.qid - 1)
+    adu = nonlinearity.delinearize(adu, a, b)
+    adu += rows[:, None]
+    # EXTNAME is the HDU index as a string, as in real files (zsds never relies on it).
     img = fits.CompImageHDU(
         _digitise(adu),
         header=_quadrant_header(exp, amp, nx, ny),
         compression_type="RICE_1",
-        name=IMAGE_EXT[amp.qid],
+        name=str(amp.qid),
     )
     oh = fits.Header()
-    oh["CCD_ID"] = (amp.ccdid, "CCD id")
-    oh["QID"] = (amp.qid, "readout quadrant")
+    oh["CCD_ID"] = (amp.ccdid, "ID value of CCD detector")
+    oh["AMP_ID"] = (amp.qid - 1, "ID value of CCD amplifier")
     ovs = fits.CompImageHDU(
-        _digitise(over), header=oh, compression_type="RICE_1", name=OVERSCAN_EXT[amp.qid]
+        _digitise(over), header=oh, compression_type="RICE_1", name=str(amp.qid + N_QUAD)
     )
     return img, ovs
 

@@ -1,9 +1,13 @@
-"""Raw CCD reading, floating-bias (overscan) correction and quadrant splitting.
+"""Raw CCD reading, floating-bias (overscan) correction, non-linearity correction and splitting.
 
-The raw file holds each quadrant in readout order with its 30-column overscan. :func:`read_raw_ccd`
-(the only I/O here) turns every quadrant into science orientation; the overscan rows are reordered
-exactly like the image rows, while the overscan columns stay in readout order so that
+The raw file holds each quadrant in readout order with its 30-column overscan, found by HDU index
+(:func:`zsds.core.rawformat.read_raw`, shared with ingest). :func:`read_raw_ccd` (the only I/O
+here) turns every quadrant into science orientation; the overscan rows are reordered exactly like
+the image rows, while the overscan columns stay in readout order so that
 :data:`zsds.core.instrument.OVERSCAN_GOOD` still selects the columns after the readout transient.
+:func:`split_quadrant` subtracts the floating bias and then corrects the per-amplifier
+non-linearity (:mod:`zsds.core.nonlinearity`), the order of IPAC's pipeline (the non-linearity is
+a function of the signal above the bias).
 """
 
 from __future__ import annotations
@@ -18,10 +22,26 @@ from astropy.wcs import WCS
 from scipy.ndimage import median_filter
 from scipy.signal import savgol_filter
 
+from zsds.core import nonlinearity
 from zsds.core.image import QuadrantImage
-from zsds.core.instrument import OVERSCAN_GOOD, check_ccd_quad, from_raw_orientation, raw_flip
+from zsds.core.instrument import (
+    ADC_MAX,
+    OVERSCAN_GOOD,
+    amplifier,
+    check_ccd_quad,
+    from_raw_orientation,
+    raw_flip,
+    rcid_of,
+)
 from zsds.core.masks import MaskBit
-from zsds.core.rawformat import IMAGE_EXT, OVERSCAN_EXT
+from zsds.core.rawformat import (
+    RawFormatError,
+    amp_id,
+    exposure_id,
+    obs_jd,
+    obs_mjd,
+    read_raw,
+)
 
 #: Header keywords of the extension that describe the HDU structure, not the data.
 _STRUCTURAL = (
@@ -78,9 +98,12 @@ class SplitConfig:
     Attributes
     ----------
     overscan : OverscanConfig
+    nonlinearity : bool
+        Correct the per-amplifier non-linearity (table chosen by the exposure date).
     """
 
     overscan: OverscanConfig = field(default_factory=OverscanConfig)
+    nonlinearity: bool = True
 
 
 @dataclass
@@ -110,6 +133,9 @@ class RawCCD:
 def read_raw_ccd(path: str | Path) -> RawCCD:
     """Read (and uncompress) a raw ZTF CCD file.
 
+    Quadrant ``q`` is HDU ``q`` and its overscan HDU ``q + 4``, whatever the extension names
+    (:func:`zsds.core.rawformat.read_raw`).
+
     Parameters
     ----------
     path : str or Path
@@ -118,19 +144,20 @@ def read_raw_ccd(path: str | Path) -> RawCCD:
     Returns
     -------
     RawCCD
+
+    Raises
+    ------
+    zsds.core.rawformat.RawFormatError
+        The file does not have the raw layout (the message names the file and the problem).
     """
-    images, overscans, headers = {}, {}, {}
-    with fits.open(path) as hdul:
-        primary = hdul[0].header.copy()
-        for qid in (1, 2, 3, 4):
-            img = hdul[IMAGE_EXT[qid]]
-            ovs = hdul[OVERSCAN_EXT[qid]]
-            flip_y, _ = raw_flip(qid)
-            images[qid] = np.ascontiguousarray(from_raw_orientation(np.asarray(img.data), qid))
-            ovs_data = np.asarray(ovs.data)
-            overscans[qid] = np.ascontiguousarray(ovs_data[::-1] if flip_y else ovs_data)
-            headers[qid] = img.header.copy()
-    return RawCCD(primary, images, overscans, headers, Path(path))
+    raw = read_raw(path)
+    images, overscans = {}, {}
+    for qid in (1, 2, 3, 4):
+        flip_y, _ = raw_flip(qid)
+        images[qid] = np.ascontiguousarray(from_raw_orientation(raw.images[qid], qid))
+        ovs = raw.overscans[qid]
+        overscans[qid] = np.ascontiguousarray(ovs[::-1] if flip_y else ovs)
+    return RawCCD(raw.primary, images, overscans, raw.image_headers, Path(path))
 
 
 def _odd_window(n: int, length: int) -> int:
@@ -210,8 +237,36 @@ def _merged_header(raw: RawCCD, qid: int, nx: int, ny: int) -> fits.Header:
     return hdr
 
 
+def _file(raw: RawCCD) -> str:
+    return raw.path.name if raw.path is not None else "raw file"
+
+
+def _identity(raw: RawCCD, qid: int, hdr: fits.Header) -> int:
+    """Add the keywords IPAC writes into every quadrant product and real raw files lack."""
+    for key in ("CCD_ID", "GAIN", "READNOI"):
+        if key not in hdr:
+            raise RawFormatError("missing_keyword", f"quadrant {qid} lacks {key}", _file(raw))
+    if "OBSJD" not in hdr and "OBSMJD" not in hdr:
+        raise RawFormatError("missing_keyword", "primary header lacks OBSJD", _file(raw))
+    ccdid = int(hdr["CCD_ID"])
+    check_ccd_quad(ccdid, qid)
+    hdr["QID"] = (qid, "readout quadrant (HDU index of the raw image)")
+    hdr["RCID"] = (rcid_of(ccdid, qid), "readout channel id")
+    if "EXPID" not in hdr:
+        try:
+            expid = exposure_id(raw.header, _file(raw))
+        except ValueError:
+            raise RawFormatError(
+                "missing_keyword", "no EXPID and the name is not a ZTF raw name", _file(raw)
+            ) from None
+        hdr["EXPID"] = (expid, "exposure id (from the file name)")
+    if "OBSMJD" not in hdr:
+        hdr["OBSMJD"] = (obs_mjd(hdr), "MJD at start of exposure (UTC), from OBSJD")
+    return ccdid
+
+
 def split_quadrant(raw: RawCCD, qid: int, config: SplitConfig | None = None) -> QuadrantImage:
-    """Overscan-correct and trim one quadrant.
+    """Overscan-correct, linearize and trim one quadrant.
 
     Parameters
     ----------
@@ -223,25 +278,41 @@ def split_quadrant(raw: RawCCD, qid: int, config: SplitConfig | None = None) -> 
     Returns
     -------
     QuadrantImage
-        float32 DN with the floating bias removed; mask flags pixels at or above SATURATE (raw
-        DN); variance ``max(data, 0) / gain + (read_noise / gain)^2``; header = primary +
-        extension keywords plus ``OVSLEVEL`` (median floating bias, DN).
+        float32 DN with the floating bias removed and the non-linearity corrected; mask flags
+        pixels at or above SATURATE (raw DN); variance ``max(data, 0) / gain + (read_noise /
+        gain)^2``; header = primary + extension keywords plus ``QID``, ``RCID``, ``EXPID`` and
+        ``OBSMJD`` (when absent), ``SATURATE`` (when absent), ``OVSLEVEL`` (median floating bias,
+        DN) and ``NLTABLE``/``NLCOEFA``/``NLCOEFB`` (the non-linearity correction applied).
     """
     check_ccd_quad(1, qid)
     cfg = config or SplitConfig()
     raw_img = raw.images[qid]
     ny, nx = raw_img.shape
     fbias = floating_bias(raw.overscans[qid], cfg.overscan)
-    data = (raw_img.astype(np.float64) - fbias[:, None]).astype(np.float32)
     hdr = _merged_header(raw, qid, nx, ny)
+    ccdid = _identity(raw, qid, hdr)
+    table = nonlinearity.table_for_jd(obs_jd(hdr))
+    a, b = table.coefficients(ccdid, amp_id(raw.ext_headers[qid], qid))
+    data = raw_img.astype(np.float64) - fbias[:, None]
+    if cfg.nonlinearity:
+        data = nonlinearity.linearize(data, a, b)
+        hdr["NLTABLE"] = (table.name, "non-linearity table: DN/(A DN^2 + B DN + 1)")
+        hdr["NLCOEFA"] = (a, "non-linearity coefficient A (1/DN^2)")
+        hdr["NLCOEFB"] = (b, "non-linearity coefficient B (1/DN)")
+    data = data.astype(np.float32)
+    if "SATURATE" not in hdr:
+        # Real raw files carry no saturation level: take the amplifier's full well from the
+        # instrument model, read through the non-linearity (the raw DN the camera records).
+        amp = amplifier(ccdid, qid)
+        level = amp.bias_level + float(nonlinearity.delinearize(amp.full_well / amp.gain, a, b))
+        hdr["SATURATE"] = (round(min(level, ADC_MAX), 1), "saturation level (raw DN), model")
     gain = float(hdr["GAIN"])
     read_noise = float(hdr["READNOI"])
     variance = np.maximum(data, 0.0) / np.float32(gain) + np.float32((read_noise / gain) ** 2)
     image = QuadrantImage(data, variance, header=hdr)
-    if "SATURATE" in hdr:
-        image.add_mask(raw_img >= float(hdr["SATURATE"]), MaskBit.SATURATED)
+    image.add_mask(raw_img >= float(hdr["SATURATE"]), MaskBit.SATURATED)
     hdr["OVSLEVEL"] = (round(float(np.median(fbias)), 3), "median floating bias (DN)")
-    hdr["BUNIT"] = ("DN", "overscan-corrected data numbers")
+    hdr["BUNIT"] = ("DN", "overscan- and non-linearity-corrected data numbers")
     return image
 
 
