@@ -56,7 +56,11 @@ def nearest_reference(cand: pd.DataFrame, refcat: pd.DataFrame, radius_px: float
 
 
 def ps1_context(cand: pd.DataFrame, ps1: pd.DataFrame, radius: float = 30.0) -> pd.DataFrame:
-    """The three nearest PS1 sources within ``radius`` arcsec, and their count (``nmtchps``)."""
+    """The three nearest PS1 sources within ``radius`` arcsec, and their count (``nmtchps``).
+
+    ``ps1`` holds PS1 DR2 rows with their published names (``objID``, ``raMean``, ``decMean``,
+    ``gMeanPSFMag`` .. ``zMeanPSFMag``, ``ps_score``; :data:`zsds.sky.refcat.PS1_DR2`).
+    """
     n = len(cand)
     cols: dict[str, np.ndarray] = {"nmtchps": np.zeros(n, int)}
     for k in (1, 2, 3):
@@ -66,7 +70,7 @@ def ps1_context(cand: pd.DataFrame, ps1: pd.DataFrame, radius: float = 30.0) -> 
         cols[f"distpsnr{k}"] = np.full(n, np.nan)
         cols[f"objectidps{k}"] = np.full(n, -999, dtype=np.int64)
     if n and len(ps1):
-        tree = cKDTree(_unit(ps1["ra"].to_numpy(float), ps1["dec"].to_numpy(float)))
+        tree = cKDTree(_unit(ps1["raMean"].to_numpy(float), ps1["decMean"].to_numpy(float)))
         xyz = _unit(cand["ra"].to_numpy(float), cand["dec"].to_numpy(float))
         cols["nmtchps"] = np.array([len(v) for v in tree.query_ball_point(xyz, _chord(radius))])
         d, j = tree.query(xyz, k=3, distance_upper_bound=_chord(radius))
@@ -74,16 +78,19 @@ def ps1_context(cand: pd.DataFrame, ps1: pd.DataFrame, radius: float = 30.0) -> 
             ok = np.isfinite(d[:, k - 1])
             jj = j[ok, k - 1]
             for b in "griz":
-                cols[f"s{b}mag{k}"][ok] = ps1[f"{b}mag"].to_numpy(float)[jj]
-            cols[f"sgscore{k}"][ok] = ps1["sgscore"].to_numpy(float)[jj]
+                cols[f"s{b}mag{k}"][ok] = ps1[f"{b}MeanPSFMag"].to_numpy(float)[jj]
+            cols[f"sgscore{k}"][ok] = ps1["ps_score"].to_numpy(float)[jj]
             cols[f"distpsnr{k}"][ok] = _arcsec(d[ok, k - 1])
-            cols[f"objectidps{k}"][ok] = ps1["objid"].to_numpy(np.int64)[jj]
+            cols[f"objectidps{k}"][ok] = ps1["objID"].to_numpy(np.int64)[jj]
     return pd.DataFrame(cols)
 
 
 def gaia_context(cand: pd.DataFrame, gaia: pd.DataFrame, radius: float = 90.0,
                  bright: float = 14.0) -> pd.DataFrame:
-    """Nearest Gaia source and nearest one brighter than G = ``bright`` within ``radius``"."""
+    """Nearest Gaia source and nearest one brighter than G = ``bright`` within ``radius``".
+
+    ``gaia`` holds Gaia DR3 rows (``ra``, ``dec``, ``phot_g_mean_mag``), ideally at the epoch.
+    """
     n = len(cand)
     out = pd.DataFrame({"neargaia": np.full(n, np.nan), "maggaia": np.nan,
                         "neargaiabright": np.nan, "maggaiabright": np.nan})

@@ -55,7 +55,7 @@ from zsds.diffim.objects import associate, refresh_objects
 from zsds.diffim.stage import DiffImage, SubtractConfig, subtract
 from zsds.instcal.moffat import MoffatFieldPSF
 from zsds.io.fitsio import write_hdul, write_image, write_table
-from zsds.sky.refcat import RefCatalog
+from zsds.sky.refcat import open_refcat
 
 __all__ = ["PacketCuts", "QuadrantDiffOutcome", "SubtractRunConfig", "subtract_night",
            "subtract_quadrant", "subtract_quadrant_job"]
@@ -192,9 +192,9 @@ def _context(home: Home, cand: pd.DataFrame, refcat: pd.DataFrame, hdr: fits.Hea
     radius = np.hypot(nx, ny) / 2 * PIXEL_SCALE / 3600.0 + 0.03
     parts = [nearest_reference(cand, refcat)]
     try:
-        ps1 = RefCatalog(home.refcat / "ps1").cone(float(ra0[0]), float(dec0[0]), radius + 0.01)
-        gaia = RefCatalog(home.refcat / "gaia").cone(float(ra0[0]), float(dec0[0]),
-                                                     radius + 0.03)
+        ps1 = open_refcat(home.refcat, "ps1").cone(float(ra0[0]), float(dec0[0]), radius + 0.01)
+        gaia = open_refcat(home.refcat, "gaia").cone(float(ra0[0]), float(dec0[0]),
+                                                     radius + 0.03, epoch_mjd=hdr.get("OBSMJD"))
         parts += [ps1_context(cand, ps1), gaia_context(cand, gaia)]
     except FileNotFoundError as exc:  # no local catalogue: context stays null
         log.warning("catalogue context skipped: %s", exc)

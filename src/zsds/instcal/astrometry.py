@@ -1,4 +1,4 @@
-"""Astrometric calibration of a quadrant against the Gaia-like reference catalogue.
+"""Astrometric calibration of a quadrant against the Gaia DR3 reference catalogue.
 
 The raw header carries the commanded, distortion-free TAN WCS, which is off by the pointing error
 (~3") and by the optical distortion (up to ~20" offset, ~0.3" non-linear across a quadrant). We
@@ -20,6 +20,7 @@ from scipy.ndimage import uniform_filter
 from scipy.spatial import cKDTree
 
 from zsds.core.wcs import _sip_inverse, pixel_scale_arcsec
+from zsds.sky.refcat import propagate_to_epoch
 
 __all__ = [
     "GAIA_EPOCH_MJD",
@@ -31,8 +32,6 @@ __all__ = [
 
 #: Gaia DR3 reference epoch J2016.0 as MJD.
 GAIA_EPOCH_MJD = 57388.5
-_DAYS_PER_YEAR = 365.25
-_MAS_PER_DEG = 3.6e6
 
 
 @dataclass(frozen=True)
@@ -127,32 +126,28 @@ class AstrometryResult:
 
 
 def propagate_refcat(ref: pd.DataFrame, mjd: float) -> pd.DataFrame:
-    """Move reference positions from J2016.0 to an epoch by their proper motions.
+    """Move Gaia DR3 positions from their ``ref_epoch`` to an epoch by their proper motions.
+
+    The one implementation is :func:`zsds.sky.refcat.propagate_to_epoch`, which the catalogue
+    reader also applies (``RefCatalog.cone(..., epoch_mjd=...)``).
 
     Parameters
     ----------
     ref : pandas.DataFrame
-        Gaia-like rows with ``ra``, ``dec`` (deg, J2016.0), ``pmra`` (mas/yr, includes cos dec)
-        and ``pmdec`` (mas/yr); missing proper motions count as zero.
+        Gaia DR3 rows with ``ra``, ``dec`` (deg), ``pmra`` (mas/yr, includes cos dec),
+        ``pmdec`` (mas/yr) and ``ref_epoch`` (Julian yr; 2016.0 if absent); missing proper
+        motions count as zero.
     mjd : float
         Target epoch (MJD).
 
     Returns
     -------
     pandas.DataFrame
-        A copy with ``ra``, ``dec`` at the epoch. Linear in time (no parallax, no perspective
-        acceleration: < 1 mas over a decade for all but the nearest stars).
+        A copy with ``ra``, ``dec`` at the epoch and ``ref_epoch`` set to it (so rows already
+        at the epoch are unchanged). Linear in time (no parallax, no perspective acceleration:
+        < 1 mas over a decade for all but the nearest stars).
     """
-    out = ref.copy()
-    dt_yr = (float(mjd) - GAIA_EPOCH_MJD) / _DAYS_PER_YEAR
-    pmra = np.nan_to_num(np.asarray(ref["pmra"], np.float64))
-    pmdec = np.nan_to_num(np.asarray(ref["pmdec"], np.float64))
-    dec = np.asarray(ref["dec"], np.float64) + pmdec * dt_yr / _MAS_PER_DEG
-    cosd = np.cos(np.deg2rad(np.asarray(ref["dec"], np.float64)))
-    ra = np.asarray(ref["ra"], np.float64) + pmra * dt_yr / _MAS_PER_DEG / cosd
-    out["ra"] = ra % 360.0
-    out["dec"] = dec
-    return out
+    return propagate_to_epoch(ref, mjd)
 
 
 def _fail(message: str, n_ref: int = 0) -> AstrometryResult:
@@ -233,7 +228,7 @@ def solve_astrometry(
     epoch_mjd: float,
     config: AstrometryConfig = AstrometryConfig(),
 ) -> AstrometryResult:
-    """Fit a TAN-SIP WCS to detected sources by matching them to the Gaia-like catalogue.
+    """Fit a TAN-SIP WCS to detected sources by matching them to the Gaia DR3 catalogue.
 
     Parameters
     ----------
@@ -246,10 +241,11 @@ def solve_astrometry(
     initial_wcs : astropy.wcs.WCS
         Approximate WCS (the raw header's commanded linear TAN).
     ref : pandas.DataFrame
-        Reference stars with ``ra``, ``dec`` (J2016.0), ``pmra``, ``pmdec``, ``phot_g_mean_mag``
-        covering the image (plus a margin of ``search_radius_arcsec``).
+        Gaia DR3 rows (published names: ``ra``, ``dec`` at ``ref_epoch``, ``pmra``, ``pmdec``,
+        ``phot_g_mean_mag``) covering the image (plus a margin of ``search_radius_arcsec``).
     epoch_mjd : float
-        Epoch of the exposure; reference positions are propagated to it.
+        Epoch of the exposure; reference positions are propagated to it (a no-op for rows the
+        reader already propagated, whose ``ref_epoch`` is the exposure's).
     config : AstrometryConfig
 
     Returns

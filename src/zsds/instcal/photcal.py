@@ -1,4 +1,4 @@
-"""Photometric calibration against the PS1-like catalog: m_PS1 - m_inst = ZP + b * colour.
+"""Photometric calibration against the PS1 DR2 catalog: m_PS1 - m_inst = ZP + b * colour.
 
 This is the ZTF solution (ES Eq. 2): per image, a linear fit of the PS1 magnitude minus the
 instrumental PSF-fit magnitude against the PS1 colour (g-r for g and r, r-i for i), giving MAGZP,
@@ -35,7 +35,9 @@ class PhotCalConfig:
     colour_range : tuple[float, float]
         PS1 colour range of calibrators (the stellar locus where the colour term is linear).
     min_sgscore : float
-        Point sources only (PS1 star/galaxy score).
+        Point sources only: PS1 ``ps_score`` (the star/galaxy score ZTF calls sgscore) at least
+        this. Rows whose score is unknown (NaN: a PS1 catalogue without PS1-PSC scores) are
+        kept and left to the sigma clipping.
     clip_sigma : float
         Outlier rejection in the iterative fit.
     sys_floor : float
@@ -137,7 +139,8 @@ def photometric_calibration(
     ra, dec : ndarray
         Calibrated positions of the sources (deg).
     ps1 : DataFrame
-        PS1-like catalog rows around the image (``gmag``, ``gmagerr``, ... ``sgscore``).
+        PS1 DR2 rows around the image, published names: ``raMean``, ``decMean``,
+        ``gMeanPSFMag``, ``gMeanPSFMagErr``, ... and ``ps_score``.
     filt : Filter
 
     Returns
@@ -149,12 +152,13 @@ def photometric_calibration(
     c1, c2 = filt.props.colour_bands
     pcolor = f"{c1}-{c2}"
     i, j, _ = match_sky(
-        ra, dec, ps1["ra"].to_numpy(), ps1["dec"].to_numpy(), config.match_radius_arcsec
+        ra, dec, ps1["raMean"].to_numpy(), ps1["decMean"].to_numpy(), config.match_radius_arcsec
     )
     ref = ps1.iloc[j]
-    m_ref = ref[f"{band}mag"].to_numpy(float)
-    e_ref = ref[f"{band}magerr"].to_numpy(float)
-    colour = ref[f"{c1}mag"].to_numpy(float) - ref[f"{c2}mag"].to_numpy(float)
+    m_ref = ref[f"{band}MeanPSFMag"].to_numpy(float)
+    e_ref = ref[f"{band}MeanPSFMagErr"].to_numpy(float)
+    colour = ref[f"{c1}MeanPSFMag"].to_numpy(float) - ref[f"{c2}MeanPSFMag"].to_numpy(float)
+    score = ref["ps_score"].to_numpy(float)
     mi, ei = mag_inst[i], mag_inst_err[i]
     good = (
         np.isfinite(m_ref)
@@ -166,7 +170,7 @@ def photometric_calibration(
         & (ei < config.max_inst_err)
         & (colour > config.colour_range[0])
         & (colour < config.colour_range[1])
-        & (ref["sgscore"].to_numpy(float) >= config.min_sgscore)
+        & ~(score < config.min_sgscore)  # NaN (unknown) passes
     )
     if good.sum() < config.min_matches:
         return PhotCalResult(

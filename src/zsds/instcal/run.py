@@ -32,7 +32,7 @@ from zsds.db.jobs import job
 from zsds.db.schema import Exposure, QAMetric, QuadrantProduct, RawFile
 from zsds.instcal.stage import CalibrationFrames, InstCalConfig, InstCalResult, calibrate_quadrant
 from zsds.io.fitsio import write_hdul, write_image, write_table
-from zsds.sky.refcat import RefCatalog
+from zsds.sky.refcat import RefCatalog, open_refcat
 from zsds.split import quadrant_qa, read_raw_ccd, split_quadrant
 
 ProgressFn = Callable[[str, int, int], None]
@@ -217,7 +217,7 @@ def _calibrate_one(home: Home, engine: Engine, raw, q: int, qid: QuadrantId, mjd
     ra0, dec0 = w.all_pix2world([nx / 2 - 0.5], [ny / 2 - 0.5], 0)
     radius = np.hypot(nx, ny) / 2 * 1.02 / 3600.0 * 1.012 + 0.02
     res = calibrate_quadrant(
-        image, frames, gaia.cone(float(ra0[0]), float(dec0[0]), radius),
+        image, frames, gaia.cone(float(ra0[0]), float(dec0[0]), radius, epoch_mjd=mjd),
         ps1.cone(float(ra0[0]), float(dec0[0]), radius), config)
     # QA of the split step (overscan level/noise, saturation) joins the record.
     split_qa = quadrant_qa(image, raw.overscans[q])
@@ -249,8 +249,8 @@ def calibrate_night(
     quads = [quad] if quad else [1, 2, 3, 4]
     total = len(files) * len(quads)
     outcomes: list[QuadrantOutcome] = []
-    gaia = RefCatalog(home.refcat / "gaia")
-    ps1 = RefCatalog(home.refcat / "ps1")
+    gaia = open_refcat(home.refcat, "gaia")
+    ps1 = open_refcat(home.refcat, "ps1")
     done = 0
     for relpath, exp_id, ccdid, field, ffd, mjd, fid in files:
         try:  # read once for its four quadrants; an unreadable file fails each of them

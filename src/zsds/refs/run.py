@@ -50,7 +50,7 @@ from zsds.instcal.stage import InfoBits
 from zsds.io.fitsio import write_hdul, write_image, write_table
 from zsds.refs.coadd import CoaddConfig, CoaddResult, coadd, reference_grid, zp_scale
 from zsds.refs.select import SelectConfig, candidates_from_headers, select_epochs
-from zsds.sky.refcat import RefCatalog
+from zsds.sky.refcat import open_refcat
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -146,7 +146,7 @@ def reference_catalogs(
         Lowest saturation level of the inputs scaled to ``res.zp`` (DN above sky); pixels above
         half of it that lost inputs are flagged SATURATED.
     ps1 : DataFrame
-        PS1-like rows covering the grid.
+        PS1 DR2 rows (published column names) covering the grid.
     filt : Filter
     config : RefBuildConfig, optional
 
@@ -372,7 +372,7 @@ def _build_one(home: Home, engine: Engine, key: tuple[int, int, int, int],
     ny, nx = shape
     ra0, dec0 = ref_wcs.all_pix2world([nx / 2 - 0.5], [ny / 2 - 0.5], 0)
     radius = np.hypot(nx, ny) / 2 * PIXEL_SCALE / 3600.0 * 1.02 + 0.02
-    ps1 = RefCatalog(home.refcat / "ps1").cone(float(ra0[0]), float(dec0[0]), radius)
+    ps1 = open_refcat(home.refcat, "ps1").cone(float(ra0[0]), float(dec0[0]), radius)
     cats = reference_catalogs(res, saturate, ps1, filt, cfg)
     t3 = time.perf_counter()
     jd = sel["obsjd"].to_numpy(float)

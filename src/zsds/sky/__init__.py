@@ -1,4 +1,5 @@
-"""Simulated sky: true stars/galaxies per HEALPix pixel and PS1/Gaia-like reference catalogues."""
+"""Simulated sky (true stars/galaxies per HEALPix pixel) and the Gaia DR3 / PS1 DR2 reference
+catalogues (real or simulated HATS catalogues, one reader)."""
 
 from zsds.sky.model import (
     EPOCH_MJD,
@@ -12,25 +13,35 @@ from zsds.sky.model import (
     true_stars,
 )
 from zsds.sky.refcat import (
+    GAIA_DR3,
+    PS1_DR2,
     MissingPartitionError,
     RefCatalog,
+    RefCatalogError,
     ensure_refcats,
     make_gaia_like,
     make_ps1_like,
+    open_refcat,
+    propagate_to_epoch,
 )
 
 __all__ = [
     "EPOCH_MJD",
+    "GAIA_DR3",
+    "PS1_DR2",
     "SKY_ORDER",
     "MissingPartitionError",
     "RefCatalog",
+    "RefCatalogError",
     "SkyModel",
     "ensure_refcats",
     "magnitudes_at",
     "make_gaia_like",
     "make_ps1_like",
+    "open_refcat",
     "pixels_in_cone",
     "positions_at",
+    "propagate_to_epoch",
     "star_density",
     "true_galaxies",
     "true_stars",
