@@ -312,7 +312,7 @@ def split_quadrant(raw: RawCCD, qid: int, config: SplitConfig | None = None) -> 
     image = QuadrantImage(data, variance, header=hdr)
     image.add_mask(raw_img >= float(hdr["SATURATE"]), MaskBit.SATURATED)
     hdr["OVSLEVEL"] = (round(float(np.median(fbias)), 3), "median floating bias (DN)")
-    hdr["BUNIT"] = ("DN", "overscan- and non-linearity-corrected data numbers")
+    hdr["BUNIT"] = ("DN", "overscan- and non-linearity-corrected DN")
     return image
 
 
