@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Sequence
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +40,8 @@ from hats.io.skymap import write_skymap
 from hats.pixel_math import HealpixPixel, compute_spatial_index, generate_alignment
 from hats.pixel_math.spatial_index import SPATIAL_INDEX_COLUMN, SPATIAL_INDEX_ORDER
 
+from zsds.io.hatsio import arrow_table, builder_name
+
 __all__ = ["import_hats_catalog", "read_hats_cone", "write_hats_catalog"]
 
 #: Up to this order the partitions are chosen by hats' ``generate_alignment`` (Python loops
@@ -50,13 +51,6 @@ _HATS_ALIGNMENT_MAX_ORDER = 7
 #: The skymap is at least order 8 (as lsdb writes it) and at most 10 (a dense int64 map of
 #: 12 * 4**10 pixels is 100 MB).
 _SKYMAP_ORDER_MIN, _SKYMAP_ORDER_MAX = 8, 10
-
-
-def _builder() -> str:
-    try:
-        return f"zsds v{version('zsds')}"
-    except PackageNotFoundError:  # running from a source tree
-        return "zsds"
 
 
 def _shift(order: int) -> int:
@@ -121,16 +115,6 @@ def _partitions(h29_sorted: np.ndarray, max_rows: int) -> list[tuple[int, int, i
     return sorted(parts, key=lambda p: p[1] << _shift(p[0]))
 
 
-def _arrow_table(df: pd.DataFrame) -> pa.Table:
-    """``df`` as an Arrow table without pandas metadata (as lsdb writes its partitions) and
-    without ``_healpix_29`` (recomputed by the caller)."""
-    if isinstance(df.index, pd.MultiIndex) or df.index.name is not None:
-        df = df.reset_index()  # a named index is data (e.g. oid): keep it as a column
-    df = df.drop(columns=[SPATIAL_INDEX_COLUMN], errors="ignore")  # e.g. an lsdb result's
-    table = pa.Table.from_pandas(df, preserve_index=False)
-    return table.replace_schema_metadata(None)
-
-
 def write_hats_catalog(root: Path, df: pd.DataFrame, name: str = "ztf_lc_objects",
                        ra_col: str = "ra", dec_col: str = "dec",
                        max_rows_per_partition: int = 1_000_000) -> Path:
@@ -186,7 +170,7 @@ def write_hats_catalog(root: Path, df: pd.DataFrame, name: str = "ztf_lc_objects
     h29 = compute_spatial_index(ra, dec)  # hats' own (cdshealpix), as lsdb computes it
     order = np.argsort(h29, kind="stable")
     h29 = h29[order]
-    table = _arrow_table(df)
+    table = arrow_table(df)
     table = table.take(pa.array(order)).append_column(
         SPATIAL_INDEX_COLUMN, pa.array(h29, pa.int64()))
     parts = _partitions(h29, max_rows_per_partition)
@@ -307,7 +291,7 @@ def _write_catalog(catdir: Path, table: pa.Table, h29: np.ndarray,
         hats_max_rows=max(p[2] for p in parts),
         moc_sky_fraction=float(f"{coverage:.5g}"),
         hats_order=hats_order,
-        **HatsProperties.new_provenance_dict(catdir, builder=_builder()),
+        **HatsProperties.new_provenance_dict(catdir, builder=builder_name()),
     )
     properties.to_properties_file(catdir)
 

@@ -775,10 +775,10 @@ def _write_partition(catdir: Path, pix: int, df: pd.DataFrame, h29: np.ndarray,
     from hats.pixel_math import HealpixPixel
     from hats.pixel_math.spatial_index import SPATIAL_INDEX_COLUMN
 
-    from zsds.lightcurves.hats import _arrow_table
+    from zsds.io.hatsio import arrow_table
 
     order = np.argsort(h29, kind="stable")
-    table = _arrow_table(df).take(pa.array(order))
+    table = arrow_table(df).take(pa.array(order))
     table = table.append_column(SPATIAL_INDEX_COLUMN, pa.array(h29[order], pa.int64()))
     fields = [f.with_metadata({"unit": schema.units[f.name]}) if schema.units.get(f.name) else f
               for f in table.schema]
@@ -809,7 +809,7 @@ def _refresh_metadata(catdir: Path, schema: CatalogSchema, new_pixels: list[int]
     from hats.pixel_math import HealpixPixel
     from hats.pixel_math.spatial_index import SPATIAL_INDEX_COLUMN, SPATIAL_INDEX_ORDER
 
-    from zsds.lightcurves.hats import _builder
+    from zsds.io.hatsio import builder_name
 
     shift = 2 * (SPATIAL_INDEX_ORDER - _SIM_SKYMAP_ORDER)
     skymap_path = catdir / "skymap.fits"
@@ -847,7 +847,7 @@ def _refresh_metadata(catdir: Path, schema: CatalogSchema, new_pixels: list[int]
             moc_sky_fraction=float(f"{info.calculate_fractional_coverage():.5g}"),
             hats_order=SKY_ORDER,
             obs_title=_sim_title(schema),
-            **HatsProperties.new_provenance_dict(catdir, builder=_builder()),
+            **HatsProperties.new_provenance_dict(catdir, builder=builder_name()),
         ).to_properties_file(staging)
         for rel in ("dataset/_common_metadata", "dataset/_metadata",
                     "per_partition_statistics.parquet", "point_map.fits", "skymap.fits",
