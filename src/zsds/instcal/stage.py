@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -122,6 +123,75 @@ class SourceMeasurement:
     psfcat: pd.DataFrame
 
 
+class PSFStepsConfig(Protocol):
+    """The options :func:`fit_psf_and_photometry` reads (``InstCalConfig``, ``RefBuildConfig``)."""
+
+    psf_select: PSFConfig
+    psf: MoffatPSFConfig
+    psfphot: PSFPhotConfig
+    psffit_min_snr: float
+
+
+def fit_psf_and_photometry(
+    sub: np.ndarray,
+    variance: np.ndarray,
+    bad: np.ndarray,
+    mask: np.ndarray,
+    sexcat: pd.DataFrame,
+    star_saturate: float,
+    config: PSFStepsConfig,
+    tick: Callable[[str], None] = lambda _name: None,
+) -> tuple[MoffatFieldPSF | None, pd.DataFrame]:
+    """PSF model from the catalogue's good stars, then PSF-fit photometry of every detection.
+
+    The one implementation for science quadrants and references.
+
+    Parameters
+    ----------
+    sub, variance : ndarray (ny, nx)
+        Background-subtracted image and its variance.
+    bad, mask : ndarray (ny, nx)
+        Bad pixels (bool) and the ZTF mask bits (for the catalogue ``flags``).
+    sexcat : DataFrame
+        The aperture catalogue (``x, y, flux_auto, peak``).
+    star_saturate : float
+        PSF stars peak below this (DN above the background).
+    config : PSFStepsConfig
+    tick : callable
+        Called with ``"psf"`` and ``"psfphot"`` as each step ends.
+
+    Returns
+    -------
+    psf : MoffatFieldPSF or None
+        None when no PSF could be built (fewer than 3 usable stars).
+    psfcat : DataFrame
+        Fits above ``config.psffit_min_snr``; the fit's own flags as ``fitflags``, ``flags`` the
+        mask OR around each position (empty without a PSF).
+    """
+    psf = None
+    if len(sexcat):
+        stars = select_psf_stars(sub, bad, sexcat["x"].to_numpy(), sexcat["y"].to_numpy(),
+                                 sexcat["flux_auto"].to_numpy(), sexcat["peak"].to_numpy(),
+                                 star_saturate, config.psf_select)
+        try:
+            psf = build_moffat_psf(sub, variance, bad, sexcat["x"].to_numpy()[stars],
+                                   sexcat["y"].to_numpy()[stars], config.psf)
+        except ValueError:
+            psf = None
+    tick("psf")
+    psfcat = pd.DataFrame()
+    if psf is not None:
+        # Every detection is PSF-fitted (an aperture S/N cut would drop faint point sources
+        # whose Kron aperture is noisy); the catalogue keeps fits above the S/N threshold.
+        psfcat = psf_photometry(sub, variance, bad, psf, sexcat["x"].to_numpy(),
+                                sexcat["y"].to_numpy(), config.psfphot)
+        snr = psfcat["flux"] / psfcat["fluxerr"]
+        psfcat = psfcat[np.isfinite(snr) & (snr >= config.psffit_min_snr)].reset_index(drop=True)
+        psfcat = psfcat.rename(columns={"flags": "fitflags"})
+        psfcat["flags"] = mask_flags(mask, psfcat["x"].to_numpy(), psfcat["y"].to_numpy())
+    return psf, psfcat
+
+
 def measure_sources(
     data: np.ndarray,
     variance: np.ndarray,
@@ -174,29 +244,9 @@ def measure_sources(
     sub = (data - bkg.level).astype(np.float32)
     sexcat = extract_sources(sub, bkg, mask, config.detect)
     tick("extract")
-    # PSF model
-    psf = None
-    if len(sexcat):
-        stars = select_psf_stars(sub, bad, sexcat["x"].to_numpy(), sexcat["y"].to_numpy(),
-                                 sexcat["flux_auto"].to_numpy(), sexcat["peak"].to_numpy(),
-                                 saturate - bkg.global_level, config.psf_select)
-        try:
-            psf = build_moffat_psf(sub, variance, bad, sexcat["x"].to_numpy()[stars],
-                                   sexcat["y"].to_numpy()[stars], config.psf)
-        except ValueError:
-            psf = None
-    tick("psf")
-    # PSF-fit photometry of the detections
-    psfcat = pd.DataFrame()
-    if psf is not None:
-        # Every detection is PSF-fitted (an aperture S/N cut would drop faint point sources
-        # whose Kron aperture is noisy); the catalogue keeps fits above the S/N threshold.
-        psfcat = psf_photometry(sub, variance, bad, psf, sexcat["x"].to_numpy(),
-                                sexcat["y"].to_numpy(), config.psfphot)
-        snr = psfcat["flux"] / psfcat["fluxerr"]
-        psfcat = psfcat[np.isfinite(snr) & (snr >= config.psffit_min_snr)].reset_index(drop=True)
-        psfcat = psfcat.rename(columns={"flags": "fitflags"})
-        psfcat["flags"] = mask_flags(mask, psfcat["x"].to_numpy(), psfcat["y"].to_numpy())
+    # PSF model and PSF-fit photometry
+    psf, psfcat = fit_psf_and_photometry(sub, variance, bad, mask, sexcat,
+                                         saturate - bkg.global_level, config, tick)
     tick("psfphot")
     return SourceMeasurement(mask, bkg, sexcat, psf, psfcat)
 

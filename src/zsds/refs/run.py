@@ -40,13 +40,13 @@ from zsds.core.naming import ref_product
 from zsds.core.photometry import flux_to_mag
 from zsds.db.engine import session
 from zsds.db.schema import QuadrantProduct, Reference
-from zsds.instcal.detect import DetectConfig, estimate_background, extract_sources, mask_flags
-from zsds.instcal.moffat import MoffatFieldPSF, MoffatPSFConfig, build_moffat_psf
+from zsds.instcal.detect import DetectConfig, estimate_background, extract_sources
+from zsds.instcal.moffat import MoffatFieldPSF, MoffatPSFConfig
 from zsds.instcal.photcal import PhotCalConfig, PhotCalResult, photometric_calibration
-from zsds.instcal.psf import PSFConfig, select_psf_stars
-from zsds.instcal.psfphot import PSFPhotConfig, psf_photometry
+from zsds.instcal.psf import PSFConfig
+from zsds.instcal.psfphot import PSFPhotConfig
 from zsds.instcal.run import PSFCAT_COLUMNS, _catalog_table
-from zsds.instcal.stage import InfoBits
+from zsds.instcal.stage import InfoBits, fit_psf_and_photometry
 from zsds.io.fitsio import write_hdul, write_image, write_table
 from zsds.refs.coadd import CoaddConfig, CoaddResult, coadd, reference_grid, zp_scale
 from zsds.refs.select import SelectConfig, candidates_from_headers, select_epochs
@@ -168,24 +168,7 @@ def reference_catalogs(
     bkg = estimate_background(res.image, bad, cfg.detect)
     sub = np.where(bad, 0.0, res.image - bkg.level).astype(np.float32)
     sexcat = extract_sources(sub, bkg, mask, cfg.detect)
-    psf = None
-    if len(sexcat):
-        stars = select_psf_stars(sub, bad, sexcat["x"].to_numpy(), sexcat["y"].to_numpy(),
-                                 sexcat["flux_auto"].to_numpy(), sexcat["peak"].to_numpy(),
-                                 0.5 * saturate, cfg.psf_select)
-        try:
-            psf = build_moffat_psf(sub, variance, bad, sexcat["x"].to_numpy()[stars],
-                                   sexcat["y"].to_numpy()[stars], cfg.psf)
-        except ValueError:
-            psf = None
-    psfcat = pd.DataFrame()
-    if psf is not None:
-        psfcat = psf_photometry(sub, variance, bad, psf, sexcat["x"].to_numpy(),
-                                sexcat["y"].to_numpy(), cfg.psfphot)
-        snr = psfcat["flux"] / psfcat["fluxerr"]
-        psfcat = psfcat[np.isfinite(snr) & (snr >= cfg.psffit_min_snr)].reset_index(drop=True)
-        psfcat = psfcat.rename(columns={"flags": "fitflags"})
-        psfcat["flags"] = mask_flags(mask, psfcat["x"].to_numpy(), psfcat["y"].to_numpy())
+    psf, psfcat = fit_psf_and_photometry(sub, variance, bad, mask, sexcat, 0.5 * saturate, cfg)
     phot = PhotCalResult(False, "no PSF-fit sources")
     if len(psfcat):
         ra, dec = res.wcs.all_pix2world(psfcat["x"].to_numpy(), psfcat["y"].to_numpy(), 0)
