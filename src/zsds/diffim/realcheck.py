@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import sep
 from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
@@ -33,9 +34,10 @@ _ZP = 25.0
 _EDGE = 16
 
 
-def _image(path: Path, config: InstCalConfig) -> QuadrantImage:
-    """A real image with a PSF, variance and catalogue; the gain is estimated from the sky
-    (sky level over sky variance) when the header has none, as the GOTO files have none."""
+def _image(path: Path, config: InstCalConfig) -> tuple[QuadrantImage, pd.DataFrame]:
+    """A real image with its PSF and variance, and its PSF catalogue; the gain is estimated
+    from the sky (sky level over sky variance) when the header has none, as the GOTO files
+    have none."""
     with fits.open(path, memmap=False) as h:
         data = np.nan_to_num(np.asarray(h[0].data, np.float32))
         hdr = h[0].header.copy()
@@ -56,9 +58,7 @@ def _image(path: Path, config: InstCalConfig) -> QuadrantImage:
     ra, dec = wcs.all_pix2world(m.psfcat["x"].to_numpy(), m.psfcat["y"].to_numpy(), 0)
     cat = m.psfcat.assign(snr=m.psfcat["flux"] / m.psfcat["fluxerr"], xpos=m.psfcat["x"] + 1,
                           ypos=m.psfcat["y"] + 1, ra=ra, dec=dec)
-    img = QuadrantImage(data, variance, m.mask, wcs, m.psf, hdr)
-    img.catalog = cat  # type: ignore[attr-defined]
-    return img
+    return QuadrantImage(data, variance, m.mask, wcs, m.psf, hdr), cat
 
 
 def new_only_sources(reference: np.ndarray, new: np.ndarray) -> np.ndarray:
@@ -81,10 +81,10 @@ def check_goto_pair(reference: Path, new: Path, config: InstCalConfig | None = N
                     ) -> list[Check]:
     """Subtract a real reference from a real new image; every new source must be found."""
     config = config or InstCalConfig()
-    ref = _image(reference, config)
-    sci = _image(new, config)
+    ref, ref_cat = _image(reference, config)
+    sci, sci_cat = _image(new, config)
     truth = new_only_sources(ref.data, sci.data)
-    diff = subtract(sci, ref, sci_cat=sci.catalog, ref_cat=ref.catalog)
+    diff = subtract(sci, ref, sci_cat=sci_cat, ref_cat=ref_cat)
     cand = measure_candidates(diff)
     pos = cand[cand["isdiffpos"] == "t"] if len(cand) else cand
     if len(pos):

@@ -128,11 +128,6 @@ class NightSummary:
     errors: list[str] = field(default_factory=list)
     latencies: dict[str, float] = field(default_factory=dict)
 
-    @property
-    def problems(self) -> int:
-        """Failed quadrants, quarantined files and failed end-of-night steps."""
-        return self.failed + self.quarantined + len(self.failed_steps)
-
     def problem_line(self) -> str:
         """What failed, in words (empty when nothing did)."""
         parts = [f"{n} {what}" for n, what in (

@@ -50,7 +50,8 @@ class QuadrantQuality:
     maglim: float
 
 
-def _robust_std(x: np.ndarray) -> float:
+def robust_std(x: np.ndarray) -> float:
+    """1.4826 x the median absolute deviation of the finite values (NaN if none)."""
     x = x[np.isfinite(x)]
     return float(1.4826 * np.median(np.abs(x - np.median(x)))) if len(x) else np.nan
 
@@ -111,7 +112,7 @@ def evaluate_quadrant(sciimg: Path, psfcat: Path, truth_dir: Path, ccdid: int, q
             dm = cat.mag.to_numpy()[jj[sel]] - stars.mag.to_numpy()[sel]
             sig = cat.sigmag.to_numpy()[jj[sel]]
             offset = float(np.median(dm))
-            scatter = _robust_std((dm - offset) / sig)
+            scatter = robust_std((dm - offset) / sig)
             n_phot = int(sel.sum())
     return QuadrantQuality(
         pid=pid, infobits=int(hdr.get("INFOBITS", -1)), n_astrom=len(bright),

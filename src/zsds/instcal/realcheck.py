@@ -19,14 +19,11 @@ from scipy.spatial import cKDTree
 
 from zsds.core.masks import BAD_PIXEL_BITS, MASK_DTYPE, MaskBit, clean_flags
 from zsds.core.photometry import flux_to_mag
+from zsds.instcal.evaluate import robust_std
 from zsds.instcal.masking import saturation_mask
 from zsds.instcal.stage import InstCalConfig, SourceMeasurement, measure_sources
 
 __all__ = ["Check", "check_real_quadrant", "read_ipac_quadrant"]
-
-#: Median absolute deviation to Gaussian sigma.
-MAD_TO_SIGMA = 1.4826
-
 
 @dataclass(frozen=True)
 class Check:
@@ -170,7 +167,7 @@ def check_real_quadrant(sciimg: Path, mskimg: Path, config: InstCalConfig | None
     dmag = (_mag(s["flux"].to_numpy())
             - (_mag(s["flux_aper_6"].to_numpy()) + float(h["APCOR4"])))
     med = float(np.median(dmag))
-    rsd = float(MAD_TO_SIGMA * np.median(np.abs(dmag - med)))
+    rsd = robust_std(dmag)
     checks.append(Check("PSF mag - (aperture mag + APCOR4): median", med, "|x| <= 0.02 mag",
                         abs(med) <= 0.02, f"{len(s)} stars with S/N > 50"))
     checks.append(Check("PSF mag - (aperture mag + APCOR4): robust scatter", rsd,
