@@ -18,11 +18,14 @@ readers of the real files (Kowalski, ``pandas.read_hdf``) read ours unchanged, a
 
 from __future__ import annotations
 
+import functools
+import gc
 import os
 import tempfile
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -70,6 +73,38 @@ _FEATURES = "features"
 # Up to this many matchids are looked up one by one through the index; more are read as one
 # matchid range and filtered (one pass instead of many small reads).
 _MAX_POINT_QUERIES = 32
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+_PYTABLES_LOCK = threading.RLock()
+
+
+def _pytables_section(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Run ``fn`` as the only PyTables user of the process, its garbage collected in-thread.
+
+    PyTables is not thread-safe, and its nodes form reference cycles that the cyclic garbage
+    collector frees. A collection triggered by another thread (Dask's event loop in a worker,
+    a web server's thread pool) then runs ``Node.__del__`` there, closing nodes of a file this
+    thread is writing; PyTables reports it as "a closed node found in the registry" and
+    "trying to register a node with an existing key" (seen once in the demo's light-curve
+    step). So: one PyTables section at a time, automatic collection paused during it, and the
+    section's own garbage collected by the thread that made it before collection resumes.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with _PYTABLES_LOCK:
+            enabled = gc.isenabled()
+            gc.disable()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                gc.collect()
+                if enabled:
+                    gc.enable()
+
+    return wrapper
 
 
 def matchfile_name(field: int, filtercode: str, ccdid: int, qid: int) -> str:
@@ -179,6 +214,7 @@ def _write(f: tables.File, ms: MatchSet) -> None:
         table.append(arr)
 
 
+@_pytables_section
 def write_matchfile(path: Path, ms: MatchSet) -> None:
     """Write ``ms`` as a matchfile with the layout of the real IPAC files (plus zsds columns).
 
@@ -281,6 +317,7 @@ def _table(group: tables.Group, name: str, path: Path) -> tables.Table:
     return node
 
 
+@_pytables_section
 def read_matchfile(path: Path, objects_only: bool = False) -> MatchSet:
     """Read a matchfile (a real IPAC one or one of ours) into a :class:`MatchSet`.
 
@@ -341,6 +378,7 @@ def _query(table: tables.Table, ids: np.ndarray) -> np.ndarray:
     return rows[np.isin(rows["matchid"].astype(np.int64), ids)]
 
 
+@_pytables_section
 def read_lightcurve(path: Path, matchid: int | Sequence[int] | np.ndarray) -> np.ndarray:
     """Epoch rows of one or more objects, read through the matchid index.
 
