@@ -14,8 +14,9 @@ from scipy.spatial import cKDTree
 from zsds.core.home import Home
 from zsds.core.instrument import Filter, amplifier
 from zsds.core.masks import MaskBit
-from zsds.instcal.moffat import MoffatFieldPSF, build_moffat_psf
-from zsds.instcal.psf import PolyPixelPSF, build_psf, select_psf_stars
+from zsds.core.psf import MoffatFieldPSF, PolyPixelPSF
+from zsds.instcal.moffat import build_moffat_psf
+from zsds.instcal.psf import build_psf, select_psf_stars
 from zsds.instcal.psfphot import psf_photometry
 from zsds.sim.detector import detector_defects, illumination
 from zsds.sim.optics import FocalPlanePSF, QuadrantTruePSF
@@ -94,7 +95,7 @@ def test_psf_matches_truth(quad, pos):
     assert np.sqrt(np.mean((model - truth) ** 2)) < 0.02 * truth.max()
     if quad["model"] == "moffat":  # FWHM before pixelisation, as the simulator's
         assert abs(quad["psf"].fwhm_at(*pos) / quad["tpsf"].fwhm_at(*pos) - 1) < 0.05
-        pixel_fwhm = quad["psf"].effective_fwhm_at(*pos)
+        pixel_fwhm = quad["psf"].measured_fwhm(*pos)
     else:  # a pixel grid holds the PSF convolved with the pixel
         pixel_fwhm = quad["psf"].fwhm_at(*pos)
     assert abs(pixel_fwhm / _pixel_fwhm(quad["tpsf"], *pos) - 1) < 0.05

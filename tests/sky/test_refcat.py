@@ -370,3 +370,46 @@ def test_open_refcat_env_override(tmp_path, monkeypatch) -> None:
     assert open_refcat(tmp_path / "refcat", "gaia").location == "astroquery"
     with pytest.raises(ValueError):
         open_refcat(tmp_path, "sdss")
+
+
+def _online(host: str) -> bool:
+    import socket
+
+    try:
+        socket.getaddrinfo(host, 443)
+        return True
+    except OSError:
+        return False
+
+
+def test_astroquery_unreachable_archive_is_an_error_naming_the_source(monkeypatch) -> None:
+    """A cone the archive cannot answer raises RefCatalogError naming the source, never an
+    empty table (a real astroquery Gaia client pointed at a closed local port)."""
+    import astroquery.gaia
+    from astroquery.gaia import GaiaClass
+
+    from zsds.sky.refcat import RefCatalogError
+
+    closed = "http://127.0.0.1:9"
+    monkeypatch.setattr(astroquery.gaia, "Gaia", GaiaClass(
+        gaia_tap_server=closed, gaia_data_server=closed, show_server_messages=False))
+    with pytest.raises(RefCatalogError, match="astroquery cone query failed"):
+        RefCatalog("astroquery", survey="gaia").cone(150.0, 2.0, 0.01)
+
+
+@pytest.mark.skipif(not _online("gea.esac.esa.int"), reason="the Gaia archive is not reachable")
+def test_astroquery_gaia_cone_online() -> None:
+    """The real Gaia DR3 archive through astroquery: published columns, a non-empty cone
+    around a known field, proper motions applied to the requested epoch."""
+    cat = RefCatalog("astroquery", survey="gaia")
+    df = cat.cone(150.1, 2.2, 0.02, epoch_mjd=60000.0)
+    assert len(df) > 5
+    assert {"source_id", "ra", "dec", "pmra", "pmdec", "phot_g_mean_mag"} <= set(df.columns)
+    assert np.allclose(df["ref_epoch"], 2023.0 + (60000.0 - 59945.0) / 365.25, atol=0.2)
+
+
+@pytest.mark.skipif(not _online("catalogs.mast.stsci.edu"), reason="MAST is not reachable")
+def test_astroquery_ps1_cone_online() -> None:
+    df = RefCatalog("astroquery", survey="ps1").cone(150.1, 2.2, 0.02)
+    assert len(df) > 5
+    assert {"objID", "raMean", "decMean", "gMeanPSFMag", "rMeanPSFMag"} <= set(df.columns)

@@ -142,4 +142,21 @@ class QuadrantImage:
         return self.copy()
 
 
-__all__ = ["Filter", "QuadrantId", "QuadrantImage"]
+__all__ = ["Filter", "QuadrantId", "QuadrantImage", "input_variance"]
+
+
+def input_variance(img: QuadrantImage) -> np.ndarray:
+    """Per-pixel variance of an input (DN^2).
+
+    The image's own ``variance`` if present, else ``max(data, 0) / GAIN + (READNOI / GAIN)^2``
+    from the header (data must include the sky), else ``SKYSIG^2`` everywhere.
+    """
+    if img.variance is not None:
+        return img.variance
+    h = img.header
+    if "GAIN" in h and "READNOI" in h:
+        gain, rn = float(h["GAIN"]), float(h["READNOI"])
+        return (np.maximum(img.data, 0.0) / gain + (rn / gain) ** 2).astype(np.float32)
+    if "SKYSIG" in h:
+        return np.full(img.shape, float(h["SKYSIG"]) ** 2, np.float32)
+    raise ValueError("input has no variance map and no GAIN/READNOI or SKYSIG header keywords")

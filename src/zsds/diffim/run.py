@@ -37,6 +37,7 @@ from zsds.core.image import QuadrantImage
 from zsds.core.instrument import PIXEL_SCALE
 from zsds.core.naming import mjd_to_jd, nid_of, parse_night
 from zsds.core.photometry import flux_to_mag
+from zsds.core.psf import psf_from_hdu
 from zsds.db.engine import session
 from zsds.db.jobs import job
 from zsds.db.schema import (
@@ -53,7 +54,6 @@ from zsds.diffim.candidates import CandidateConfig, measure_candidates
 from zsds.diffim.context import gaia_context, nearest_reference, ps1_context
 from zsds.diffim.objects import associate, refresh_objects
 from zsds.diffim.stage import DiffImage, SubtractConfig, subtract
-from zsds.instcal.moffat import MoffatFieldPSF
 from zsds.io.fitsio import write_hdul, write_image, write_table
 from zsds.sky.refcat import open_refcat
 
@@ -137,7 +137,7 @@ def read_science(home: Home, sciimg: str) -> tuple[QuadrantImage, pd.DataFrame]:
     data, hdr = _read(path)
     mask, _ = _read(Path(base + "mskimg.fits"))
     with fits.open(base + "sciimgdao.psf", memmap=False) as h:
-        psf = MoffatFieldPSF.from_hdu(h[1])
+        psf = psf_from_hdu(h[1])
     img = QuadrantImage(data, None, mask.astype(np.int64), _wcs(hdr), psf, hdr)
     return img, _table(Path(base + "psfcat.fits"))
 
@@ -150,7 +150,7 @@ def read_reference(home: Home, ref: Reference) -> tuple[QuadrantImage, pd.DataFr
     unc, _ = _read(Path(base + "refunc.fits"))
     mask, _ = _read(Path(base + "refmskimg.fits"))
     with fits.open(base + "refpsf.fits", memmap=False) as h:
-        psf = MoffatFieldPSF.from_hdu(h[1])
+        psf = psf_from_hdu(h[1])
     var = np.where(np.isfinite(unc), unc * unc, np.inf).astype(np.float32)
     img = QuadrantImage(data, var, mask.astype(np.int64), _wcs(hdr), psf, hdr)
     return img, _table(Path(base + "refpsfcat.fits"))

@@ -25,11 +25,11 @@ from astropy.stats import sigma_clipped_stats
 from astropy.wcs import WCS
 from scipy.spatial import cKDTree
 
-from zsds.core.image import QuadrantImage
+from zsds.core.image import QuadrantImage, input_variance
 from zsds.core.masks import BAD_PIXEL_BITS, MASK_DTYPE, clean_flags
+from zsds.core.resample import resample_fast
 from zsds.diffim.zogy import ZogyConfig, zogy
 from zsds.instcal.detect import DetectConfig, estimate_background
-from zsds.refs.coadd import input_variance, resample_fast
 
 __all__ = ["DiffImage", "DiffTile", "SubtractConfig", "align_reference", "subtract"]
 

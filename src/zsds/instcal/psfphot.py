@@ -57,30 +57,6 @@ class PSFPhotConfig:
     min_good: int = 6
 
 
-def _render(psf, x, y, ux, uy, deriv: bool):
-    """PSF (and derivatives) on offset grids; any PSFModel works, PolyPixelPSF is vectorised."""
-    if hasattr(psf, "render"):
-        return psf.render(x, y, ux, uy, deriv)
-    # Generic PSFModel (e.g. the simulator's truth): a per-source loop, for tests only.
-    n, s = ux.shape
-    h = s // 2 + 2
-
-    def one(xx, yy):
-        out = np.empty((n, s, s))
-        for k in range(n):
-            big = psf.stamp(xx[k], yy[k], 2 * h + 1)
-            ox = int(np.round(xx[k] + ux[k, 0]) - np.round(xx[k])) + h
-            oy = int(np.round(yy[k] + uy[k, 0]) - np.round(yy[k])) + h
-            out[k] = big[oy : oy + s, ox : ox + s]
-        return out
-
-    m = one(x, y)
-    if not deriv:
-        return m
-    e = 0.01
-    return (m, (one(x + e, y) - one(x - e, y)) / (2 * e), (one(x, y + e) - one(x, y - e)) / (2 * e))
-
-
 def _sum2(a: np.ndarray) -> np.ndarray:
     """Sum over the two stamp axes, accumulated in float64."""
     return a.reshape(a.shape[0], -1).sum(axis=1, dtype=np.float64)
@@ -139,12 +115,12 @@ def fit_stamps(
         with np.errstate(divide="ignore", invalid="ignore"):
             return (w * m * d).sum(axis=(1, 2)) / a, a
 
-    m = _render(psf, xc, yc, *offsets(xc, yc), False)
+    m = psf.render(xc, yc, *offsets(xc, yc), False)
     flux, _ = linear_flux(m)
     niter = np.zeros(n, np.int16)
     active = np.isfinite(flux) & (ngood >= min_good)
     for _ in range(n_iter):
-        m, mx, my = _render(psf, xc, yc, *offsets(xc, yc), True)
+        m, mx, my = psf.render(xc, yc, *offsets(xc, yc), True)
         # Normal equations of the Jacobian (m, f mx, f my): the six weighted sums of the
         # rendered (m, mx, my), then scaled by the flux (no (N, 3, s, s) temporaries).
         r = d - flux[:, None, None] * m
@@ -174,7 +150,7 @@ def fit_stamps(
     flags[lost] |= FLAG_NOCONV
     xc, yc = np.where(lost, x0, xc), np.where(lost, y0, yc)
     # Final linear fit at the adopted position: unbiased flux and its formal error.
-    m, mx, my = _render(psf, xc, yc, *offsets(xc, yc), True)
+    m, mx, my = psf.render(xc, yc, *offsets(xc, yc), True)
     flux, a = linear_flux(m)
     res = d - flux[:, None, None] * m
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -211,7 +187,7 @@ def _model_image(psf, shape, x, y, flux, half: int) -> np.ndarray:
     x, y, flux = x[ok], y[ok], flux[ok]
     ix, iy = np.round(x).astype(int), np.round(y).astype(int)
     g = np.arange(-half, half + 1)
-    st = _render(psf, x, y, g[None, :] + (ix - x)[:, None], g[None, :] + (iy - y)[:, None], False)
+    st = psf.render(x, y, g[None, :] + (ix - x)[:, None], g[None, :] + (iy - y)[:, None], False)
     st = st * flux[:, None, None]
     w = nx + 2 * half
     flat = (iy + half)[:, None, None] + g[None, :, None]
@@ -238,7 +214,7 @@ def psf_photometry(
     mask : ndarray bool (ny, nx)
         Bad pixels (True).
     psf : PSFModel
-        Usually a :class:`zsds.instcal.psf.PolyPixelPSF` (vectorised); any PSFModel works.
+        Any :class:`zsds.core.psf.PSFModel` (the pipeline's render vectorised).
     x, y : ndarray (N,)
         Detection positions, 0-based.
 
@@ -278,14 +254,8 @@ def psf_photometry(
         own = np.zeros_like(others)
         if ok.any():
             xo, yo = fit["x"][ok], fit["y"][ok]
-            own[ok] = _render(
-                psf,
-                xo,
-                yo,
-                grid[None, :] + (ix[ok] - xo)[:, None],
-                grid[None, :] + (iy[ok] - yo)[:, None],
-                False,
-            )
+            own[ok] = psf.render(xo, yo, grid[None, :] + (ix[ok] - xo)[:, None],
+                                 grid[None, :] + (iy[ok] - yo)[:, None], False)
             own[ok] *= fit["flux"][ok, None, None]
         start_x = np.where(ok, fit["x"], x)
         start_y = np.where(ok, fit["y"], y)

@@ -27,6 +27,7 @@ from zsds.core.image import QuadrantImage
 from zsds.core.instrument import PIXEL_SCALE, Filter
 from zsds.core.masks import BAD_PIXEL_BITS, MASK_DTYPE, MaskBit, mask_header_cards
 from zsds.core.photometry import flux_to_mag
+from zsds.core.psf import MoffatFieldPSF
 from zsds.instcal.astrometry import AstrometryConfig, AstrometryResult, solve_astrometry
 from zsds.instcal.detect import (
     Background,
@@ -41,7 +42,7 @@ from zsds.instcal.masking import (
     cosmic_ray_mask,
     saturation_mask,
 )
-from zsds.instcal.moffat import MoffatFieldPSF, MoffatPSFConfig, build_moffat_psf
+from zsds.instcal.moffat import MoffatPSFConfig, build_moffat_psf
 from zsds.instcal.photcal import PhotCalConfig, PhotCalResult, photometric_calibration
 from zsds.instcal.psf import PSFConfig, select_psf_stars
 from zsds.instcal.psfphot import PSFPhotConfig, psf_photometry
@@ -371,7 +372,7 @@ def calibrate_quadrant(
         infobits |= InfoBits.HIGH_SATURATION
     fwhm_px = float(psf.fwhm_at(quad.shape[1] / 2, quad.shape[0] / 2)) if psf else np.nan
     # As recorded by the detector (convolved with the pixel): what IPAC's SEEING measures.
-    fwhm_eff = (float(psf.effective_fwhm_at(quad.shape[1] / 2, quad.shape[0] / 2)) if psf
+    fwhm_eff = (float(psf.measured_fwhm(quad.shape[1] / 2, quad.shape[0] / 2)) if psf
                 else np.nan)
     n_eff = np.nan
     if psf is not None:

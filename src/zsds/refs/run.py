@@ -38,10 +38,11 @@ from zsds.core.instrument import PIXEL_SCALE, Filter, rcid_of
 from zsds.core.masks import BAD_PIXEL_BITS, MASK_DTYPE, MaskBit, mask_header_cards
 from zsds.core.naming import ref_product
 from zsds.core.photometry import flux_to_mag
+from zsds.core.psf import MoffatFieldPSF
 from zsds.db.engine import session
 from zsds.db.schema import QuadrantProduct, Reference
 from zsds.instcal.detect import DetectConfig, estimate_background, extract_sources
-from zsds.instcal.moffat import MoffatFieldPSF, MoffatPSFConfig
+from zsds.instcal.moffat import MoffatPSFConfig
 from zsds.instcal.photcal import PhotCalConfig, PhotCalResult, photometric_calibration
 from zsds.instcal.psf import PSFConfig
 from zsds.instcal.psfphot import PSFPhotConfig

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from zsds.core.instrument import PIXEL_SCALE, QUAD_NX, QUAD_NY, quadrant_pixel_to_focal_plane
-from zsds.core.psf import moffat_stamps
+from zsds.core.psf import StampPSF, moffat_stamps
 
 #: Samples per pixel and axis with which stars are integrated over their pixels: a detector
 #: records the PSF integrated over each pixel, not sampled at its centre (at ZTF's best
@@ -56,7 +56,7 @@ class FocalPlanePSF:
 
 
 @dataclass(frozen=True)
-class QuadrantTruePSF:
+class QuadrantTruePSF(StampPSF):
     """The true PSF restricted to one quadrant (implements :class:`zsds.core.psf.PSFModel`)."""
 
     fp_psf: FocalPlanePSF

@@ -6,8 +6,9 @@ import numpy as np
 from reproject import reproject_interp
 
 from zsds.core.psf import moffat_stamps
+from zsds.core.resample import resample_fast
 from zsds.core.wcs import quadrant_wcs
-from zsds.refs.coadd import reference_grid, resample_fast
+from zsds.refs.coadd import reference_grid
 
 
 def test_resample_fast_matches_reproject():
