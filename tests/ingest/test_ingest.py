@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import time
 
 from astropy.io import fits
 from sqlalchemy import func, select
@@ -85,11 +87,18 @@ def _check_quarantined(home, engine, name, reason):
     return r
 
 
+def _age(path) -> None:
+    """Make a file an hour old: a truncated file modified within SETTLE_S is still arriving."""
+    old = time.time() - 3600
+    os.utime(path, (old, old))
+
+
 def test_truncated_file_is_quarantined(home, engine):
     init_db(engine)
     sci = _science(home)
     data = sci.read_bytes()
     sci.write_bytes(data[: len(data) // 2 + 100])
+    _age(sci)
     r = _check_quarantined(home, engine, sci.name, "truncated")
     assert r.path.stat().st_size == len(data) // 2 + 100  # nothing lost
 
@@ -99,6 +108,7 @@ def test_truncated_on_block_boundary_is_quarantined(home, engine):
     sci = _science(home)
     data = sci.read_bytes()
     sci.write_bytes(data[: (len(data) // 2 // 2880) * 2880])
+    _age(sci)
     r = ingest_incoming(home, engine)
     bad = next(x for x in r if x.file == sci.name)
     assert bad.status == "quarantined" and bad.reason in ("truncated", "bad_structure")

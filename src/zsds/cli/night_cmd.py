@@ -29,7 +29,8 @@ def _exec_options(fn):
 def print_summary(s) -> None:
     t = Table(title=f"night {s.night} ({s.mode})", show_header=False)
     rows = [
-        ("raw files", f"{s.files} ({s.quarantined} quarantined)"),
+        ("raw files", f"{s.files} ({s.quarantined} quarantined, {s.waiting} still being "
+                      "written)"),
         ("exposures", s.exposures),
         ("quadrants processed", f"{s.quadrants}: {s.subtracted} subtracted, {s.no_reference} "
                                 f"without reference, {s.failed} failed, {s.skipped_done} "

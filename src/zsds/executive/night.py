@@ -43,6 +43,7 @@ from zsds.db.engine import session
 from zsds.db.jobs import mark_stale_jobs
 from zsds.db.schema import Job, NightSummaryRecord
 from zsds.executive import tasks
+from zsds.ingest.core import scan_incoming, still_changing
 
 __all__ = ["ExecConfig", "Executive", "NightSummary", "expid_of_name"]
 
@@ -123,6 +124,7 @@ class NightSummary:
     tracks: int = 0
     archived: int = 0  # images added to the archive index (archive_images)
     stale: int = 0  # jobs left running by a dead process, found and re-run
+    waiting: int = 0  # raw files still being written: left in incoming for the next run
     #: End-of-night steps that failed (refs, moving, archive index).
     failed_steps: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -268,10 +270,17 @@ class Executive:
                 summary.errors.append(f"pid {pid}: {type(exc).__name__}: {exc}")
                 state["last"][expid] = time.time()
                 continue
+            summary.quadrants += 1
+            mine = [r for r in cal.result() if r["pid"] == pid]  # [] when calibrated earlier
+            if mine and not mine[0]["ok"]:
+                # Counted here, not by what subtraction makes of it (off: "skipped").
+                summary.failed += 1
+                summary.errors.append(f"pid {pid}: calibration: {mine[0]['message']}")
+                state["last"][expid] = time.time()
+                continue
             if pid not in state["cal_seen"]:
                 state["cal_seen"].add(pid)
-                summary.calibrated += sum(1 for r in cal.result() if r["ok"] and r["pid"] == pid)
-            summary.quadrants += 1
+                summary.calibrated += len(mine)
             if sres["state"] == "done":
                 summary.subtracted += 1
                 summary.candidates += sres.get("ncand", 0)
@@ -305,9 +314,17 @@ class Executive:
         summary.stale = len(mark_stale_jobs(self.engine))
         state: dict[str, Any] = {"futures": {}, "exposures": set(), "first": {}, "last": {},
                                  "cal_seen": set()}
-        files = sorted(p for p in self.home.incoming.glob("ztf_*.fits*")
-                       if _night_of_name(parse_raw_name(p.name).filefracday) == ns)
-        summary.files = len(files)
+        raw, strays = scan_incoming(self.home)
+        files = [p for p, n in raw if _night_of_name(n.filefracday) == ns]
+        # A file still being written is left for the next run, never half-read.
+        busy = still_changing(files)
+        summary.waiting = len(busy)
+        files = [p for p in files if p not in busy]
+        summary.files = len(files) + len(strays)
+        # Directories and badly named files: quarantined with their reason (ingest does it).
+        stray_futs = [self._submit(tasks.task_ingest, str(p), key=f"ingest-{p.name}-"
+                                                                 f"{time.time_ns()}")
+                      for p in strays]
         arrival = {p: max(p.stat().st_mtime, t0) for p in files}
         calib = [p for p in files if parse_raw_name(p.name).imgtypecode in CALIB_TYPES]
         science = [p for p in files if parse_raw_name(p.name).imgtypecode == SCIENCE]
@@ -318,8 +335,10 @@ class Executive:
         # Master bias and flats, one task per CCD (its frames are held in memory together);
         # science of a CCD waits for its own.
         calib_ccds = {parse_raw_name(p.name).ccdid for p in calib}
-        if not calib_ccds and self.config.redo:
-            calib_ccds = self._calib_ccds(date)
+        # Frames ingested earlier (``zsds ingest``, or a run killed in the afternoon) whose
+        # calibrations were never built: build them now (all of them again with --redo).
+        calib_ccds |= {c for c in self._calib_ccds(date)
+                       if self.config.redo or jobs.get(("calib", f"{ns}-c{c:02d}")) != "done"}
         calib_futures = {
             c: self._submit(tasks.task_calibrations, ns, c,
                             *[f for p, f in ing.items() if parse_raw_name(p.name).ccdid == c],
@@ -355,7 +374,7 @@ class Executive:
             futures += self._chain(path, f_ing, calib_futures.get(ccdid), state, quads,
                                    calibrate)
         self._collect(futures, state, summary)
-        for f in ing.values():
+        for f in [*ing.values(), *stray_futs]:
             self._count_ingest(f.result(), summary)
         for f in state.get("ingest", []):
             self._count_ingest(f.result(), summary)
@@ -435,13 +454,21 @@ class Executive:
         calib_built: dict[str, Any] = {}
         ac = as_completed([])
         owner: dict[str, str] = {}
+        stray_results: list[dict] = []
         last_new = time.time()
         while True:
-            new = sorted(p for p in self.home.incoming.glob("ztf_*.fits*") if p.name not in seen)
-            for p in new:
+            raw, strays = scan_incoming(self.home)
+            for p in strays:  # quarantined at once (no night to wait for)
+                if p.name not in seen:
+                    seen.add(p.name)
+                    stray_results.append(tasks.task_ingest(*self._args, str(p)))
+            new = [(p, n) for p, n in raw if p.name not in seen]
+            busy = still_changing(p for p, _ in new)  # taken at a later poll, once complete
+            for p, n in new:
+                if p in busy:
+                    continue
                 seen.add(p.name)
                 last_new = time.time()
-                n = parse_raw_name(p.name)
                 ns = _night_of_name(n.filefracday)
                 summ = per_night.setdefault(ns, NightSummary(ns, "watch"))
                 summ.files += 1
@@ -476,9 +503,12 @@ class Executive:
                 break
             time.sleep(poll)
         out = []
-        for ns, summ in sorted(per_night.items()):
+        for i, (ns, summ) in enumerate(sorted(per_night.items())):
             for f in states[ns].get("ingest", []):
                 self._count_ingest(f.result(), summ)
+            for res in stray_results if i == 0 else ():  # reported with the first night
+                summ.files += 1
+                self._count_ingest(res, summ)
             out.append(self._finish(summ, states[ns], t0))
         return out
 
@@ -502,6 +532,8 @@ class Executive:
         if res["status"] == "quarantined":
             summary.quarantined += 1
             summary.errors.append(res["message"])
+        elif res["status"] == "waiting":
+            summary.waiting += 1
 
     def _finish(self, summary: NightSummary, state: dict, t0: float) -> NightSummary:
         summary.wall_s = round(time.time() - t0, 3)

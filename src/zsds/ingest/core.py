@@ -4,6 +4,12 @@ A valid file is moved (``os.replace``) to ``HOME/raw/YYYY/MMDD/ffffff/<name>`` a
 ``exposures`` and ``raw_files`` rows are written in one transaction; an invalid one is moved to
 ``HOME/quarantine/`` next to a ``<name>.reason.json`` sidecar and recorded in ``quarantine``.
 No file is ever deleted unless an identical copy (same sha256) is already archived.
+
+A file still being written under its final name is left where it is (``waiting``), never
+quarantined: :func:`still_changing` finds files whose size or time stamp moves, and a file that
+reads as truncated but was modified within :data:`SETTLE_S` seconds is taken to be incomplete.
+Anything in ``incoming/`` that is not a raw file (a directory, a badly named file) is
+quarantined with its reason, so a night never stops on it.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ import datetime as dt
 import hashlib
 import json
 import os
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,9 +27,32 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 
 from zsds.core.home import Home
+from zsds.core.naming import RawName, parse_raw_name
 from zsds.db.engine import session
 from zsds.db.schema import Exposure, Quarantine, RawFile
 from zsds.ingest.validate import RawFileError, RawInfo, validate_raw
+
+#: A file that reads as truncated but was modified less than this many seconds ago is taken
+#: to be still arriving, and left in ``incoming/``; older, it is quarantined as truncated.
+SETTLE_S = 30.0
+
+
+def still_changing(paths: Iterable[Path], interval: float = 0.2) -> set[Path]:
+    """The ``paths`` whose size or modification time changes within ``interval`` seconds
+    (one pause for the whole batch), or that vanish meanwhile."""
+    def stat(p: Path) -> tuple[int, int] | None:
+        try:
+            st = p.stat()
+        except OSError:
+            return None
+        return st.st_size, st.st_mtime_ns
+
+    paths = list(paths)
+    if not paths:
+        return set()
+    before = {p: stat(p) for p in paths}
+    time.sleep(interval)
+    return {p for p in paths if before[p] is None or stat(p) != before[p]}
 
 
 @dataclass(frozen=True)
@@ -33,7 +64,8 @@ class IngestResult:
     file : str
         File name.
     status : str
-        ``ingested``, ``duplicate`` or ``quarantined``.
+        ``ingested``, ``duplicate``, ``quarantined`` or ``waiting`` (still being written:
+        left in ``incoming/`` for the next pass).
     reason : str or None
         Machine code when quarantined (see :class:`zsds.ingest.validate.RawFileError`,
         plus ``conflict``).
@@ -125,10 +157,19 @@ def ingest_file(home: Home, engine: Engine, path: str | os.PathLike) -> IngestRe
         incoming copy is removed, the database is unchanged); or ``quarantined``.
     """
     path = Path(path)
+    if not path.is_file():
+        what = "a directory" if path.is_dir() else "not a regular file"
+        return quarantine_file(home, engine, path, "not_a_file",
+                               f"{what}, not a raw file", None)
     digest = sha256_of(path)
     try:
         info = validate_raw(path)
     except RawFileError as exc:
+        if exc.reason == "truncated" and (still_changing([path])
+                                          or time.time() - path.stat().st_mtime < SETTLE_S):
+            return IngestResult(path.name, "waiting", None,
+                                f"{path.name}: still being written ({exc.message}); "
+                                "left in incoming", path, None)
         return quarantine_file(home, engine, path, exc.reason, exc.message, digest)
     relpath = info.name.relpath.as_posix()
     dest = home.path(relpath)
@@ -191,8 +232,32 @@ def _archive(
         raise
 
 
+def scan_incoming(home: Home) -> tuple[list[tuple[Path, RawName]], list[Path]]:
+    """What ``HOME/incoming`` holds: raw files with their parsed names (sorted), and the
+    strays -- directories and badly named files -- that ingest quarantines. Hidden names
+    (a transfer tool's temporary files) are neither."""
+    raw, strays = [], []
+    for p in sorted(home.incoming.iterdir()):
+        if p.name.startswith("."):
+            continue
+        try:
+            name = parse_raw_name(p.name)
+        except ValueError:
+            name = None
+        if name is not None and p.is_file():
+            raw.append((p, name))
+        else:
+            strays.append(p)
+    return raw, strays
+
+
 def ingest_incoming(home: Home, engine: Engine) -> list[IngestResult]:
-    """Ingest every file in ``HOME/incoming`` (sorted by name); return one result per file."""
+    """Ingest everything in ``HOME/incoming`` (sorted by name; hidden names are a transfer
+    tool's and are skipped): one result per entry. Directories and badly named files are
+    quarantined; files still being written are ``waiting``."""
     home.ensure()
-    files = sorted(p for p in home.incoming.iterdir() if p.is_file() and not p.name.startswith("."))
-    return [ingest_file(home, engine, p) for p in files]
+    entries = sorted(p for p in home.incoming.iterdir() if not p.name.startswith("."))
+    busy = still_changing(p for p in entries if p.is_file())
+    return [IngestResult(p.name, "waiting", None, f"{p.name}: still being written; left in "
+                         "incoming", p, None) if p in busy else ingest_file(home, engine, p)
+            for p in entries]

@@ -107,6 +107,11 @@ def _number(header: fits.Header, key: str, where: str) -> float:
     return float(v)
 
 
+#: IMGTYPE values (lower case) each raw-name type code stands for.
+_IMGTYPES_OF_CODE = {"o": ("object", "science"), "b": ("bias",), "d": ("dark",),
+                     "f": ("dome", "flat"), "c": ("focus",), "g": ("guider",)}
+
+
 def validate_raw(path: Path) -> RawInfo:
     """Check a raw file completely; return its parsed name and primary header.
 
@@ -156,6 +161,12 @@ def _check_hdus(hdul: fits.HDUList, name: RawName) -> RawInfo:
     ph = raw.primary
     _require(ph, RAW_PRIMARY_KEYS, "primary header")
     imgtype = str(ph["IMGTYPE"]).strip().lower()
+    expected = _IMGTYPES_OF_CODE.get(name.imgtypecode, ())
+    if imgtype not in expected:
+        # A science file that says it is a bias would be stacked into the master bias.
+        raise RawFileError(
+            "bad_value", f"IMGTYPE={ph['IMGTYPE']!r} but the name's type code "
+            f"_{name.imgtypecode} means {' or '.join(repr(t) for t in expected)}")
     if imgtype == "dome" or name.imgtypecode == "f":
         _require(ph, RAW_FLAT_KEYS, "dome-flat primary header")
     numeric = ("EXPTIME", "OBSJD", "FIELDID", "FILTERID", "PROGRMID", "OBSMJD", "EXPID", "CCD_ID")
