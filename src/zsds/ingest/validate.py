@@ -48,6 +48,9 @@ class RawFileError(Exception):
     """
 
     def __init__(self, reason: str, message: str) -> None:
+        # One line whatever the library said (astropy's warnings end in a newline; the fuzz
+        # test found it): the message goes into logs, sidecars and the night summary.
+        message = " ".join(str(message).split())
         super().__init__(message)
         self.reason = reason
         self.message = message
