@@ -209,7 +209,9 @@ def _ref_rows(home: Home, engine: Engine, known: set[str]) -> list[dict[str, Any
                 "tbl": "ref", "relpath": ref.relpath, "field": ref.field, "ccdid": ref.ccdid,
                 "qid": ref.qid, "rcid": rcid_of(ref.ccdid, ref.qid), "fid": ref.fid,
                 "filtercode": _filtercode(ref.fid), "rfid": ref.rfid, "nframes": ref.nframes,
-                "obsjd": ref.jdstart, "endjd": ref.jdend, "seeing": ref.seeing,
+                # An imported IPAC reference may not give its input span (-999): unknown.
+                "obsjd": ref.jdstart if ref.jdstart > 0 else None,
+                "endjd": ref.jdend if ref.jdend > 0 else None, "seeing": ref.seeing,
                 "maglimit": ref.maglim, "infobits": 0, **footprint(h),
             })
     return out

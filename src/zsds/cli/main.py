@@ -24,6 +24,7 @@ from zsds.cli.common import (
     user_errors,
 )
 from zsds.cli.diffim_cmd import eval_subtract, rb, subtract_cmd
+from zsds.cli.import_cmd import import_cmd
 from zsds.cli.lightcurves_cmd import eval_lightcurves, lightcurves, simulate_survey_cmd
 from zsds.cli.moving_cmd import eval_known, eval_linking, eval_streaks, moving
 from zsds.cli.night_cmd import night, status
@@ -439,6 +440,7 @@ def demo(home, db_url, night, exposures, workers) -> None:
                   f"{night2}; zsds eval subtract --home {h.root} --night {night2}")
 
 
+cli.add_command(import_cmd)
 cli.add_command(subtract_cmd)
 cli.add_command(rb)
 alerts.add_command(alerts_send)

@@ -130,30 +130,74 @@ def _wcs(h: fits.Header) -> WCS:
         return WCS(h)
 
 
+def _psf(path: Path, required: bool):
+    """The PSF model of a ``*psf`` product; None if there is none and it is not required."""
+    if not required and not path.exists():
+        return None
+    with fits.open(path, memmap=False) as h:
+        return psf_from_hdu(h[1])
+
+
+def _optional(path: Path, required: bool) -> np.ndarray | None:
+    return _read(path)[0] if required or path.exists() else None
+
+
+def _imported(hdr: fits.Header) -> bool:
+    """An IPAC file filed by ``zsds import`` (as IRSA served it): zsds's own products carry
+    ``ZSDSVER``. Only those may lack zsds's companion products (PSF, mask, catalogue)."""
+    return "ZSDSVER" not in hdr
+
+
 def read_science(home: Home, sciimg: str) -> tuple[QuadrantImage, pd.DataFrame]:
-    """Calibrated science quadrant (pixels, mask, WCS, PSF, header) and its psfcat."""
+    """Calibrated science quadrant (pixels, mask, WCS, PSF, header) and its psfcat.
+
+    An IPAC ``sciimg`` imported by ``zsds import`` and not re-processed by ``zsds calibrate``
+    has no zsds PSF (and may come without its mskimg or psfcat): the PSF is fitted on the spot
+    (:func:`zsds.instcal.reprocess.complete_imported`).
+    """
     path = home.path(sciimg)
     base = str(path)[: -len("sciimg.fits")]
     data, hdr = _read(path)
-    mask, _ = _read(Path(base + "mskimg.fits"))
-    with fits.open(base + "sciimgdao.psf", memmap=False) as h:
-        psf = psf_from_hdu(h[1])
-    img = QuadrantImage(data, None, mask.astype(np.int64), _wcs(hdr), psf, hdr)
-    return img, _table(Path(base + "psfcat.fits"))
+    own = not _imported(hdr)
+    mask = _optional(Path(base + "mskimg.fits"), own)
+    img = QuadrantImage(data, None, mask, _wcs(hdr), _psf(Path(base + "sciimgdao.psf"), own),
+                        hdr)
+    cpath = Path(base + "psfcat.fits")
+    cat = _table(cpath) if own or cpath.exists() else None
+    if img.psf is None or cat is None:
+        from zsds.instcal.reprocess import complete_imported
+
+        img, cat = complete_imported(img, cat)
+    return img, cat
 
 
 def read_reference(home: Home, ref: Reference) -> tuple[QuadrantImage, pd.DataFrame]:
-    """Reference co-add (pixels, variance from refunc, mask, WCS, PSF, header), refpsfcat."""
+    """Reference co-add (pixels, variance from refunc, mask, WCS, PSF, header), refpsfcat.
+
+    An IPAC reference imported by ``zsds import`` has no mask and no zsds PSF: the mask marks
+    pixels that are not finite or that its ``refcov`` leaves uncovered, and the PSF is fitted on
+    the spot (:func:`zsds.instcal.reprocess.complete_imported`).
+    """
     path = home.path(ref.relpath)
     base = str(path)[: -len("refimg.fits")]
     data, hdr = _read(path)
-    unc, _ = _read(Path(base + "refunc.fits"))
-    mask, _ = _read(Path(base + "refmskimg.fits"))
-    with fits.open(base + "refpsf.fits", memmap=False) as h:
-        psf = psf_from_hdu(h[1])
-    var = np.where(np.isfinite(unc), unc * unc, np.inf).astype(np.float32)
-    img = QuadrantImage(data, var, mask.astype(np.int64), _wcs(hdr), psf, hdr)
-    return img, _table(Path(base + "refpsfcat.fits"))
+    own = not _imported(hdr)
+    unc = _optional(Path(base + "refunc.fits"), own)
+    var = None if unc is None else np.where(np.isfinite(unc), unc * unc, np.inf).astype(
+        np.float32)
+    mask = _optional(Path(base + "refmskimg.fits"), own)
+    if mask is None:
+        from zsds.instcal.reprocess import coverage_mask
+
+        mask = coverage_mask(data, _optional(Path(base + "refcov.fits"), False))
+    img = QuadrantImage(data, var, mask, _wcs(hdr), _psf(Path(base + "refpsf.fits"), own), hdr)
+    cpath = Path(base + "refpsfcat.fits")
+    cat = _table(cpath) if own or cpath.exists() else None
+    if img.psf is None or cat is None:
+        from zsds.instcal.reprocess import complete_imported
+
+        img, cat = complete_imported(img, cat)
+    return img, cat
 
 
 def latest_reference(engine: Engine, field_: int, ccdid: int, qid: int, fid: int

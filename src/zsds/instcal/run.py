@@ -5,12 +5,14 @@ valid master bias and high-nu flat, the static low-nu flat, and the reference ca
 goes through :func:`zsds.instcal.stage.calibrate_quadrant`, and its products are written under
 the IRSA ``sci/`` layout (atomically, so re-running replaces them) and recorded in
 ``quadrant_products`` / ``qa_metrics`` / ``jobs``. A failing quadrant is recorded as a failed job
-with its error and never stops the others.
+with its error and never stops the others. IPAC ``sciimg`` files imported without their raw file
+(``zsds import``) are re-processed instead (:func:`_recalibrate_imported`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import platform
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,18 +26,25 @@ from sqlalchemy import Engine, delete, select
 
 from zsds.calib.build import nearest_calibration
 from zsds.core.home import Home
-from zsds.core.image import QuadrantId
+from zsds.core.image import QuadrantId, QuadrantImage
 from zsds.core.instrument import Filter
 from zsds.core.naming import BIAS_CODE, parse_night, static_cal_product
 from zsds.db.engine import session
 from zsds.db.jobs import job
 from zsds.db.schema import Exposure, QAMetric, QuadrantProduct, RawFile
-from zsds.instcal.stage import CalibrationFrames, InstCalConfig, InstCalResult, calibrate_quadrant
+from zsds.instcal.stage import (
+    CalibrationFrames,
+    InfoBits,
+    InstCalConfig,
+    InstCalResult,
+    calibrate_quadrant,
+)
 from zsds.io.fitsio import write_hdul, write_image, write_table
-from zsds.sky.refcat import RefCatalog, open_refcat
+from zsds.sky.refcat import RefCatalog, RefCatalogError, open_refcat
 from zsds.split import quadrant_qa, read_raw_ccd, split_quadrant
 
 ProgressFn = Callable[[str, int, int], None]
+log = logging.getLogger(__name__)
 
 #: psfcat columns as written (ZTF names; positions 1-based as in IPAC catalogs).
 PSFCAT_COLUMNS = {
@@ -164,10 +173,15 @@ def write_products(home: Home, qid: QuadrantId, res: InstCalResult) -> dict[str,
 
 
 def _record(engine: Engine, home: Home, qid: QuadrantId, res: InstCalResult,
-            paths: dict[str, Path]) -> None:
+            paths: dict[str, Path], only_kinds: bool = False) -> None:
+    """Replace the quadrant's ``quadrant_products`` rows (only those of the kinds written when
+    ``only_kinds``: an imported quadrant keeps its other imported products) and QA."""
     ph = res.photcal
     with session(engine) as s:
-        s.execute(delete(QuadrantProduct).where(QuadrantProduct.pid == qid.pid))
+        old = delete(QuadrantProduct).where(QuadrantProduct.pid == qid.pid)
+        if only_kinds:
+            old = old.where(QuadrantProduct.kind.in_(list(paths)))
+        s.execute(old)
         s.execute(delete(QAMetric).where(QAMetric.subject_kind == "quadrant",
                                          QAMetric.subject_id == qid.pid))
         for kind, path in paths.items():
@@ -227,6 +241,59 @@ def _calibrate_one(home: Home, engine: Engine, raw, q: int, qid: QuadrantId, mjd
     return res, paths
 
 
+def imported_science(engine: Engine, night: dt.date, expid: int | None = None,
+                     ccd: int | None = None, quad: int | None = None
+                     ) -> list[tuple[QuadrantProduct, str]]:
+    """Science quadrants of a night imported as IPAC ``sciimg`` (``zsds import``): the
+    ``sciimg`` rows whose CCD has no raw file in the home, with their exposure's filefracday."""
+    with session(engine) as s:
+        has_raw = select(RawFile.id).where(RawFile.expid == QuadrantProduct.expid,
+                                           RawFile.ccdid == QuadrantProduct.ccdid).exists()
+        q = (select(QuadrantProduct, Exposure.filefracday)
+             .join(Exposure, Exposure.expid == QuadrantProduct.expid)
+             .where(Exposure.night == night, QuadrantProduct.kind == "sciimg", ~has_raw))
+        for col, val in ((QuadrantProduct.expid, expid), (QuadrantProduct.ccdid, ccd),
+                         (QuadrantProduct.qid, quad)):
+            if val is not None:
+                q = q.where(col == val)
+        rows = s.execute(q.order_by(Exposure.mjd, QuadrantProduct.pid)).all()
+        for row, _ in rows:
+            s.expunge(row)
+    return [(row, ffd) for row, ffd in rows]
+
+
+def _recalibrate_imported(home: Home, engine: Engine, row: QuadrantProduct, qid: QuadrantId,
+                          ps1: RefCatalog, config: InstCalConfig
+                          ) -> tuple[InstCalResult, dict[str, Path]]:
+    """zsds's masks, PSF and catalogs of an imported IPAC sciimg (with its mskimg if imported),
+    IPAC's photometric calibration kept when no PS1 catalogue answers; products rewritten in
+    place (:func:`zsds.instcal.reprocess.recalibrate_quadrant`)."""
+    from zsds.instcal.reprocess import quiet_wcs, recalibrate_quadrant
+
+    path = home.path(row.relpath)
+    with fits.open(path, memmap=False) as h:
+        data, hdr = np.asarray(h[0].data, np.float32), h[0].header.copy()
+    mpath = path.with_name(path.name.replace("_sciimg.fits", "_mskimg.fits"))
+    mask = fits.getdata(mpath) if mpath.exists() else None
+    image = QuadrantImage(data, None, mask, quiet_wcs(hdr), None, hdr, qid)
+    ny, nx = image.shape
+    ra0, dec0 = image.wcs.all_pix2world([nx / 2 - 0.5], [ny / 2 - 0.5], 0)
+    radius = np.hypot(nx, ny) / 2 * 1.02 / 3600.0 * 1.012 + 0.02
+    try:
+        rows, note = ps1.cone(float(ra0[0]), float(dec0[0]), radius), ""
+    except RefCatalogError as exc:  # no catalogue: IPAC's calibration is kept
+        rows, note = None, f"no PS1 calibrators ({exc})"
+    res = recalibrate_quadrant(image, rows, config, note or "no PS1 calibrators")
+    if res.infobits & InfoBits.ZP_KEPT:
+        log.warning("%s: %s", path.name, res.photcal.message)
+    paths = write_products(home, qid, res)
+    with paths["log"].open("a") as fh:
+        fh.write(f"input: imported IPAC sciimg{' and mskimg' if mask is not None else ''}; "
+                 "astrometry and pixels are IPAC's\n")
+    _record(engine, home, qid, res, paths, only_kinds=True)
+    return res, paths
+
+
 def calibrate_night(
     home: Home,
     engine: Engine,
@@ -240,14 +307,18 @@ def calibrate_night(
 ) -> list[QuadrantOutcome]:
     """Calibrate every (or the selected) science quadrant of a night.
 
-    The pixels of each calibrated quadrant are written and then released; ``keep_results``
-    keeps every :class:`InstCalResult` in the outcomes (tests; ~1 GB per full quadrant).
+    Quadrants come from the night's raw files, and from IPAC ``sciimg`` imported without their
+    raw file (:func:`imported_science`), which are re-processed
+    (:func:`_recalibrate_imported`). The pixels of each calibrated quadrant are written and
+    then released; ``keep_results`` keeps every :class:`InstCalResult` in the outcomes (tests;
+    ~1 GB per full quadrant).
     """
     config = config or InstCalConfig()
     date = parse_night(night)
     files = science_files(engine, date, expid, ccd)
     quads = [quad] if quad else [1, 2, 3, 4]
-    total = len(files) * len(quads)
+    imported = imported_science(engine, date, expid, ccd, quad)
+    total = len(files) * len(quads) + len(imported)
     outcomes: list[QuadrantOutcome] = []
     gaia = open_refcat(home.refcat, "gaia")
     ps1 = open_refcat(home.refcat, "ps1")
@@ -277,4 +348,21 @@ def calibrate_night(
             done += 1
             if progress:
                 progress(f"{Path(relpath).name} q{q}", done, total)
+    for row, ffd in imported:
+        qid = QuadrantId(row.expid, ffd, row.field, Filter(row.fid), row.ccdid, row.qid)
+        name = Path(row.relpath).name
+        try:
+            with job(engine, "calibrate", str(qid.pid),
+                     inputs={"sciimg": row.relpath, "imported": True}):
+                res, paths = _recalibrate_imported(home, engine, row, qid, ps1, config)
+            outcomes.append(QuadrantOutcome(qid.pid, True, f"ok: {res.photcal.message}",
+                                            res if keep_results else None, paths,
+                                            int(res.infobits)))
+            del res
+        except Exception as exc:  # recorded by job(); one quadrant never stops the others
+            outcomes.append(QuadrantOutcome(qid.pid, False, f"{name}: {type(exc).__name__}: "
+                                                            f"{exc}"))
+        done += 1
+        if progress:
+            progress(name, done, total)
     return outcomes

@@ -21,6 +21,7 @@ from typing import Protocol
 
 import numpy as np
 import pandas as pd
+from astropy.io import fits
 from astropy.wcs import WCS
 
 from zsds.core.image import QuadrantImage
@@ -62,6 +63,7 @@ class InfoBits:
     HIGH_SATURATION = 1 << 4  # more than 2% of pixels saturated
     NO_LOWNU_FLAT = 1 << 5  # no static low-frequency flat: high-nu flat only
     LOW_TRANSPARENCY = 1 << 6  # MAGZP more than CLOUD_MAG below the clear-sky zero point
+    ZP_KEPT = 1 << 7  # no zero-point fit possible: the input's valid calibration was kept
     ASTROMETRY_FAILED = 1 << 25
     PHOTCAL_FAILED = 1 << 26
     NO_SOURCES = 1 << 27
@@ -71,6 +73,48 @@ class InfoBits:
 CLOUDY = {Filter.g: (0.06, 80), Filter.r: (0.05, 120), Filter.i: (0.06, 100)}
 #: Cloud extinction (mag) beyond which an image gets LOW_TRANSPARENCY.
 CLOUD_MAG = 0.5
+
+
+def input_zero_point(header: fits.Header, reason: str) -> PhotCalResult | None:
+    """The photometric calibration an input image already carries, or None.
+
+    An imported IPAC ``sciimg`` holds IPAC's PS1 calibration (``MAGZP``, ``MAGZPUNC``,
+    ``MAGZPRMS``, ``CLRCOEFF``, ``CLRCOUNC``, ``ZPCLRCOV``, ``ZPMED``, ``NMATCHES``, ``CLRMED``,
+    ``CLRRMS``, ``PCOLOR``). When zsds cannot fit its own (no reference catalogue, too few
+    calibrators), that calibration is kept rather than replaced by -999.
+
+    Parameters
+    ----------
+    header : astropy.io.fits.Header
+        The input image's header.
+    reason : str
+        Why zsds's own fit is not available (the failed fit's message), for the log.
+
+    Returns
+    -------
+    PhotCalResult or None
+        ``ok=True`` with the header's values and a message saying they were kept; None when
+        the header has no valid ``MAGZP`` (absent, not finite, -999 or outside 0-50).
+    """
+
+    def value(key: str) -> float:
+        v = header.get(key)
+        if isinstance(v, bool) or not isinstance(v, int | float | np.number):
+            return np.nan
+        return float(v) if np.isfinite(v) and v != -999.0 else np.nan
+
+    zp = value("MAGZP")
+    if not 0.0 < zp < 50.0:
+        return None
+    nmatch = value("NMATCHES")
+    return PhotCalResult(
+        True, f"{reason}: kept the input's calibration, MAGZP {zp:.4f} +- "
+              f"{value('MAGZPUNC'):.4f}, CLRCOEFF {value('CLRCOEFF'):.4f}",
+        magzp=zp, magzpunc=value("MAGZPUNC"), magzprms=value("MAGZPRMS"),
+        clrcoeff=value("CLRCOEFF"), clrcounc=value("CLRCOUNC"), zpclrcov=value("ZPCLRCOV"),
+        zpmed=value("ZPMED"), nmatches=int(nmatch) if np.isfinite(nmatch) else 0,
+        clrmed=value("CLRMED"), clrrms=value("CLRRMS"),
+        pcolor=str(header.get("PCOLOR", "")).strip())
 
 
 @dataclass(frozen=True)
@@ -339,9 +383,12 @@ def calibrate_quadrant(
                 if astro.ok else PhotCalResult(False, "no astrometric solution"))
     else:
         phot = PhotCalResult(False, "no sources")
+    if not phot.ok and (kept := input_zero_point(hdr, phot.message)) is not None:
+        phot = kept  # never -999 over a valid zero point the input carries
+        infobits |= InfoBits.ZP_KEPT
     if not phot.ok:
         infobits |= InfoBits.PHOTCAL_FAILED
-    else:
+    elif not infobits & InfoBits.ZP_KEPT:
         rms_cut, n_cut = CLOUDY[filt]
         # IPAC's NMATCHES threshold is for a full 3072 x 3080 quadrant: scale it with the area.
         n_cut = max(10, int(n_cut * quad.data.size / (3072 * 3080)))
@@ -394,8 +441,9 @@ def calibrate_quadrant(
                            "RADESYS", "EQUINOX", "MJDREF")):
             hdr.remove(key, ignore_missing=True, remove_all=True)
     hdr.update(wcs.to_header(relax=True))
-    for card in phot.header_cards():
-        hdr[card[0]] = card[1:]
+    if not infobits & InfoBits.ZP_KEPT:  # a kept calibration keeps its own cards
+        for card in phot.header_cards():
+            hdr[card[0]] = card[1:]
     hdr["SEEING"] = (round(qa["seeing"], 3) if np.isfinite(qa["seeing"]) else -999.0,
                      "PSF FWHM at the image centre (arcsec)")
     hdr["MAGLIM"] = (round(qa["maglim"], 3) if np.isfinite(qa["maglim"]) else -999.0,

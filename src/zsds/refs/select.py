@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 from astropy.io import fits
 
+from zsds.core.instrument import PIXEL_SCALE
+
 #: Header keywords (upper case) read into the candidate table (lower case).
 QA_KEYWORDS = ("INFOBITS", "SEEING", "MAGLIM", "MAGZP", "ASTRRMS1", "ASTRRMS2")
 
@@ -57,9 +59,16 @@ class SelectConfig:
 def candidates_from_headers(headers: Sequence[fits.Header]) -> pd.DataFrame:
     """Candidate table (one row per header) with the QA columns :func:`select_epochs` reads.
 
-    Missing keywords become NaN, which fails every cut.
+    Missing keywords become NaN, which fails every cut. ``seeing`` is in arcsec: IPAC's
+    products (imported and not re-calibrated) give SEEING in pixels, as its comment says, and
+    are converted by the pixel scale; zsds's own give arcsec.
     """
-    rows = [{k.lower(): h.get(k, np.nan) for k in QA_KEYWORDS} for h in headers]
+    rows = []
+    for h in headers:
+        row = {k.lower(): h.get(k, np.nan) for k in QA_KEYWORDS}
+        if "SEEING" in h and "pix" in str(h.comments["SEEING"]).lower():
+            row["seeing"] = float(h["SEEING"]) * PIXEL_SCALE
+        rows.append(row)
     return pd.DataFrame(rows, columns=[k.lower() for k in QA_KEYWORDS])
 
 
