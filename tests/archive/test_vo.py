@@ -79,7 +79,9 @@ def test_scs_matches_cone_search(client, engine):
     ({"table": "ztf_objects_dr23", "DEC": 2, "SR": 0.1}, "missing required parameter RA"),
     ({"table": "ztf_objects_dr23", "RA": "x", "DEC": 2, "SR": 0.1}, "RA must be a number"),
     ({"table": "ztf_objects_dr23", "RA": 1, "DEC": 100, "SR": 0.1}, "DEC must be in"),
-    ({"table": "ztf_objects_dr23", "RA": 1, "DEC": 2, "SR": -1}, "SR must be in"),
+    ({"table": "ztf_objects_dr23", "RA": 1, "DEC": 2, "SR": -1}, "SR: the radius must be"),
+    ({"table": "ztf_objects_dr23", "RA": 1, "DEC": 2, "SR": 0}, "at least 0.01 arcsec"),
+    ({"table": "ztf_objects_dr23", "RA": 1, "DEC": 2, "SR": 11}, "at most 10.0 deg"),
 ])
 def test_scs_errors(client, params, message):
     r = client.get("/SCS", params=params)
@@ -262,9 +264,11 @@ def test_tap_async_job_belongs_to_its_owner(app, client, engine):
 
 
 def test_tap_async_jobs_are_bounded(app, client):
-    from zsds.archive.vo import JobStore
+    """One client's anonymous jobs are bounded: its oldest are deleted first (the quotas
+    per owner are tested in tests/security/test_tap_jobs.py)."""
+    from zsds.archive.tapjobs import JobStore
 
-    app.state.tap_jobs = JobStore(limit=3)
+    app.state.tap_jobs = JobStore(app.state.ctx.engine, per_client=3)
     urls = [client.post("/TAP/async", data={"QUERY": "SELECT TOP 1 oid FROM ztf_objects"},
                         follow_redirects=False).headers["location"] for _ in range(5)]
     assert [client.get(u).status_code for u in urls] == [404, 404, 200, 200, 200]

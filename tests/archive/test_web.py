@@ -160,7 +160,8 @@ def test_image_page(client, sci) -> None:
     r = client.get("/ui/image", params={"path": sci.relpath, "ra": sci.ra, "dec": sci.dec})
     assert r.status_code == 200
     assert Path(sci.relpath).name in r.text
-    view = re.search(r"window.VIEW = (\{.*\});", r.text)
+    # the page data is a JSON block (the Content-Security-Policy allows no inline script)
+    view = re.search(r'<script type="application/json" id="view-data">(\{.*\})</script>', r.text)
     assert view
     import json
     v = json.loads(view.group(1))

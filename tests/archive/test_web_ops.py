@@ -89,10 +89,12 @@ def _sep_arcsec(ra1, dec1, ra2, dec2):
 # ----------------------------------------------------------------------------------------
 
 
-def test_moving_search_by_designation(client, archive_home, engine, known):
+def test_moving_search_by_designation(user_client, archive_home, engine, known):
+    """The search of a logged-in user (detections are alert content: depot only; what an
+    anonymous caller gets is in tests/security/test_authz.py)."""
     name, dets = known
-    r = client.get("/api/moving/search", params={"designation": name, "start": NIGHT2,
-                                                 "end": NIGHT2})
+    r = user_client.get("/api/moving/search", params={"designation": name, "start": NIGHT2,
+                                                      "end": NIGHT2})
     assert r.status_code == 200, r.text
     res = r.json()
     assert res["query"]["designation"] == name
@@ -150,7 +152,8 @@ def test_moving_search_without_range_and_csv(client, known):
     assert sorted(table["pid"]) == sorted(im["pid"] for im in res["images"])
 
 
-def test_moving_search_by_ephemeris(client, known):
+def test_moving_search_by_ephemeris(user_client, known):
+    client = user_client
     _, dets = known
     rows = dets[["jd", "ra", "dec"]].to_numpy()
     csv = "jd,ra,dec\n" + "\n".join(f"{j:.8f},{a:.7f},{d:.7f}" for j, a, d in rows)
@@ -173,9 +176,10 @@ def test_moving_search_by_ephemeris(client, known):
         assert sorted(d["candid"] for d in res["detections"]) == sorted(dets["candid"])
 
 
-def test_moving_page(client, known):
+def test_moving_page(client, user_client, known):
     name, dets = known
-    r = client.get("/ui/moving", params={"designation": name, "start": NIGHT2, "end": NIGHT2})
+    r = user_client.get("/ui/moving", params={"designation": name, "start": NIGHT2,
+                                              "end": NIGHT2})
     assert r.status_code == 200
     assert "<svg" in r.text and 'class="track"' in r.text
     for candid in dets["candid"]:

@@ -121,7 +121,7 @@ def test_v5_database_gains_the_moving_object_and_archive_tables(engine):
         conn.execute(text("ALTER TABLE candidates DROP COLUMN ssnamenr"))
         conn.execute(text("INSERT INTO schema_version VALUES (5, CURRENT_TIMESTAMP)"))
     assert "ssnamenr" not in {c["name"] for c in inspect(engine).get_columns("candidates")}
-    assert init_db(engine) == SCHEMA_VERSION == 9
+    assert init_db(engine) == SCHEMA_VERSION
     insp = inspect(engine)
     assert "ssnamenr" in {c["name"] for c in insp.get_columns("candidates")}
     assert {"streaks", "ss_tracks", "ss_track_members", "archive_images", "users",
@@ -166,7 +166,33 @@ def test_v8_jobs_gain_the_process_id(engine):
         conn.execute(text("INSERT INTO schema_version VALUES (8, CURRENT_TIMESTAMP)"))
         conn.execute(text("INSERT INTO jobs (stage, key, state, attempts) "
                           "VALUES ('calibrate', '1', 'done', 1)"))
-    assert init_db(engine) == SCHEMA_VERSION == 9
+    assert init_db(engine) == SCHEMA_VERSION
     with engine.connect() as conn:
         assert conn.execute(text("SELECT stage, state, pid FROM jobs")).all() == [
             ("calibrate", "done", None)]
+
+
+def test_v9_gains_the_tap_jobs(engine):
+    """v10 adds ``tap_jobs`` (the archive's async TAP jobs, kept across restarts); the rows
+    of a v9 database are kept."""
+    from zsds.db.engine import MIGRATIONS
+    from zsds.db.schema import TapJob
+
+    with engine.begin() as conn:
+        for migrate in MIGRATIONS[:9]:
+            migrate(conn)
+        assert "tap_jobs" not in inspect(conn).get_table_names()
+        conn.execute(text("INSERT INTO schema_version VALUES (9, CURRENT_TIMESTAMP)"))
+        conn.execute(text("INSERT INTO jobs (stage, key, state, attempts) "
+                          "VALUES ('calibrate', '1', 'done', 1)"))
+    assert init_db(engine) == SCHEMA_VERSION == 10
+    now = dt.datetime.now(dt.UTC)
+    with session(engine) as s:
+        s.add(TapJob(id="a" * 32, owner="alice", phase="COMPLETED", params={"QUERY": ["q"]},
+                     created=now, destruction=now + dt.timedelta(days=1), result=b"\x00rows",
+                     media="text/csv"))
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM jobs")).scalar() == 1
+    with session(engine) as s:
+        job = s.scalar(select(TapJob))
+        assert (job.owner, job.params, job.result) == ("alice", {"QUERY": ["q"]}, b"\x00rows")

@@ -24,7 +24,10 @@ Geometric terms become an indexed prefilter (HEALPix ranges on ``lc_objects.heal
 :func:`zsds.lightcurves.search.cone_search` uses them; :func:`zsds.archive.index.images_at`
 for image footprints; a declination band otherwise) plus an exact test in numpy/shapely on
 the candidate rows. Anything else (joins, sub-queries, GROUP BY, functions, uploads) raises
-:class:`ADQLError` with a message naming what is not supported.
+:class:`ADQLError` with a message naming what is not supported, and so does a query beyond
+the limits of :mod:`zsds.archive.limits` (its length, nesting depth, number of select items,
+literals, operators and geometric terms, integers beyond 64 bits, cone radii below 0.01
+arcsec), before the database or Python's stack would fail on it.
 """
 
 from __future__ import annotations
@@ -64,6 +67,18 @@ from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.elements import ColumnElement
 
 from zsds.archive import index
+from zsds.archive.limits import (
+    MAX_ADQL_CHARS,
+    MAX_GEOMETRY_TERMS,
+    MAX_LITERALS,
+    MAX_NESTING,
+    MAX_OPERATORS,
+    MAX_SELECT_ITEMS,
+    MIN_CONE_RADIUS_DEG,
+    LimitError,
+    check_cone_radius,
+    check_int64,
+)
 from zsds.db.schema import ArchiveImage, LightCurveObject
 from zsds.lightcurves.search import angular_distance_deg, cone_ranges
 
@@ -246,6 +261,29 @@ class _Parser:
     def __init__(self, text: str):
         self.toks = tokenize(text)
         self.i = 0
+        self.depth = 0
+        self.literals = 0
+        self.operators = 0
+
+    # -- limits
+    def nest(self) -> None:
+        """Enter one more level of nesting (leave it with ``self.depth -= 1``)."""
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise ADQLError(f"the query is nested more than {MAX_NESTING} levels deep "
+                            f"(position {self.tok.pos})")
+
+    def operator(self) -> None:
+        """Count one more AND, OR or arithmetic operator."""
+        self.operators += 1
+        if self.operators > MAX_OPERATORS:
+            raise ADQLError(f"the query has more than {MAX_OPERATORS} operators")
+
+    def literal(self) -> None:
+        """Count one more literal (each becomes a bound parameter)."""
+        self.literals += 1
+        if self.literals > MAX_LITERALS:
+            raise ADQLError(f"the query has more than {MAX_LITERALS} literals")
 
     # -- token helpers
     @property
@@ -300,7 +338,7 @@ class _Parser:
         if t.kind != "num" or not t.value.isdigit():
             self.fail(f"expected a non-negative integer after {what}")
         self.i += 1
-        return int(t.value)
+        return _int64(int(t.value), what, t.pos)
 
     # -- statement
     def query(self) -> Query:
@@ -310,6 +348,8 @@ class _Parser:
         top = self.integer("TOP") if self.accept_kw("top") else None
         items = [self.select_item()]
         while self.accept(","):
+            if len(items) >= MAX_SELECT_ITEMS:
+                raise ADQLError(f"more than {MAX_SELECT_ITEMS} items in the select list")
             items.append(self.select_item())
         self.expect_kw("from")
         if self.tok.kind == "punct" and self.tok.value == "(":
@@ -341,6 +381,8 @@ class _Parser:
                 order.append(OrderItem(expr, desc))
                 if not self.accept(","):
                     break
+                if len(order) >= MAX_SELECT_ITEMS:
+                    raise ADQLError(f"more than {MAX_SELECT_ITEMS} ORDER BY items")
         offset = self.integer("OFFSET") if self.accept_kw("offset") else None
         if self.at_kw("limit"):
             raise ADQLError("LIMIT is not ADQL: use SELECT TOP n")
@@ -370,18 +412,23 @@ class _Parser:
     def or_expr(self) -> Any:
         items = [self.and_expr()]
         while self.accept_kw("or"):
+            self.operator()
             items.append(self.and_expr())
         return items[0] if len(items) == 1 else Or(tuple(items))
 
     def and_expr(self) -> Any:
         items = [self.not_expr()]
         while self.accept_kw("and"):
+            self.operator()
             items.append(self.not_expr())
         return items[0] if len(items) == 1 else And(tuple(items))
 
     def not_expr(self) -> Any:
         if self.accept_kw("not"):
-            return Not(self.not_expr())
+            self.nest()
+            inner = self.not_expr()
+            self.depth -= 1
+            return Not(inner)
         return self.predicate()
 
     def predicate(self) -> Any:
@@ -389,17 +436,19 @@ class _Parser:
             raise ADQLError("sub-queries are not supported")
         if self.tok.kind == "punct" and self.tok.value == "(":
             # Either a parenthesised condition or a parenthesised value: try the former.
-            save = self.i
+            save = (self.i, self.depth, self.literals, self.operators)
             try:
                 self.i += 1
+                self.nest()
                 cond = self.or_expr()
                 self.expect(")")
+                self.depth -= 1
                 if not (self.tok.kind == "op"
                         or self.at_kw("between", "in", "like", "is", "not")):
                     return cond
             except ADQLError:
                 pass
-            self.i = save
+            self.i, self.depth, self.literals, self.operators = save
         left = self.value_expr()
         if self.tok.kind == "op" and self.tok.value in _COMPARE:
             op = self.tok.value
@@ -436,6 +485,7 @@ class _Parser:
         while self.tok.kind == "op" and self.tok.value in ("+", "-", "||"):
             op = self.tok.value
             self.i += 1
+            self.operator()
             left = BinOp(op, left, self.term())
         return left
 
@@ -444,37 +494,49 @@ class _Parser:
         while self.tok.kind == "op" and self.tok.value in ("*", "/"):
             op = self.tok.value
             self.i += 1
+            self.operator()
             left = BinOp(op, left, self.factor())
         return left
 
     def factor(self) -> Any:
         if self.accept("-"):
+            self.nest()
             inner = self.factor()
+            self.depth -= 1
             if isinstance(inner, Literal) and not isinstance(inner.value, str):
                 return Literal(-inner.value)
             return Neg(inner)
         if self.accept("+"):
-            return self.factor()
+            self.nest()
+            inner = self.factor()
+            self.depth -= 1
+            return inner
         return self.primary()
 
     def primary(self) -> Any:
         t = self.tok
         if t.kind == "num":
             self.i += 1
-            is_int = re.fullmatch(r"\d+", t.value) is not None
-            return Literal(int(t.value) if is_int else float(t.value))
+            self.literal()
+            if re.fullmatch(r"\d+", t.value) is not None:
+                return Literal(_int64(int(t.value), "integer literal", t.pos))
+            return Literal(float(t.value))
         if t.kind == "str":
             self.i += 1
+            self.literal()
             return Literal(t.value[1:-1].replace("''", "'"))
         if self.accept("("):
             if self.at_kw("select"):
                 raise ADQLError("sub-queries are not supported")
+            self.nest()
             expr = self.value_expr()
             self.expect(")")
+            self.depth -= 1
             return expr
         if t.kind == "id" and self.toks[self.i + 1].value == "(":
             name = t.value.lower()
             self.i += 2
+            self.nest()
             args: list[Any] = []
             if name == "count" and self.accept("*"):
                 args.append(Star())
@@ -483,6 +545,7 @@ class _Parser:
                 while self.accept(","):
                     args.append(self.value_expr())
             self.expect(")")
+            self.depth -= 1
             return Func(name, tuple(args))
         if t.kind in ("id", "qid"):
             if t.kind == "id" and t.value.lower() == "null":
@@ -508,7 +571,17 @@ def parse(text: str) -> Query:
     """
     if not text or not text.strip():
         raise ADQLError("empty query")
+    if len(text) > MAX_ADQL_CHARS:
+        raise ADQLError(f"the query is longer than {MAX_ADQL_CHARS} characters")
     return _Parser(text).query()
+
+
+def _int64(value: int, what: str, pos: int) -> int:
+    """An integer of the query, refused beyond 64 bits (the database's widest integers)."""
+    try:
+        return check_int64(value, what)
+    except LimitError as exc:
+        raise ADQLError(f"{exc} (position {pos})") from None
 
 
 # =========================================================================== regions
@@ -976,6 +1049,14 @@ def _const(node: Any, what: str) -> float:
     raise ADQLError(f"{what} must be numeric constants")
 
 
+def _radius(r: float, what: str) -> float:
+    """A cone radius of the query: at least 0.01 arcsec (below, the HEALPix cover fails)."""
+    try:
+        return check_cone_radius(r, what)
+    except LimitError as exc:
+        raise ADQLError(str(exc)) from None
+
+
 def _coord_args(func: Func, n: int | None) -> list[Any]:
     args = list(func.args)
     if args and isinstance(args[0], Literal) and isinstance(args[0].value, str):
@@ -994,7 +1075,8 @@ def _region(node: Any) -> Region:
         raise ADQLError("expected CIRCLE, BOX or POLYGON as a region")
     what = f"{node.name.upper()} arguments"
     if node.name == "circle":
-        return Region.circle(*(_const(a, what) for a in _coord_args(node, 3)))
+        ra, dec, r = (_const(a, what) for a in _coord_args(node, 3))
+        return Region.circle(ra, dec, _radius(r, "CIRCLE radius"))
     if node.name == "box":
         return Region.box(*(_const(a, what) for a in _coord_args(node, 4)))
     vals = [_const(a, what) for a in _coord_args(node, None)]
@@ -1096,7 +1178,7 @@ class _Translator:
         if left.name == "distance":
             if op not in ("<", "<="):
                 raise ADQLError("DISTANCE(...) is only supported as DISTANCE(...) < r")
-            r = _const(right, "the DISTANCE bound")
+            r = _radius(_const(right, "the DISTANCE bound"), "the DISTANCE bound")
             a, b = left.args if len(left.args) == 2 else (None, None)
             pts = [p for p in (a, b) if isinstance(p, Func) and p.name == "point"]
             if len(pts) != 2:
@@ -1220,11 +1302,15 @@ def translate(query: Query, catalog: Catalog, engine: Engine, *, limit: int | No
             conds.append(tr.condition(term))
         else:
             spatial.append(sp)
+    if len(spatial) > MAX_GEOMETRY_TERMS:
+        raise ADQLError(f"more than {MAX_GEOMETRY_TERMS} geometric conditions")
     for k, sp in enumerate(spatial):
         if sp.mode == "point":
             ra0, dec0 = sp.region.center
             if t.kind == "objects" and k == 0:
-                ranges = cone_ranges(ra0, dec0, sp.region.radius)
+                # The cover is a prefilter (the exact test follows), so a degenerate region
+                # (a zero-size BOX) may take the smallest cone the HEALPix cover supports.
+                ranges = cone_ranges(ra0, dec0, max(sp.region.radius, MIN_CONE_RADIUS_DEG))
                 conds.append(or_(*(_O.healpix29.between(literal(int(lo)), literal(int(hi)))
                                    for lo, hi in ranges)))
             else:

@@ -1,7 +1,10 @@
 """The archive service as one FastAPI application.
 
 :func:`create_app` mounts every router of :mod:`zsds.archive` on a shared
-:class:`~zsds.archive.context.ArchiveContext`; ``zsds serve`` runs it under uvicorn.
+:class:`~zsds.archive.context.ArchiveContext`; ``zsds serve`` runs it under uvicorn. Every
+route runs behind the app-wide authorization dependency
+(:func:`zsds.archive.policy.authorize`) and the security middleware of
+:mod:`zsds.archive.security` (headers, body limit, bad-input safety net, log redaction).
 """
 
 from __future__ import annotations
@@ -9,12 +12,14 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
 from zsds import __version__
+from zsds.archive import security
 from zsds.archive.context import ArchiveConfig, ArchiveContext
+from zsds.archive.policy import authorize
 from zsds.core.home import Home
 from zsds.db import connect, init_db
 
@@ -53,8 +58,12 @@ def create_app(home: Home, engine: Engine | None = None, config: ArchiveConfig |
             "the ZTF light-curve API, forced photometry, IVOA cone search, SIA and TAP, "
             "and the web UI. Clients written for IRSA work with only a base-URL change."
         ),
+        # Before any route's own dependencies: the CSRF token of a form body, then the caller
+        # and the authorization policy (zsds.archive.policy), in one place for every route.
+        dependencies=[Depends(security.read_form_token), Depends(authorize)],
     )
     app.state.ctx = ArchiveContext(home=home, engine=engine, config=cfg)
+    security.install(app, max_body_bytes=cfg.max_body_bytes, force_https=cfg.secure_cookies)
     if STATIC.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC), name="static")
     for name in ROUTERS:

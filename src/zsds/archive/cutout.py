@@ -4,7 +4,9 @@
 given) or, with ``px``/``pix``/``pixels``, a pixel position in the FITS convention (the first
 pixel's centre is 1,1, as ds9 and the FITS WCS use). ``size=w[,h][units]`` is the full width
 along NAXIS1 and height along NAXIS2 (degrees unless ``px|pix|pixels|arcsec|arcmin|deg|rad``).
-A cutout partly off the image is clipped; one entirely off it is an error.
+A cutout partly off the image is clipped; one entirely off it is an error. A size above
+:data:`MAX_SIDE` pixels (``size=1e300px``) is refused before anything is allocated, and a
+pixel centre must lie within :data:`MAX_PIXEL_OFFSET` of the image.
 
 Only the needed part of the image is read: files are opened with ``memmap=True`` and the
 pixels are taken through ``hdu.section`` (which also reads only the needed tiles of
@@ -35,6 +37,12 @@ ANGLE_UNITS = {"deg": u.deg, "degree": u.deg, "degrees": u.deg, "d": u.deg,
 #: HDU keywords that describe the file structure, not the image (not copied to a cutout).
 _STRUCTURE = ("XTENSION", "PCOUNT", "GCOUNT", "EXTEND", "SIMPLE", "BITPIX", "NAXIS", "NAXIS1",
               "NAXIS2", "BSCALE", "BZERO", "CHECKSUM", "DATASUM", "ZQUANTIZ", "ZDITHER0")
+
+#: Farthest a pixel centre may lie from the image (pixels): beyond, the cutout cannot overlap.
+MAX_PIXEL_OFFSET = 1e9
+#: Largest cutout side asked for (pixels, after converting angular sizes): far above any
+#: ZTF image (a CCD is 6k pixels), so only absurd requests are refused.
+MAX_SIDE = 100_000
 
 _VALUE_RE = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([A-Za-z]*)\s*$")
 
@@ -169,12 +177,19 @@ def cutout_fits(path: str | PathLike, center: str | Quantity2, size: str | Quant
             if not np.all(np.isfinite(position)):
                 raise CutoutError(f"the cutout does not overlap the image (center {c.x},{c.y} "
                                   "is not on the image's side of the sky)")
+        if not all(abs(v) <= MAX_PIXEL_OFFSET for v in position):
+            raise CutoutError(f"the cutout does not overlap the image ({nx} x {ny} pixels)")
         if s.pixel:
             shape = (s.y, s.x)
         else:
             scales = proj_plane_pixel_scales(wcs.celestial) * u.deg  # type: ignore[union-attr]
             shape = ((s.y * s.unit / scales[1]).decompose().value,
                      (s.x * s.unit / scales[0]).decompose().value)
+        if not all(np.isfinite(v) and v <= MAX_SIDE for v in shape):
+            raise CutoutError(f"size={shape[1]:.6g} x {shape[0]:.6g} pixels exceeds the largest "
+                              f"cutout ({MAX_SIDE} pixels a side)")
+        # Trimming reads and allocates only the overlap with the image, however large the
+        # (bounded) request.
         shape_px = tuple(max(1, round(v)) for v in shape)
         try:
             cut = Cutout2D(hdu.section, position, shape_px, wcs=wcs, mode="trim")
@@ -182,7 +197,8 @@ def cutout_fits(path: str | PathLike, center: str | Quantity2, size: str | Quant
             if isinstance(exc, NoOverlapError) or "overlap" in str(exc).lower():
                 raise CutoutError(f"the cutout does not overlap the image "
                                   f"({nx} x {ny} pixels)") from None
-            raise
+            raise CutoutError(f"cannot cut out {shape_px[1]} x {shape_px[0]} pixels at "
+                              f"{position[0] + 1:.6g},{position[1] + 1:.6g}: {exc}") from None
         data = np.asarray(cut.data)
     header = _cutout_header(header, cut, wcs)
     out = io.BytesIO()

@@ -4,21 +4,22 @@
 ``alerts/``, ``logs/``, ``raw/``) to an authenticated user (bearer token, Basic credentials or
 the login cookie); ``GET /depot/`` and directory paths list their content as JSON (or HTML for
 a browser). The home's database, the simulator's ``truth/`` and the ``refcat/`` inputs are
-never served.
+never served. The login is enforced by the app's authorization policy
+(:data:`zsds.archive.policy.ROUTES`: the depot is a LOGIN route). Everything the HTML listing
+shows is escaped, and its links are percent-encoded, since the path comes from the URL.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import html
 from pathlib import Path
-from typing import Annotated
+from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
-from zsds.archive.auth import require_user
 from zsds.archive.context import ArchiveContext, Ctx
-from zsds.db.schema import User
 
 #: Top-level folders of the home the depot serves.
 DEPOT_ROOTS = ("products", "alerts", "logs", "raw")
@@ -57,9 +58,19 @@ def _listing(ctx: ArchiveContext, path: Path) -> list[dict]:
     return out
 
 
+def _html_listing(relpath: str, entries: list[dict]) -> str:
+    """The HTML listing of a depot folder: the requested path and every name escaped, the
+    links percent-encoded (the path is whatever the client put in the URL)."""
+    title = html.escape(f"/depot/{relpath}")
+    rows = "".join(
+        f'<li><a href="{html.escape("/depot/" + quote(e["path"]))}">{html.escape(e["name"])}'
+        f"</a> {e['size'] if e['size'] is not None else ''}</li>" for e in entries)
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title></head>"
+            f"<body><h1>{title}</h1><ul>{rows}</ul></body></html>")
+
+
 @router.get("/depot/{relpath:path}")
-def depot(relpath: str, request: Request, ctx: Ctx,
-          user: Annotated[User, Depends(require_user)]) -> Response:
+def depot(relpath: str, request: Request, ctx: Ctx) -> Response:
     """One depot file, or a listing of a depot folder (``/depot/`` lists the roots)."""
     if relpath.strip("/") == "":
         entries = [{"name": r + "/", "path": r, "size": None, "modified": None}
@@ -72,8 +83,5 @@ def depot(relpath: str, request: Request, ctx: Ctx,
             raise HTTPException(status_code=404, detail=f"no such product: {relpath}")
         entries = _listing(ctx, path)
     if "text/html" in request.headers.get("accept", ""):
-        rows = "".join(f"<li><a href='/depot/{e['path']}'>{e['name']}</a> {e['size'] or ''}</li>"
-                       for e in entries)
-        return HTMLResponse(f"<!DOCTYPE html><html><body><h1>/depot/{relpath}</h1>"
-                            f"<ul>{rows}</ul></body></html>")
+        return HTMLResponse(_html_listing(relpath, entries))
     return JSONResponse({"path": relpath.strip("/"), "entries": entries})

@@ -27,6 +27,11 @@ the service-level credential that the ZFPS scripts send, and identifies nobody. 
 files live under a random directory (an unguessable capability path that only the owner's
 status table shows), downloadable by any zsds user or with the service credential.
 ``GET /api/forcedphot`` measures synchronously for the web UI (login required).
+
+``requestForcedPhotometry.cgi`` changes state on a GET (as at IPAC, for its scripts): a page
+of another site could make a logged-in browser send that GET with its cookie, so there the
+session cookie alone is not accepted -- the caller must give ``email``/``userpass``, an
+``Authorization`` header (bearer token or Basic), or the session's ``csrf_token``.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import hmac
 import html
 import json
 import logging
@@ -55,8 +61,16 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from scipy import ndimage
 from sqlalchemy import Engine, and_, select, update
 
-from zsds.archive.auth import AuthError, authenticate, request_user, require_user
+from zsds.archive.auth import (
+    COOKIE,
+    SERVICE_CREDENTIALS,
+    AuthError,
+    login_user,
+    request_user,
+    require_user,
+)
 from zsds.archive.context import ArchiveContext, Ctx
+from zsds.archive.security import csrf_token, sent_csrf_token
 from zsds.archive.tables import table_response
 from zsds.core.home import Home
 from zsds.core.instrument import PIXEL_SCALE
@@ -69,7 +83,7 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["forced photometry"])
 
 #: IPAC's public service-level credentials of ZFPS (HTTP Basic), sent by its scripts.
-SERVICE_USER, SERVICE_PASSWORD = "ztffps", "dontgocrazy!"
+SERVICE_USER, SERVICE_PASSWORD = SERVICE_CREDENTIALS
 #: Most positions of one batch request (ZFPS limit).
 MAX_BATCH = 1500
 #: URL prefix of the ``lc.txt`` downloads and the home folder that holds them.
@@ -645,13 +659,17 @@ def _is_service(request: Request) -> bool:
 
 
 def _caller(request: Request, ctx: ArchiveContext, email: str | None,
-            userpass: str | None) -> User:
+            userpass: str | None, *, cookie_alone: bool = True) -> User:
     """The zsds user of a ZFPS call: ``email``/``userpass``, else any zsds credential.
+
+    With ``cookie_alone`` False, a caller known by the session cookie only must also send the
+    session's CSRF token (``csrf_token``, or the ``X-CSRF-Token`` header).
 
     Raises
     ------
     HTTPException
-        401 for wrong credentials or none.
+        401 for wrong credentials or none; 403 for a cookie without its CSRF token when
+        ``cookie_alone`` is False; 429 while logins are locked out.
     """
     basic = _basic(request)
     if basic is not None and basic != (SERVICE_USER, SERVICE_PASSWORD):
@@ -661,13 +679,22 @@ def _caller(request: Request, ctx: ArchiveContext, email: str | None,
                                 headers={"WWW-Authenticate": 'Basic realm="ZFPS"'})
     if email or userpass:
         try:
-            return authenticate(ctx.engine, email or "", userpass or "")
+            return login_user(ctx, request, email or "", userpass or "")
         except AuthError:
             raise HTTPException(401, "invalid email or userpass") from None
     user = None if _is_service(request) else request_user(request, ctx)
     if user is None:
         raise HTTPException(401, "give email and userpass of a zsds account",
                             headers={"WWW-Authenticate": 'Basic realm="ZFPS"'})
+    cookie = request.cookies.get(COOKIE)
+    # The public service credential identifies nobody: with it, the cookie is still alone.
+    own_header = bool(request.headers.get("authorization")) and not _is_service(request)
+    if not cookie_alone and not own_header and cookie:
+        sent = sent_csrf_token(request) or ""
+        if not hmac.compare_digest(sent.encode(), csrf_token(cookie).encode()):
+            raise HTTPException(403, "this GET changes state: with the session cookie it needs "
+                                     "the session's csrf_token (or give email and userpass, "
+                                     "or an API token)")
     return user
 
 
@@ -722,8 +749,9 @@ def request_single(request: Request, background: BackgroundTasks,
                    ra: str | None = None, dec: str | None = None,
                    jdstart: str | None = None, jdend: str | None = None,
                    email: str | None = None, userpass: str | None = None) -> HTMLResponse:
-    """ZFPS single-position request (measured in the background)."""
-    user = _caller(request, ctx, email, userpass)
+    """ZFPS single-position request (measured in the background). A GET that changes state:
+    the session cookie alone does not authenticate it (see the module docstring)."""
+    user = _caller(request, ctx, email, userpass, cookie_alone=False)
     if ra is None or dec is None:
         raise HTTPException(400, "ra and dec are required (degrees)")
     pos = _position(ra, dec)

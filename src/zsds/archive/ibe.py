@@ -10,6 +10,10 @@ Endpoints (``ARCHIVE_API.md`` sections 1.1-1.5):
 * ``GET /ibe/sia/ztf/products/sci`` -- Simple Image Access v1 (a VOTable with access URLs).
 * ``GET /ibe/search/``, ``/ibe/search/ztf/``, ``/ibe/search/ztf/products/`` -- the HTML
   listings astroquery's ``Ibe.list_*`` parse.
+
+What an anonymous caller gets goes through the archive's authorization policy
+(:class:`zsds.archive.policy.Access`): restricted files are refused with 401 and restricted
+images are left out of searches.
 """
 
 from __future__ import annotations
@@ -28,13 +32,13 @@ from astropy.io import fits
 from astropy.table import Column, MaskedColumn, Table
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
-from sqlalchemy import text
+from sqlalchemy import and_, text
 
 from zsds.archive import index, tables
-from zsds.archive.auth import is_restricted, request_user
 from zsds.archive.context import ArchiveContext, Ctx
 from zsds.archive.cutout import CutoutError, cutout_fits
 from zsds.archive.index import obsdate as irsa_date
+from zsds.archive.policy import Access, request_access
 from zsds.archive.where import WhereError, translate_where
 
 router = APIRouter(tags=["ibe"])
@@ -301,11 +305,13 @@ def _floats(text: str, what: str, n: tuple[int, ...]) -> list[float]:
     return vals
 
 
-def search_images(ctx: ArchiveContext, table: str, p: dict[str, str]
+def search_images(ctx: ArchiveContext, table: str, p: dict[str, str],
+                  access: Access | None = None
                   ) -> tuple[pd.DataFrame, tuple[float, float] | None]:
     """Rows of ``archive_images`` answering IBE search parameters ``p`` (lower-case names).
 
-    Returns the rows and the searched position (None for WHERE-only searches).
+    Returns the rows and the searched position (None for WHERE-only searches). With
+    ``access``, only the images the caller may see (restricted ones need a login).
     """
     pos = p.get("pos")
     where = p.get("where", "").strip()
@@ -328,8 +334,11 @@ def search_images(ctx: ArchiveContext, table: str, p: dict[str, str]
             raise IbeError(f"INTERSECT={intersect!r}: use one of {', '.join(index.INTERSECTS)}")
         kwargs = {"ra": radec[0], "dec": dec, "width": size[0], "height": size[-1],
                   "intersect": intersect}
-    df = index.images_at(ctx.engine, table, where=text(sql) if sql else None, params=params,
-                         limit=ctx.config.max_rows, **kwargs)
+    conds = [c for c in (text(sql) if sql else None,
+                         access.image_condition() if access is not None else None)
+             if c is not None]
+    df = index.images_at(ctx.engine, table, where=and_(*conds) if conds else None,
+                         params=params, limit=ctx.config.max_rows, **kwargs)
     if radec is not None and "mcen" in p and kwargs["width"] == 0 and kwargs["height"] == 0:
         df = df.head(1)
     return df, radec
@@ -396,7 +405,7 @@ def search(table: str, request: Request, ctx: Ctx) -> Response:
             return tables.table_response(metadata_table(table), fmt,
                                          title=f"ztf.products.{table} columns")
         names = _columns_param(p, table)
-        df, radec = search_images(ctx, table, p)
+        df, radec = search_images(ctx, table, p, request_access(request))
     except (IbeError, WhereError, tables.FormatError, ValueError) as exc:
         return tables.ibe_error(str(exc))
     out = result_table(df, table, names)
@@ -461,8 +470,9 @@ def data(path: str, request: Request, ctx: Ctx) -> Response:
         target, rel = _resolve(ctx, path)
     except FileNotFoundError as exc:
         return tables.ibe_error(f"{path}: {exc}", status=404)
-    if is_restricted(ctx, rel) and request_user(request, ctx) is None:
-        return Response("login required\n", status_code=401, media_type="text/plain",
+    if not request_access(request).may_read_path(rel):
+        return Response("login required: depot content\n", status_code=401,
+                        media_type="text/plain",
                         headers={"WWW-Authenticate": 'Basic realm="zsds"'})
     if target.is_dir():
         return _listing(request, target, request.url.path)
@@ -555,7 +565,7 @@ def sia(table: str, request: Request, ctx: Ctx) -> Response:
         if not p.get("pos"):
             raise IbeError("POS is required")
         p = {k: v for k, v in p.items() if k in ("pos", "size", "intersect")}
-        df, _ = search_images(ctx, table, p)
+        df, _ = search_images(ctx, table, p, request_access(request))
     except (IbeError, WhereError, ValueError) as exc:
         return Response(tables.votable_error(str(exc)), status_code=400,
                         media_type=tables.MEDIA["votable"])

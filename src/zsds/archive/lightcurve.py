@@ -4,6 +4,8 @@ Objects are found in ``lc_objects`` (by ``ID`` or by a ``POS``/``CIRCLE`` cone t
 :func:`zsds.lightcurves.search.cone_search`) and their epochs read from the matchfiles by
 :func:`zsds.lightcurves.query.lightcurve_table`, which already returns IRSA's columns in
 IRSA's order. Parameter names are case-insensitive; ``+`` and ``%20`` both separate values.
+Integers beyond 64 bits and cone radii below 0.01 arcsec are refused with a 400
+(:mod:`zsds.archive.limits`).
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from astropy.table import Table
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import select
 
-from zsds.archive.auth import request_user
 from zsds.archive.context import ArchiveContext, Ctx
+from zsds.archive.limits import LimitError, check_cone_radius, check_int64
+from zsds.archive.policy import request_access
 from zsds.archive.tables import (
     FormatError,
     ibe_error,
@@ -58,6 +61,10 @@ _BANDPASS = {1: (4.087e-7, 4.746e-7, 5.522e-7), 2: (5.600e-7, 6.366e-7, 7.316e-7
              3: (6.966e-7, 7.829e-7, 8.880e-7)}
 #: Half-width (d) of the window that a single ``TIME`` value (one instant) matches.
 _INSTANT = 0.5 / 86400.0
+#: The bits ``catflags`` has (16, as at IRSA; stored as uint16 in the matchfiles).
+CATFLAGS_BITS = 0xFFFF
+#: Most object ids of one request.
+MAX_IDS = 10_000
 
 
 class LCQueryError(ValueError):
@@ -101,9 +108,13 @@ def _float(text: str, name: str) -> float:
 
 def _int(text: str, name: str) -> int:
     try:
-        return int(text.strip())
+        value = int(text.strip())
     except ValueError:
         raise LCQueryError(f"{name}: {text!r} is not an integer") from None
+    try:
+        return check_int64(value, name)
+    except LimitError as exc:
+        raise LCQueryError(str(exc)) from None
 
 
 def _range(text: str, name: str, single_is_instant: bool = False) -> tuple[float, float]:
@@ -123,8 +134,10 @@ def _circle(values: list[str], name: str) -> tuple[float, float, float]:
     ra, dec, r = (_float(v, name) for v in values)
     if not (math.isfinite(ra) and math.isfinite(dec) and -90 <= dec <= 90):
         raise LCQueryError(f"{name}: invalid position ({ra}, {dec})")
-    if not 0 < r <= MAX_RADIUS_DEG:
-        raise LCQueryError(f"{name}: radius must be in (0, {MAX_RADIUS_DEG}] deg, got {r}")
+    try:
+        check_cone_radius(r, name, MAX_RADIUS_DEG)
+    except LimitError as exc:
+        raise LCQueryError(str(exc)) from None
     return ra % 360.0, dec, r
 
 
@@ -178,6 +191,8 @@ def parse_query(items: list[tuple[str, str]]) -> LCQuery:
         raise LCQueryError(f"FORMAT: {exc}; use VOTABLE, IPAC_TABLE, HTML, CSV or TSV") from None
     for v in params.get("ID", []):
         q.ids += [_int(t, "ID") for t in _values(v)]
+        if len(q.ids) > MAX_IDS:
+            raise LCQueryError(f"ID: at most {MAX_IDS} object ids per request")
     pos, circ = one("POS"), one("CIRCLE")
     if pos is not None and circ is not None:
         raise LCQueryError("give either POS or CIRCLE, not both")
@@ -262,8 +277,10 @@ def run_query(ctx: ArchiveContext, q: LCQuery) -> Table:
     objs = find_lc_objects(ctx, q)
     if len(objs) == 0:
         return lightcurve_astropy(pd.DataFrame(columns=list(IRSA_LC_COLUMNS)))
+    # catflags has 16 bits: higher mask bits can match nothing, and numpy refuses a mask
+    # wider than the column's dtype.
     df = lightcurve_table(ctx.home, objs, time_range=q.time,
-                          bad_catflags_mask=q.bad_catflags_mask)
+                          bad_catflags_mask=q.bad_catflags_mask & CATFLAGS_BITS)
     return lightcurve_astropy(df)
 
 
@@ -297,7 +314,7 @@ def nph_light_curves(request: Request,
         return _error(str(exc), fmt)
     if q.fmt == "json":
         return _error("FORMAT: use VOTABLE, IPAC_TABLE, HTML, CSV or TSV", fmt)
-    if q.collection == "ztf" and request_user(request, ctx) is None:
+    if q.collection == "ztf" and not request_access(request).logged_in:
         return _error("COLLECTION=ztf (proprietary data) requires a login", q.fmt, 401)
     table = run_query(ctx, q)
     collection = (q.collection or ctx.config.collection)

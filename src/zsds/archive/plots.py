@@ -30,6 +30,8 @@ from astropy.visualization import (
 )
 from astropy.wcs import WCS
 
+from zsds.archive.limits import MAX_SECTION_PIXELS
+
 #: Stretches offered by the viewer; ``zscale`` is IRAF's zscale interval with a linear stretch,
 #: the others use the 99.5 % percentile interval unless ``lo``/``hi`` are given.
 STRETCHES: dict[str, BaseStretch] = {
@@ -193,6 +195,8 @@ def render_png(path: Path, *, hdu: int | None = None, x0: int = 0, y0: int = 0,
         raise RenderError(f"unknown cmap {cmap!r}: use one of {', '.join(CMAPS)}")
     if not (np.isfinite(scale) and 0 < scale <= 64):
         raise RenderError("scale must be in (0, 64]")
+    if any(v is not None and not np.isfinite(v) for v in (lo, hi)):
+        raise RenderError(f"lo and hi must be finite numbers, got {lo}, {hi}")
     with open_hdu(path, hdu) as (hd, header, k):
         nx, ny = int(header["NAXIS1"]), int(header["NAXIS2"])
         w = nx - x0 if w is None else w
@@ -203,6 +207,12 @@ def render_png(path: Path, *, hdu: int | None = None, x0: int = 0, y0: int = 0,
         out_w, out_h = max(1, round(w * scale)), max(1, round(h * scale))
         if max(out_w, out_h) > MAX_SIDE:
             raise RenderError(f"output {out_w}x{out_h} exceeds {MAX_SIDE} pixels a side")
+        # The section is allocated before it is resampled to the output: bound it too (a
+        # small output of a huge section would otherwise allocate gigabytes). It may pad the
+        # image by at most the image's own size, which is all a viewer ever asks for.
+        if w > 2 * nx or h > 2 * ny or w * h > MAX_SECTION_PIXELS:
+            raise RenderError(f"section {w}x{h} is too large for the {nx}x{ny} image (at most "
+                              f"{2 * nx}x{2 * ny} and {MAX_SECTION_PIXELS} pixels)")
         # Parts of the section beyond the image edge are padded (blank), so the PNG always has
         # the requested size and the client can place it without knowing the edges.
         x1, y1 = min(nx, x0 + w), min(ny, y0 + h)

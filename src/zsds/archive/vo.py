@@ -9,26 +9,27 @@
 * ``/TAP`` -- ``sync`` (GET/POST), ``async`` (UWS 1.1), ``capabilities``, ``tables``,
   ``availability``; ADQL through :mod:`zsds.archive.adql`.
 
-Async jobs are kept in memory, in a bounded dict on ``app.state`` (:data:`MAX_JOBS` jobs, the
-oldest dropped first; lost on restart), and run synchronously when they are sent ``PHASE=RUN``:
-the ``POST`` that starts a job returns once it is ``COMPLETED`` or in ``ERROR``, so ``WAIT``
-never has to block. A job belongs to the account that created it (its results may hold
-restricted rows): other callers get 404 for it and do not see it in the job list; jobs
-created anonymously are shared by anonymous callers (their ids are 128-bit random). Table
-uploads (``UPLOAD``/``TAP_UPLOAD``) are not supported: the
-capabilities list no ``uploadMethod`` and a query with an upload gets an error.
+Async jobs are kept in the database (:mod:`zsds.archive.tapjobs`: table ``tap_jobs``, so
+they survive a restart), with per-owner quotas, and run synchronously when they are sent
+``PHASE=RUN``: the ``POST`` that starts a job returns once it is ``COMPLETED`` or in
+``ERROR``, so ``WAIT`` never has to block. A job belongs to the account that created it (its
+results may hold restricted rows): other callers get 404 for it and do not see it in the job
+list; jobs created anonymously are shared by anonymous callers (their ids are 128-bit
+random). Table uploads (``UPLOAD``/``TAP_UPLOAD``) are not supported: the capabilities list
+no ``uploadMethod`` and a query with an upload gets an error.
+
+Every query runs off the event loop (in the thread pool), and what an anonymous caller gets
+goes through the archive's authorization policy (:mod:`zsds.archive.policy`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import io
+import logging
 import os
 import re
-import secrets
-import threading
-from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
@@ -43,8 +44,10 @@ from sqlalchemy import and_, func, or_
 from starlette.concurrency import run_in_threadpool
 
 from zsds.archive import adql
-from zsds.archive.auth import MaybeUser
 from zsds.archive.context import ArchiveContext, Ctx
+from zsds.archive.limits import MAX_GEOMETRY_TERMS, LimitError, check_cone_radius
+from zsds.archive.policy import Access, request_access
+from zsds.archive.security import client_address
 from zsds.archive.tables import (
     MEDIA,
     FormatError,
@@ -53,13 +56,18 @@ from zsds.archive.tables import (
     votable_bytes,
     votable_error,
 )
-from zsds.db.schema import ArchiveImage, User
+from zsds.archive.tapjobs import JOB_LIFETIME, Job, JobStore, QuotaExceeded, job_params
+from zsds.db.schema import ArchiveImage
 from zsds.lightcurves.search import cone_search
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["IVOA"])
 
 
 VOTABLE = MEDIA["votable"]
+#: Longest EXECUTIONDURATION recorded for a job (seconds).
+MAX_EXECUTION_DURATION = 86_400
 
 # =========================================================================== helpers
 
@@ -180,8 +188,7 @@ def scs(request: Request, ctx: Ctx) -> Response:
         ra, dec, sr = (_float(p.get(k), k) for k in ("RA", "DEC", "SR"))
         if not -90 <= dec <= 90:
             raise ValueError(f"DEC must be in [-90, 90], got {dec}")
-        if not 0 <= sr <= SCS_MAX_SR:
-            raise ValueError(f"SR must be in [0, {SCS_MAX_SR}] deg, got {sr}")
+        check_cone_radius(sr, "SR", SCS_MAX_SR)
         verb = _int(p.get("VERB"), "VERB", 2)
         fmt = parse_format(p.get("FORMAT") or p.get("RESPONSEFORMAT"), default="votable")
     except (ValueError, FormatError) as exc:
@@ -297,12 +304,18 @@ def _interval(text: str, name: str) -> tuple[float, float]:
     return lo, hi
 
 
+#: Most vertices of an SIA2 ``POS`` polygon.
+MAX_POS_VERTICES = 1000
+
+
 def parse_pos(text: str) -> adql.Region:
     """An SIA2 ``POS`` value as a region."""
     parts = text.split()
     if not parts:
         raise ValueError("POS is empty")
     shape = parts[0].upper()
+    if len(parts) > 2 * MAX_POS_VERTICES + 1:
+        raise ValueError(f"POS has more than {MAX_POS_VERTICES} vertices")
     try:
         nums = [float(v) for v in parts[1:]]
     except ValueError:
@@ -328,12 +341,14 @@ def _band_fids(bands: list[str]) -> set[int]:
     return fids
 
 
-def _sia_where(p: dict[str, list[str]], coll: Collection, anonymous: bool) -> Any:
-    """SQL condition of the non-spatial SIA2 constraints for one collection (None: no rows)."""
+def _sia_where(p: dict[str, list[str]], coll: Collection, access: Access) -> Any:
+    """SQL condition of the non-spatial SIA2 constraints for one collection (None: no rows),
+    with the images the caller may not see left out."""
     img = ArchiveImage
     conds: list[Any] = []
-    if anonymous:
-        conds.append(img.restricted.is_(False))
+    visible = access.image_condition()
+    if visible is not None:
+        conds.append(visible)
     if "BAND" in p:
         fids = _band_fids(p["BAND"])
         if not fids:
@@ -495,21 +510,28 @@ def _sia_meta_votable() -> bytes:
 
 @router.get("/SIA")
 @router.post("/SIA")
-async def sia2(request: Request, ctx: Ctx, user: MaybeUser) -> Response:
-    """SIA v2 query over the image index (ObsCore VOTable rows)."""
+async def sia2(request: Request, ctx: Ctx) -> Response:
+    """SIA v2 query over the image index (ObsCore VOTable rows), run off the event loop."""
     p = await _params(request)
+    return await run_in_threadpool(_sia2, request, ctx, p)
+
+
+def _sia2(request: Request, ctx: ArchiveContext, p: dict[str, list[str]]) -> Response:
     try:
         maxrec = _int(_one(p, "MAXREC"), "MAXREC", ctx.config.default_rows)
         fmt = _format(_one(p, "RESPONSEFORMAT"))
         if maxrec == 0:
             return Response(_sia_meta_votable(), media_type=VOTABLE)
+        if len(p.get("POS", [])) > MAX_GEOMETRY_TERMS:
+            raise LimitError(f"more than {MAX_GEOMETRY_TERMS} POS values")
         regions = [parse_pos(v) for v in p.get("POS", [])]
         colls = _sia_collections(p)
-        wheres = {c.name: _sia_where(p, c, user is None) for c in colls}
+        access = request_access(request)
+        wheres = {c.name: _sia_where(p, c, access) for c in colls}
     except (ValueError, FormatError) as exc:
         return _vo_error(f"BAD_REQUEST: {exc}")
     maxrec = min(maxrec, ctx.config.max_rows)
-    df, overflow = await run_in_threadpool(_sia_rows, ctx, colls, wheres, regions, maxrec)
+    df, overflow = _sia_rows(ctx, colls, wheres, regions, maxrec)
     table = _obscore(df, _base(request), ctx.home.root)
     return _result(table, fmt, overflow=overflow)
 
@@ -590,10 +612,6 @@ def sia_availability() -> Response:
 
 # =========================================================================== TAP
 
-#: Async jobs kept at most (the oldest are dropped first).
-MAX_JOBS = 200
-#: Lifetime of an async job (destruction time after creation).
-JOB_LIFETIME = dt.timedelta(days=1)
 _UWS_NS = ('xmlns:uws="http://www.ivoa.net/xml/UWS/v1.0" '
            'xmlns:xlink="http://www.w3.org/1999/xlink" '
            'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"')
@@ -620,7 +638,11 @@ def _check_request(p: dict[str, list[str]]) -> None:
 
 def _tap_run(ctx: ArchiveContext, p: dict[str, list[str]], anonymous: bool
              ) -> tuple[bytes, str]:
-    """Run a TAP query; returns (body, media type). Raises ValueError/ADQLError/FormatError."""
+    """Run a TAP query; returns (body, media type). Raises ValueError/ADQLError/FormatError.
+
+    ``anonymous`` hides what the archive's policy restricts (the images of
+    :meth:`zsds.archive.policy.Access.image_condition`).
+    """
     _check_request(p)
     fmt = _format(_one(p, "RESPONSEFORMAT") or _one(p, "FORMAT"))
     maxrec = _int(_one(p, "MAXREC"), "MAXREC", ctx.config.default_rows)
@@ -630,86 +652,45 @@ def _tap_run(ctx: ArchiveContext, p: dict[str, list[str]], anonymous: bool
     return bytes(resp.body), resp.media_type or VOTABLE
 
 
+def _anonymous(request: Request) -> bool:
+    return not request_access(request).logged_in
+
+
 @router.get("/TAP/sync")
 @router.post("/TAP/sync")
-async def tap_sync(request: Request, ctx: Ctx, user: MaybeUser) -> Response:
-    """Synchronous TAP query (``REQUEST=doQuery&LANG=ADQL&QUERY=...``)."""
+async def tap_sync(request: Request, ctx: Ctx) -> Response:
+    """Synchronous TAP query (``REQUEST=doQuery&LANG=ADQL&QUERY=...``), run off the event
+    loop."""
     p = await _params(request)
     try:
-        body, media = await run_in_threadpool(_tap_run, ctx, p, user is None)
+        body, media = await run_in_threadpool(_tap_run, ctx, p, _anonymous(request))
     except (ValueError, FormatError) as exc:
         return _vo_error(str(exc))
     return Response(body, media_type=media)
 
 
-@dataclass
-class Job:
-    """A UWS job of the async TAP endpoint."""
-
-    id: str
-    params: dict[str, list[str]]
-    owner: str | None  # the username of its creator; None: created anonymously
-    phase: str = "PENDING"
-    created: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
-    started: dt.datetime | None = None
-    ended: dt.datetime | None = None
-    execution_duration: int = 600
-    result: bytes | None = None
-    media: str = VOTABLE
-    error: str | None = None
-
-    @property
-    def destruction(self) -> dt.datetime:
-        return self.created + JOB_LIFETIME
-
-    @property
-    def anonymous(self) -> bool:
-        return self.owner is None
-
-
-class JobStore:
-    """The async jobs of one app: a bounded, thread-safe, insertion-ordered dict."""
-
-    def __init__(self, limit: int = MAX_JOBS):
-        self.limit = limit
-        self.jobs: OrderedDict[str, Job] = OrderedDict()
-        self.lock = threading.Lock()
-
-    def add(self, job: Job) -> None:
-        with self.lock:
-            now = dt.datetime.now(dt.UTC)
-            for jid in [j.id for j in self.jobs.values() if j.destruction < now]:
-                del self.jobs[jid]
-            while len(self.jobs) >= self.limit:
-                self.jobs.popitem(last=False)
-            self.jobs[job.id] = job
-
-    def get(self, jid: str) -> Job | None:
-        with self.lock:
-            return self.jobs.get(jid)
-
-    def delete(self, jid: str) -> bool:
-        with self.lock:
-            return self.jobs.pop(jid, None) is not None
-
-
 def _store(request: Request) -> JobStore:
+    """The job store of the app (in the archive's database)."""
     state = request.app.state
     store = getattr(state, "tap_jobs", None)
     if store is None:
-        store = state.tap_jobs = JobStore()
+        cfg = state.ctx.config
+        store = state.tap_jobs = JobStore(state.ctx.engine, per_user=cfg.tap_jobs_per_user,
+                                          per_client=cfg.tap_jobs_per_client,
+                                          anonymous_total=cfg.tap_jobs_anonymous)
     return store
 
 
-def _owner(user: User | None) -> str | None:
+def _owner(request: Request) -> str | None:
+    """The owner of the caller's jobs: the user name, None when anonymous."""
+    user = request_access(request).user
     return None if user is None else user.username
 
 
-def _job(request: Request, jid: str, user: User | None) -> Job | None:
+def _job(request: Request, jid: str) -> Job | None:
     """The job if the caller may see it: a logged-in user's jobs (whose results may hold
     restricted rows) are the owner's alone; anonymous jobs are anyone's who knows the id."""
-    job = _store(request).get(jid)
-    return job if job is not None and job.owner == _owner(user) else None
+    return _store(request).get(jid, _owner(request))
 
 
 def _iso(t: dt.datetime | None) -> str | None:
@@ -753,98 +734,112 @@ def _no_job(jid: str) -> Response:
     return PlainTextResponse(f"no such job {jid!r}", status_code=404)
 
 
-def _run_job(ctx: ArchiveContext, job: Job) -> None:
-    """Run a job to COMPLETED or ERROR (synchronously, in the calling thread)."""
-    if job.phase not in ("PENDING", "QUEUED"):
+def _run_job(ctx: ArchiveContext, store: JobStore, job: Job) -> None:
+    """Run a job to COMPLETED or ERROR (synchronously, in the calling thread), with the rights
+    of its owner; nothing happens when it is not waiting to run."""
+    if not store.start(job.id):
         return
-    job.phase, job.started = "EXECUTING", dt.datetime.now(dt.UTC)
     try:
-        job.result, job.media = _tap_run(ctx, job.params, job.anonymous)
-        job.phase = "COMPLETED"
+        result, media = _tap_run(ctx, job.params, job.anonymous)
     except (ValueError, FormatError) as exc:
-        job.error, job.phase = str(exc), "ERROR"
+        store.finish(job.id, error=str(exc))
     except Exception as exc:  # a job must end in a phase, not hang in EXECUTING
-        job.error, job.phase = f"internal error: {exc}", "ERROR"
-    job.ended = dt.datetime.now(dt.UTC)
+        log.exception("TAP job %s failed", job.id)
+        store.finish(job.id, error=f"internal error: {type(exc).__name__}")
+    else:
+        store.finish(job.id, result=result, media=media)
 
 
 @router.get("/TAP/async")
-def tap_jobs(request: Request, user: MaybeUser) -> Response:
+def tap_jobs(request: Request) -> Response:
     """The UWS job list: the caller's jobs (the anonymous ones for an anonymous caller)."""
     base = _base(request)
-    with _store(request).lock:
-        jobs = [j for j in _store(request).jobs.values() if j.owner == _owner(user)]
+    jobs = _store(request).jobs(_owner(request))
     refs = "".join(f'  <uws:jobref id="{j.id}" xlink:href="{escape(base)}/TAP/async/{j.id}">'
                    f"<uws:phase>{j.phase}</uws:phase></uws:jobref>\n" for j in jobs)
     return _xml(f'<?xml version="1.0" encoding="UTF-8"?>\n<uws:jobs {_UWS_NS} version="1.1">\n'
                 f"{refs}</uws:jobs>\n")
 
 
-@router.post("/TAP/async")
-async def tap_create(request: Request, ctx: Ctx, user: MaybeUser) -> Response:
-    """Create a job (303 to it); ``PHASE=RUN`` among the parameters also runs it."""
-    p = await _params(request)
+def _create(request: Request, ctx: ArchiveContext, p: dict[str, list[str]]) -> Response:
     phase = (_one(p, "PHASE") or "").upper()
-    params = {k: v for k, v in p.items() if k != "PHASE"}
-    job = Job(secrets.token_hex(16), params, _owner(user))
-    _store(request).add(job)
+    try:
+        params = job_params(p)
+    except LimitError as exc:
+        return PlainTextResponse(str(exc), status_code=413)
+    store = _store(request)
+    try:
+        job = store.add(params, _owner(request), client_address(request))
+    except QuotaExceeded as exc:
+        return PlainTextResponse(str(exc), status_code=429)
     if phase == "RUN":
-        await run_in_threadpool(_run_job, ctx, job)
+        _run_job(ctx, store, job)
     return RedirectResponse(f"{_base(request)}/TAP/async/{job.id}", status_code=303)
 
 
+@router.post("/TAP/async")
+async def tap_create(request: Request, ctx: Ctx) -> Response:
+    """Create a job (303 to it); ``PHASE=RUN`` among the parameters also runs it. Only the TAP
+    parameters are kept, each bounded in length (413 beyond); 429 past the job quota."""
+    p = await _params(request)
+    return await run_in_threadpool(_create, request, ctx, p)
+
+
 @router.get("/TAP/async/{jid}")
-def tap_job(jid: str, request: Request, user: MaybeUser) -> Response:
+def tap_job(jid: str, request: Request) -> Response:
     """The job document (``WAIT`` returns at once: jobs run to the end when started)."""
-    job = _job(request, jid, user)
+    job = _job(request, jid)
     return _no_job(jid) if job is None else _xml(_job_xml(job, _base(request)))
 
 
 @router.delete("/TAP/async/{jid}")
-def tap_delete(jid: str, request: Request, user: MaybeUser) -> Response:
-    """Delete a job (303 to the job list)."""
-    if _job(request, jid, user) is None or not _store(request).delete(jid):
+def tap_delete(jid: str, request: Request) -> Response:
+    """Delete a job, its parameters and its result (303 to the job list)."""
+    if not _store(request).delete(jid, _owner(request)):
         return _no_job(jid)
     return RedirectResponse(f"{_base(request)}/TAP/async", status_code=303)
 
 
 @router.post("/TAP/async/{jid}")
-async def tap_job_post(jid: str, request: Request, user: MaybeUser) -> Response:
+async def tap_job_post(jid: str, request: Request) -> Response:
     """``ACTION=DELETE`` (the POST form of DELETE)."""
     p = await _params(request)
     if (_one(p, "ACTION") or "").upper() != "DELETE":
         return PlainTextResponse("use ACTION=DELETE", status_code=400)
-    return tap_delete(jid, request, user)
+    return await run_in_threadpool(tap_delete, jid, request)
 
 
 @router.get("/TAP/async/{jid}/phase")
-def tap_phase(jid: str, request: Request, user: MaybeUser) -> Response:
+def tap_phase(jid: str, request: Request) -> Response:
     """The job's phase as text."""
-    job = _job(request, jid, user)
+    job = _job(request, jid)
     return _no_job(jid) if job is None else PlainTextResponse(job.phase)
 
 
-@router.post("/TAP/async/{jid}/phase")
-async def tap_set_phase(jid: str, request: Request, ctx: Ctx, user: MaybeUser) -> Response:
-    """``PHASE=RUN`` runs the job (to the end); ``PHASE=ABORT`` aborts a pending one."""
-    job = _job(request, jid, user)
+def _set_phase(jid: str, request: Request, ctx: ArchiveContext, phase: str) -> Response:
+    job = _job(request, jid)
     if job is None:
         return _no_job(jid)
-    phase = (_one(await _params(request), "PHASE") or "").upper()
     if phase == "RUN":
-        await run_in_threadpool(_run_job, ctx, job)
+        _run_job(ctx, _store(request), job)
     elif phase == "ABORT":
-        if job.phase in ("PENDING", "QUEUED", "EXECUTING"):
-            job.phase, job.ended = "ABORTED", dt.datetime.now(dt.UTC)
+        _store(request).abort(jid)
     else:
         return PlainTextResponse(f"PHASE must be RUN or ABORT, got {phase!r}", status_code=400)
     return RedirectResponse(f"{_base(request)}/TAP/async/{jid}", status_code=303)
 
 
+@router.post("/TAP/async/{jid}/phase")
+async def tap_set_phase(jid: str, request: Request, ctx: Ctx) -> Response:
+    """``PHASE=RUN`` runs the job (to the end); ``PHASE=ABORT`` aborts a pending one."""
+    phase = (_one(await _params(request), "PHASE") or "").upper()
+    return await run_in_threadpool(_set_phase, jid, request, ctx, phase)
+
+
 @router.get("/TAP/async/{jid}/results")
-def tap_results(jid: str, request: Request, user: MaybeUser) -> Response:
+def tap_results(jid: str, request: Request) -> Response:
     """The job's result list."""
-    job = _job(request, jid, user)
+    job = _job(request, jid)
     if job is None:
         return _no_job(jid)
     href = f"{_base(request)}/TAP/async/{jid}/results/result"
@@ -855,20 +850,22 @@ def tap_results(jid: str, request: Request, user: MaybeUser) -> Response:
 
 
 @router.get("/TAP/async/{jid}/results/result")
-def tap_result(jid: str, request: Request, user: MaybeUser) -> Response:
+def tap_result(jid: str, request: Request) -> Response:
     """The result table of a completed job."""
-    job = _job(request, jid, user)
+    job = _job(request, jid)
     if job is None:
         return _no_job(jid)
-    if job.phase != "COMPLETED" or job.result is None:
+    found = _store(request).result(jid, _owner(request))
+    if found is None:
         return PlainTextResponse(f"job {jid} is {job.phase}: no result", status_code=404)
-    return Response(job.result, media_type=job.media)
+    body, media = found
+    return Response(body, media_type=media)
 
 
 @router.get("/TAP/async/{jid}/error")
-def tap_job_error(jid: str, request: Request, user: MaybeUser) -> Response:
+def tap_job_error(jid: str, request: Request) -> Response:
     """The error document of a job in ERROR."""
-    job = _job(request, jid, user)
+    job = _job(request, jid)
     if job is None:
         return _no_job(jid)
     if job.phase != "ERROR":
@@ -877,9 +874,9 @@ def tap_job_error(jid: str, request: Request, user: MaybeUser) -> Response:
 
 
 @router.get("/TAP/async/{jid}/parameters")
-def tap_parameters(jid: str, request: Request, user: MaybeUser) -> Response:
+def tap_parameters(jid: str, request: Request) -> Response:
     """The job's parameters."""
-    job = _job(request, jid, user)
+    job = _job(request, jid)
     if job is None:
         return _no_job(jid)
     params = "".join(f"  <uws:parameter id={quoteattr(k.lower())}>{escape(v[-1])}"
@@ -888,23 +885,31 @@ def tap_parameters(jid: str, request: Request, user: MaybeUser) -> Response:
                 f"{params}</uws:parameters>\n")
 
 
-@router.post("/TAP/async/{jid}/parameters")
-async def tap_set_parameters(jid: str, request: Request, user: MaybeUser) -> Response:
-    """Change the parameters of a pending job."""
-    job = _job(request, jid, user)
+def _set_parameters(jid: str, request: Request, p: dict[str, list[str]]) -> Response:
+    job = _job(request, jid)
     if job is None:
         return _no_job(jid)
-    if job.phase != "PENDING":
+    try:
+        params = job_params(p)
+    except LimitError as exc:
+        return PlainTextResponse(str(exc), status_code=413)
+    if job.phase != "PENDING" or not _store(request).update_params(jid, params):
         return PlainTextResponse(f"job {jid} is {job.phase}: parameters are frozen",
                                  status_code=409)
-    job.params.update(await _params(request))
     return RedirectResponse(f"{_base(request)}/TAP/async/{jid}", status_code=303)
 
 
+@router.post("/TAP/async/{jid}/parameters")
+async def tap_set_parameters(jid: str, request: Request) -> Response:
+    """Change the parameters of a pending job (TAP parameters only, bounded as at creation)."""
+    p = await _params(request)
+    return await run_in_threadpool(_set_parameters, jid, request, p)
+
+
 @router.get("/TAP/async/{jid}/{attr}")
-def tap_job_attr(jid: str, attr: str, request: Request, user: MaybeUser) -> Response:
+def tap_job_attr(jid: str, attr: str, request: Request) -> Response:
     """``executionduration``, ``destruction``, ``quote``, ``owner`` as text."""
-    job = _job(request, jid, user)
+    job = _job(request, jid)
     if job is None:
         return _no_job(jid)
     values = {"executionduration": str(job.execution_duration),
@@ -915,22 +920,28 @@ def tap_job_attr(jid: str, attr: str, request: Request, user: MaybeUser) -> Resp
     return PlainTextResponse(values[attr.lower()])
 
 
-@router.post("/TAP/async/{jid}/{attr}")
-async def tap_set_job_attr(jid: str, attr: str, request: Request, user: MaybeUser) -> Response:
-    """Accept ``EXECUTIONDURATION`` (kept) and ``DESTRUCTION`` (jobs live one day)."""
-    job = _job(request, jid, user)
+def _set_attr(jid: str, attr: str, request: Request, p: dict[str, list[str]]) -> Response:
+    job = _job(request, jid)
     if job is None:
         return _no_job(jid)
-    p = await _params(request)
     if attr.lower() == "executionduration":
         try:
-            job.execution_duration = _int(_one(p, "EXECUTIONDURATION"), "EXECUTIONDURATION",
-                                          job.execution_duration)
+            seconds = _int(_one(p, "EXECUTIONDURATION"), "EXECUTIONDURATION",
+                           job.execution_duration)
         except ValueError as exc:
             return PlainTextResponse(str(exc), status_code=400)
+        _store(request).set_execution_duration(jid, min(seconds, MAX_EXECUTION_DURATION))
     elif attr.lower() != "destruction":
         return PlainTextResponse(f"unknown job attribute {attr!r}", status_code=404)
     return RedirectResponse(f"{_base(request)}/TAP/async/{jid}", status_code=303)
+
+
+@router.post("/TAP/async/{jid}/{attr}")
+async def tap_set_job_attr(jid: str, attr: str, request: Request) -> Response:
+    """Accept ``EXECUTIONDURATION`` (kept, at most a day) and ``DESTRUCTION`` (jobs live one
+    day)."""
+    p = await _params(request)
+    return await run_in_threadpool(_set_attr, jid, attr, request, p)
 
 
 _FORMATS = [("application/x-votable+xml", "votable"), ("text/csv", "csv"),

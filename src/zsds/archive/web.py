@@ -5,6 +5,11 @@ the interactive parts (sortable tables, zoom/pan, catalogue overlay, light-curve
 phase folding) are plain JavaScript in ``static/`` that reads the small JSON endpoints under
 ``/ui/api/``. Images, periodograms and finder charts are computed server-side with astropy
 and matplotlib (:mod:`zsds.archive.plots`).
+
+Every page is rendered with Jinja2's autoescaping (nothing a request sends reaches the page
+unescaped, and no page holds inline script, as the Content-Security-Policy requires); what
+an anonymous visitor sees goes through the archive's authorization policy
+(:mod:`zsds.archive.policy`).
 """
 
 from __future__ import annotations
@@ -25,9 +30,14 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 from sqlalchemy import and_
 
 from zsds.archive import params
-from zsds.archive.auth import MaybeUser, is_restricted
 from zsds.archive.context import ArchiveContext, Ctx
 from zsds.archive.index import images_at, obsdate
+from zsds.archive.limits import (
+    INT64_MAX,
+    LimitError,
+    check_cone_radius,
+    check_int64,
+)
 from zsds.archive.plots import (
     CMAPS,
     STRETCHES,
@@ -38,8 +48,10 @@ from zsds.archive.plots import (
     render_png,
     wcs_of,
 )
+from zsds.archive.policy import Access, request_access
+from zsds.archive.security import safe_next
 from zsds.archive.templating import render
-from zsds.db.schema import ArchiveImage, User
+from zsds.db.schema import ArchiveImage
 from zsds.lightcurves.build import BAD_CATFLAGS
 from zsds.lightcurves.matchfile import read_matchfile
 from zsds.lightcurves.query import lightcurve_points
@@ -55,6 +67,8 @@ _FID = {"zg": 1, "zr": 2, "zi": 3}
 _FILTERCODE = {1: "zg", 2: "zr", 3: "zi"}
 #: Rows shown by a search page.
 MAX_ROWS = 500
+#: Most frequencies of a periodogram grid.
+MAX_FREQUENCIES = 2_000_000
 #: Top-level folders of the home the viewer may open.
 _VIEW_ROOTS = ("products", "raw")
 #: Metrics of ``lc_objects`` shown on the light-curve page, with their labels.
@@ -121,9 +135,18 @@ def _int(name: str, text: str | None) -> int | None:
     if text is None or not str(text).strip():
         return None
     try:
-        return int(text)
-    except ValueError:
+        return check_int64(int(text), name)
+    except ValueError as exc:  # LimitError is a ValueError too
+        if isinstance(exc, LimitError):
+            raise
         raise ValueError(f"{name} must be an integer, got {text!r}") from None
+
+
+def _radius(text: str | None, default: float) -> float:
+    """A cone radius (arcsec) of a form: at least 0.01 arcsec, at most one degree."""
+    r = float(_float("radius", text, default))  # type: ignore[arg-type]
+    check_cone_radius(r / 3600.0, "radius", 1.0)
+    return r
 
 
 def _jd(name: str, text: str | None, end: bool = False) -> float | None:
@@ -164,7 +187,7 @@ def ibe_url(relpath: str) -> str:
     return "/ibe/data/ztf/" + "/".join(parts)
 
 
-def resolve_path(ctx: ArchiveContext, path: str | None, user: User | None) -> tuple[str, Path]:
+def resolve_path(ctx: ArchiveContext, path: str | None, access: Access) -> tuple[str, Path]:
     """Check a viewer ``path`` parameter; returns (clean relpath, absolute path).
 
     Raises
@@ -195,9 +218,7 @@ def resolve_path(ctx: ArchiveContext, path: str | None, user: User | None) -> tu
     if not full.is_file():
         raise HTTPException(404, f"no such file in the archive: {path!r}")
     rel = str(p)
-    if is_restricted(ctx, rel) and user is None:
-        raise HTTPException(401, "login required for this product",
-                            headers={"WWW-Authenticate": 'Basic realm="zsds"'})
+    access.require_path(rel)
     return rel, full
 
 
@@ -221,18 +242,24 @@ def _related(ctx: ArchiveContext, relpath: str) -> list[dict[str, str]]:
         rel = str(p.parent / f.name)
         if rel != relpath and (f.name.endswith(".fits") or f.name.endswith(".fits.fz")):
             out.append({"name": f.name[len(m.group(1)):], "relpath": rel, "url": ibe_url(rel),
-                        "restricted": is_restricted(ctx, rel)})
+                        "restricted": ctx.policy.path_restricted(rel)})
     return out
 
 
 # --------------------------------------------------------------------------- searches
 
+#: The ``hdu`` parameter of the viewer routes (an HDU index of a FITS file).
+_HDU = Query(None, ge=0, le=1000)
+#: Largest pixel coordinate or section size a viewer route accepts (far above any image).
+_MAX_PIXEL = 1_000_000
 
-def _image_rows(ctx: ArchiveContext, ra: float | None, dec: float | None, size_deg: float,
-                tbl: str, filtercode: str | None, jd0: float | None, jd1: float | None,
-                field: int | None) -> list[dict[str, Any]]:
-    """Archived images matching the search form, as table rows with links."""
-    conds = []
+
+def _image_rows(ctx: ArchiveContext, access: Access, ra: float | None, dec: float | None,
+                size_deg: float, tbl: str, filtercode: str | None, jd0: float | None,
+                jd1: float | None, field: int | None) -> list[dict[str, Any]]:
+    """Archived images matching the search form (those the caller may see), as table rows
+    with links."""
+    conds = [c for c in (access.image_condition(),) if c is not None]
     if filtercode:
         conds.append(ArchiveImage.filtercode == filtercode)
     if jd0 is not None:
@@ -260,7 +287,7 @@ def _image_rows(ctx: ArchiveContext, ra: float | None, dec: float | None, size_d
             "caltype": r["caltype"] or "", "imgtypecode": r["imgtypecode"] or "",
             "dist_arcsec": _scalar(r["dist"] * 3600.0) if r["dist"] is not None else None,
             "view": view, "download": ibe_url(rel),
-            "restricted": bool(r["restricted"]) or is_restricted(ctx, rel),
+            "restricted": bool(r["restricted"]) or ctx.policy.path_restricted(rel),
         })
     return rows
 
@@ -300,8 +327,9 @@ def search_page(request: Request, ctx: Ctx, pos: str | None = None, size: str | 
             if (pos or "").strip():
                 ra, dec = parse_position(pos or "")
             size_arcmin = _float("size", size, 1.0, 0.0, 600.0)
-            radius_arcsec = _float("radius", radius, 5.0, 0.0, 3600.0)
-            ctxt["images"] = _image_rows(ctx, ra, dec, size_arcmin / 60.0, tbl, filter or None,
+            radius_arcsec = _radius(radius, 5.0)
+            ctxt["images"] = _image_rows(ctx, request_access(request), ra, dec,
+                                         size_arcmin / 60.0, tbl, filter or None,
                                          _jd("start", start), _jd("end", end, end=True),
                                          _int("field", field))
             if ra is not None:
@@ -316,11 +344,11 @@ def search_page(request: Request, ctx: Ctx, pos: str | None = None, size: str | 
 
 
 @router.get("/ui/image", response_class=HTMLResponse, include_in_schema=False)
-def image_page(request: Request, ctx: Ctx, user: MaybeUser, path: str | None = None,
-               hdu: int | None = None, ra: float | None = None,
+def image_page(request: Request, ctx: Ctx, path: str | None = None,
+               hdu: int | None = _HDU, ra: float | None = None,
                dec: float | None = None) -> HTMLResponse:
     """Image viewer: zoom/pan, stretch, catalogue overlay, pixel read-out."""
-    rel, full = resolve_path(ctx, path, user)
+    rel, full = resolve_path(ctx, path, request_access(request))
     try:
         info = image_info(full, hdu)
     except RenderError as exc:
@@ -356,7 +384,7 @@ def lightcurves_page(request: Request, ctx: Ctx, pos: str | None = None,
                 raise ValueError(f"unknown filter {filter!r}")
             ra, dec = parse_position(pos or "")
             ctxt["center"] = {"ra": ra, "dec": dec}
-            ctxt["objects"] = _object_rows(ctx, ra, dec, _float("radius", radius, 10.0, 0, 3600),
+            ctxt["objects"] = _object_rows(ctx, ra, dec, _radius(radius, 10.0),
                                            _FID.get(filter), _int("minobs", minobs))
         except ValueError as exc:
             ctxt["error"] = str(exc)
@@ -369,7 +397,7 @@ def _get_object(ctx: ArchiveContext, oid: str | int | None) -> dict[str, Any]:
         oid_i = int(str(oid).strip()) if oid is not None else None
     except ValueError:
         oid_i = None
-    if oid_i is None:
+    if oid_i is None or not 0 <= oid_i <= INT64_MAX:
         raise HTTPException(400, f"oid must be an integer object id, got {oid!r}")
     obj = get_object(ctx.engine, oid_i)
     if obj is None:
@@ -426,8 +454,8 @@ def best_image(ctx: ArchiveContext, ra: float, dec: float) -> tuple[str, str] | 
         df = images_at(ctx.engine, tbl, ra, dec, 0.0, intersect="CENTER")
         if df.empty:
             continue
-        df = df[[ctx.home.path(p).is_file() and not is_restricted(ctx, p)
-                 for p in df["relpath"]]]
+        df = df[[ctx.home.path(p).is_file() and not ctx.policy.path_restricted(p)
+                 and not bool(r) for p, r in zip(df["relpath"], df["restricted"], strict=True)]]
         if df.empty:
             continue
         df = df.assign(_depth=df["maglimit"].fillna(-99.0)).sort_values(
@@ -443,17 +471,19 @@ def best_image(ctx: ArchiveContext, ra: float, dec: float) -> tuple[str, str] | 
 
 @router.get("/ui/login", response_class=HTMLResponse, include_in_schema=False)
 def login_page(request: Request, next: str = "/") -> HTMLResponse:
-    """Login form (posts to IRSA's ``/account/signon/login.do``)."""
-    return render(request, "login.html", next=next if next.startswith("/") else "/")
+    """Login form (posts to IRSA's ``/account/signon/login.do``); ``next`` is kept only when
+    it is a path of this site (no open redirect)."""
+    return render(request, "login.html", next=safe_next(next))
 
 
 # --------------------------------------------------------------------------- JSON / data APIs
 
 
 @router.get("/ui/api/images")
-def api_images(ctx: Ctx, pos: str | None = None, size: float = Query(1.0, ge=0, le=600),
-               tbl: str = "sci", filter: str = "", start: str = "", end: str = "",
-               field: int | None = None) -> JSONResponse:
+def api_images(request: Request, ctx: Ctx, pos: str | None = None,
+               size: float = Query(1.0, ge=0, le=600), tbl: str = "sci", filter: str = "",
+               start: str = "", end: str = "",
+               field: int | None = Query(None, ge=0, le=INT64_MAX)) -> JSONResponse:
     """Images of a table around a position (size in arcmin), as JSON rows."""
     try:
         if tbl not in IMAGE_TABLES:
@@ -461,22 +491,25 @@ def api_images(ctx: Ctx, pos: str | None = None, size: float = Query(1.0, ge=0, 
         ra = dec = None
         if pos:
             ra, dec = parse_position(pos)
-        rows = _image_rows(ctx, ra, dec, size / 60.0, tbl, filter or None, _jd("start", start),
-                           _jd("end", end, end=True), field)
+        rows = _image_rows(ctx, request_access(request), ra, dec, size / 60.0, tbl,
+                           filter or None, _jd("start", start), _jd("end", end, end=True), field)
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from None
     return JSONResponse({"ra": ra, "dec": dec, "n": len(rows), "images": rows})
 
 
 @router.get("/ui/api/image.png")
-def api_image_png(ctx: Ctx, user: MaybeUser, path: str | None = None, hdu: int | None = None,
-                  stretch: str = "zscale", lo: float | None = None, hi: float | None = None,
-                  x0: int = 0, y0: int = 0, w: int | None = Query(None, ge=1),
-                  h: int | None = Query(None, ge=1), scale: float = 1.0,
+def api_image_png(request: Request, ctx: Ctx, path: str | None = None,
+                  hdu: int | None = _HDU, stretch: str = "zscale", lo: float | None = None,
+                  hi: float | None = None, x0: int = Query(0, ge=0, le=_MAX_PIXEL),
+                  y0: int = Query(0, ge=0, le=_MAX_PIXEL),
+                  w: int | None = Query(None, ge=1, le=_MAX_PIXEL),
+                  h: int | None = Query(None, ge=1, le=_MAX_PIXEL), scale: float = 1.0,
                   cmap: str = "gray") -> Response:
     """A section ``[x0, x0+w) x [y0, y0+h)`` (0-based pixels) of an image as a PNG of
-    ``round(w*scale) x round(h*scale)`` pixels; display limits in the headers."""
-    _, full = resolve_path(ctx, path, user)
+    ``round(w*scale) x round(h*scale)`` pixels; display limits in the headers. The section
+    and the output are both bounded before anything is allocated."""
+    _, full = resolve_path(ctx, path, request_access(request))
     try:
         png, lim = render_png(full, hdu=hdu, x0=x0, y0=y0, w=w, h=h, scale=scale,
                               stretch=stretch, lo=lo, hi=hi, cmap=cmap)
@@ -488,10 +521,12 @@ def api_image_png(ctx: Ctx, user: MaybeUser, path: str | None = None, hdu: int |
 
 
 @router.get("/ui/api/pix2world")
-def api_pix2world(ctx: Ctx, user: MaybeUser, path: str | None = None, x: float = 0.0,
-                  y: float = 0.0, hdu: int | None = None) -> JSONResponse:
+def api_pix2world(request: Request, ctx: Ctx, path: str | None = None, x: float = 0.0,
+                  y: float = 0.0, hdu: int | None = _HDU) -> JSONResponse:
     """RA/Dec and value of the 0-based pixel (x, y)."""
-    _, full = resolve_path(ctx, path, user)
+    _, full = resolve_path(ctx, path, request_access(request))
+    if not (math.isfinite(x) and math.isfinite(y)):
+        raise HTTPException(400, f"x and y must be finite numbers, got {x}, {y}")
     try:
         return JSONResponse(pixel_info(full, x, y, hdu))
     except RenderError as exc:
@@ -499,10 +534,10 @@ def api_pix2world(ctx: Ctx, user: MaybeUser, path: str | None = None, x: float =
 
 
 @router.get("/ui/api/catalog")
-def api_catalog(ctx: Ctx, user: MaybeUser, path: str | None = None) -> JSONResponse:
+def api_catalog(request: Request, ctx: Ctx, path: str | None = None) -> JSONResponse:
     """Sources of the PSF-fit catalogue of an image: pixel x, y (FITS 1-based, ``origin``),
     RA, Dec, mag and its error."""
-    rel, _ = resolve_path(ctx, path, user)
+    rel, _ = resolve_path(ctx, path, request_access(request))
     cat = catalog_relpath(rel)
     if cat is None or not ctx.home.path(cat).is_file():
         raise HTTPException(404, f"no PSF-fit catalogue for {rel!r}")
@@ -515,9 +550,9 @@ def api_catalog(ctx: Ctx, user: MaybeUser, path: str | None = None) -> JSONRespo
 
 
 @router.get("/ui/api/header")
-def api_header(ctx: Ctx, user: MaybeUser, path: str | None = None) -> PlainTextResponse:
+def api_header(request: Request, ctx: Ctx, path: str | None = None) -> PlainTextResponse:
     """The FITS headers of every HDU, as text."""
-    rel, full = resolve_path(ctx, path, user)
+    rel, full = resolve_path(ctx, path, request_access(request))
     parts = []
     with fits.open(full, memmap=not rel.endswith(".fz")) as hdul:
         for i, h in enumerate(hdul):
@@ -591,6 +626,13 @@ def api_periodogram(ctx: Ctx, oid: str | None = None,
     lo = fmin if fmin is not None else 0.5 / base
     if not fmax > lo:
         raise HTTPException(400, f"fmax ({fmax}) must exceed fmin ({lo:.4g})")
+    # astropy's grid holds samples_per_peak * baseline * (fmax - fmin) frequencies: bound it
+    # before it is allocated (a 3-year baseline at 500 c/d would be tens of millions).
+    nfreq = samples_per_peak * base * (fmax - lo)
+    if nfreq > MAX_FREQUENCIES:
+        raise HTTPException(400, f"the frequency grid would hold {nfreq:.3g} frequencies "
+                                 f"(at most {MAX_FREQUENCIES}): lower fmax or "
+                                 "samples_per_peak")
     ls = LombScargle(t, m, e if np.all(np.isfinite(e) & (e > 0)) else None)
     freq, power = ls.autopower(minimum_frequency=lo, maximum_frequency=fmax,
                                samples_per_peak=samples_per_peak)

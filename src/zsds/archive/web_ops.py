@@ -12,12 +12,21 @@
 * **Alert browser**: ``/ui/alerts`` (``/ui/api/alerts`` as JSON) and ``/ui/alert?candid=``,
   with the packets' cutouts as PNGs (``/ui/api/cutout.png``). Alert packets are depot
   content (``alerts/*`` in :attr:`ArchiveConfig.restricted_patterns`): an alert whose packet
-  path :func:`~zsds.archive.auth.is_restricted` is shown to logged-in users only, so with the
-  default configuration anonymous users see none (and a login link). Remove ``alerts/*``
-  from the patterns to publish the stream, as ZTF does for programid 1.
+  path is restricted is shown to logged-in users only, and the ``alerts`` rows themselves are
+  depot content (:attr:`ArchiveConfig.restricted_tables`), so with the default configuration
+  anonymous users see none (and a login link). Remove ``alerts``/``candidates`` from the
+  tables and ``alerts/*`` from the patterns to publish the stream, as ZTF does for
+  programid 1.
 * **Depot** (login required): ``/ui/depot`` (``/ui/api/depot``) lists the real-time products
   -- streaks, moving-object tracks and MPC/ADES reports, alert archives, QA logs -- with links
   to ``/depot/<home-relative path>``.
+
+What an anonymous visitor gets goes through the archive's authorization policy
+(:class:`zsds.archive.policy.Access`): the moving-object search lists the images of an
+object for anyone, but its detections (candidates) and tracks only for logged-in users. The
+search runs off the event loop (its ephemerides and footprint tests take seconds on a large
+upload), on an ephemeris of at most :data:`~zsds.archive.limits.MAX_EPHEMERIS_ROWS` rows in a
+body of at most :attr:`ArchiveConfig.max_body_bytes` bytes.
 """
 
 from __future__ import annotations
@@ -31,22 +40,24 @@ import os
 import re
 import warnings
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import quote, urlencode
 from xml.sax.saxutils import escape
 
 import numpy as np
 import pandas as pd
 from astropy.table import Table
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, and_, false, func, or_, select
+from starlette.concurrency import run_in_threadpool
 
 from zsds.archive import params
-from zsds.archive.auth import MaybeUser, is_restricted, require_user
 from zsds.archive.context import ArchiveContext, Ctx
 from zsds.archive.index import images_at
+from zsds.archive.limits import INT64_MAX, MAX_EPHEMERIS_ROWS
 from zsds.archive.params import MJD_JD
+from zsds.archive.policy import Access, request_access
 from zsds.archive.tables import FormatError, parse_format, table_response
 from zsds.archive.templating import render
 from zsds.core.naming import NID_EPOCH, nid_of, parse_night
@@ -60,7 +71,6 @@ from zsds.db.schema import (
     SSTrack,
     SSTrackMember,
     StreakRecord,
-    User,
 )
 
 __all__ = ["parse_ephemeris", "parse_jd", "router", "search_moving", "svg_plot"]
@@ -82,6 +92,11 @@ CUTOUT_KINDS = {"science": "cutoutScience", "template": "cutoutTemplate",
 
 def _bad(message: str, status: int = 400) -> HTTPException:
     return HTTPException(status_code=status, detail=message)
+
+
+def _too_many_rows() -> HTTPException:
+    return _bad(f"the ephemeris has more than {MAX_EPHEMERIS_ROWS} rows: split the interval",
+                413)
 
 
 def _finite(v: Any) -> Any:
@@ -288,8 +303,15 @@ def parse_ephemeris(data: str | bytes | list | dict) -> pd.DataFrame:
     if isinstance(data, dict):
         data = data.get("ephemeris", data)
     if isinstance(data, dict):
-        df = pd.DataFrame(data)
+        if any(isinstance(v, list) and len(v) > MAX_EPHEMERIS_ROWS for v in data.values()):
+            raise _too_many_rows()
+        try:
+            df = pd.DataFrame(data)
+        except (TypeError, ValueError) as exc:
+            raise _bad(f"ephemeris columns cannot be read: {exc}") from None
     elif isinstance(data, list):
+        if len(data) > MAX_EPHEMERIS_ROWS:
+            raise _too_many_rows()
         if data and isinstance(data[0], dict):
             df = pd.DataFrame(data)
         else:
@@ -303,6 +325,8 @@ def parse_ephemeris(data: str | bytes | list | dict) -> pd.DataFrame:
     else:
         rows = [ln.split("#")[0].strip() for ln in re.split(r"[\n;]", str(data))]
         rows = [r for r in rows if r]
+        if len(rows) > MAX_EPHEMERIS_ROWS + 1:  # a header line may come first
+            raise _too_many_rows()
         split = [re.split(r"[,\s]+", r) for r in rows]
         header = None
         if split and any(re.search(r"[a-zA-Z_]", f) for f in split[0]):
@@ -480,7 +504,7 @@ def _tracks(ctx: ArchiveContext, designation: str | None, candids: Sequence[int]
 def search_moving(ctx: ArchiveContext, *, designation: str | None = None,
                   ephemeris: pd.DataFrame | None = None, jd_start: float | None = None,
                   jd_end: float | None = None, obscode: str = "I41", radius: float = 5.0,
-                  include_restricted: bool = False) -> dict[str, Any]:
+                  access: Access | None = None) -> dict[str, Any]:
     """Archived science images containing a moving object, and its detections and tracks.
 
     Parameters
@@ -498,17 +522,23 @@ def search_moving(ctx: ArchiveContext, *, designation: str | None = None,
     radius : float
         With an ephemeris, how close (arcsec) a candidate of a matched image must be to the
         predicted position to be listed as a detection.
-    include_restricted : bool
-        Also search images flagged ``restricted`` (for logged-in users).
+    access : Access, optional
+        What the caller may read (:mod:`zsds.archive.policy`): restricted images, the
+        candidates (detections), tracks and alerts are left out for an anonymous caller and
+        named in ``withheld``. None: everything (a trusted, in-process caller).
 
     Returns
     -------
     dict
         ``query``, ``nsearched`` (images in the time range), ``images`` (matches in time
         order, with ``ra_pred``, ``dec_pred``, 1-based pixel ``x``, ``y`` and links),
-        ``detections`` (with ``sep`` to the prediction, arcsec), ``tracks`` and ``path``
-        (positions along the searched interval, for plots).
+        ``detections`` (with ``sep`` to the prediction, arcsec), ``tracks``, ``path``
+        (positions along the searched interval, for plots) and ``withheld`` (what the
+        caller needs a login for).
     """
+    def may(table: str) -> bool:
+        return access is None or access.may_read_table(table)
+
     if (designation is None) == (ephemeris is None):
         raise _bad("give either designation= or ephemeris=")
     if jd_start is not None and jd_end is not None and jd_end < jd_start:
@@ -526,8 +556,9 @@ def search_moving(ctx: ArchiveContext, *, designation: str | None = None,
         conds.append(ArchiveImage.obsjd >= lo)
     if hi is not None:
         conds.append(ArchiveImage.obsjd <= hi)
-    if not include_restricted:
-        conds.append(ArchiveImage.restricted.is_(False))
+    visible = access.image_condition() if access is not None else None
+    if visible is not None:
+        conds.append(visible)
     imgs = images_at(ctx.engine, "sci", where=and_(*conds), limit=ctx.config.max_rows)
     imgs = imgs.sort_values(["obsjd", "pid"], kind="stable").reset_index(drop=True)
     mid = imgs["obsjd"].to_numpy(float) + imgs["exptime"].fillna(30.0).to_numpy(float) / 172800
@@ -576,6 +607,8 @@ def search_moving(ctx: ArchiveContext, *, designation: str | None = None,
             stmt = stmt.where(Candidate.jd >= jd_start)
         if jd_end is not None:
             stmt = stmt.where(Candidate.jd <= jd_end)
+        if not may("candidates"):  # detections are alert content: depot only
+            stmt = stmt.where(false())
         dets = _detections(ctx, stmt.order_by(Candidate.jd, Candidate.candid))
         if len(dets):
             from zsds.solar.ephemeris import ephemerides_grid
@@ -585,7 +618,7 @@ def search_moving(ctx: ArchiveContext, *, designation: str | None = None,
     else:
         pids = [int(p) for p in hits["pid"].dropna()]
         stmt = _candidate_select().where(Candidate.pid.in_(pids)).order_by(Candidate.jd)
-        dets = _detections(ctx, stmt) if pids else _detections(ctx, stmt.where(False))
+        dets = _detections(ctx, stmt if pids and may("candidates") else stmt.where(false()))
         if len(dets):
             dets["ra_pred"], dets["dec_pred"] = _interpolate(ephemeris,
                                                              dets["jd"].to_numpy(float))
@@ -598,12 +631,14 @@ def search_moving(ctx: ArchiveContext, *, designation: str | None = None,
     detections = _records(dets, ["candid", "jd", "ra", "dec", "ra_pred", "dec_pred", "sep",
                                  "magpsf", "sigmapsf", "rb", "fid", "filtercode", "pid",
                                  "object_id", "isdiffpos", "ssnamenr", "ssdistnr"])
-    alerted = _alerted([d["candid"] for d in detections], ctx)
+    alerted = _alerted([d["candid"] for d in detections], ctx) if may("alerts") else set()
     for rec in detections:
         rec["alert_url"] = f"/ui/alert?candid={rec['candid']}" if rec["candid"] in alerted \
             else None
     tracks = _tracks(ctx, str(orbit.designation[0]) if orbit is not None else None,
-                     [d["candid"] for d in detections])
+                     [d["candid"] for d in detections]) if may("ss_tracks") else []
+    withheld = [name for name, table in (("detections", "candidates"), ("tracks", "ss_tracks"))
+                if not may(table)]
 
     # A path along the searched interval for the sky plot.
     if orbit is not None:
@@ -623,7 +658,7 @@ def search_moving(ctx: ArchiveContext, *, designation: str | None = None,
              "start": jd_start, "end": jd_end, "obscode": obscode,
              "ephemeris_rows": None if ephemeris is None else len(ephemeris)}
     return {"query": query, "nsearched": len(imgs), "images": images,
-            "detections": detections, "tracks": tracks, "path": path}
+            "detections": detections, "tracks": tracks, "path": path, "withheld": withheld}
 
 
 def _sky_svg(result: dict[str, Any]) -> str:
@@ -650,21 +685,20 @@ def _sky_svg(result: dict[str, Any]) -> str:
                     title="sky track")
 
 
+_JSON_BODY = "_json_body"
+
+
 async def _moving_params(request: Request) -> dict[str, Any]:
-    """Search parameters of a GET query, a JSON body or a (multipart) form with an upload."""
+    """Search parameters of a GET query, a JSON body or a (multipart) form with an upload.
+
+    Only the reading happens here, on the event loop; a JSON body is kept as bytes and
+    decoded with the search, in a worker thread (:func:`_run_moving`).
+    """
     params: dict[str, Any] = dict(request.query_params)
     if request.method == "POST":
         ctype = request.headers.get("content-type", "")
         if ctype.startswith("application/json"):
-            try:
-                body = await request.json()
-            except ValueError:
-                raise _bad("request body is not valid JSON") from None
-            if isinstance(body, list):
-                body = {"ephemeris": body}
-            if not isinstance(body, dict):
-                raise _bad("JSON body must be an object or a list of ephemeris rows")
-            params.update(body)
+            params[_JSON_BODY] = await request.body()
         elif ctype.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
             form = await request.form()
             for key, value in form.multi_items():
@@ -679,8 +713,26 @@ async def _moving_params(request: Request) -> dict[str, Any]:
     return params
 
 
-def _run_moving(ctx: ArchiveContext, params: dict[str, Any], user: User | None
+def _json_params(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with a JSON body (kept by :func:`_moving_params`) decoded into it."""
+    raw = params.pop(_JSON_BODY, None)
+    if raw is None:
+        return params
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):  # RecursionError: absurdly nested arrays
+        raise _bad("request body is not valid JSON") from None
+    if isinstance(body, list):
+        body = {"ephemeris": body}
+    if not isinstance(body, dict):
+        raise _bad("JSON body must be an object or a list of ephemeris rows")
+    return {**params, **body}
+
+
+def _run_moving(ctx: ArchiveContext, params: dict[str, Any], access: Access
                 ) -> dict[str, Any]:
+    """The search of a request's parameters (blocking: run it in a worker thread)."""
+    params = _json_params(params)
     designation = str(params.get("designation") or "").strip() or None
     eph_raw = params.get("ephemeris")
     if isinstance(eph_raw, str | bytes) and not str(eph_raw).strip():
@@ -703,26 +755,33 @@ def _run_moving(ctx: ArchiveContext, params: dict[str, Any], user: User | None
     return search_moving(ctx, designation=designation, ephemeris=ephem,
                          jd_start=parse_jd(params.get("start"), "start"),
                          jd_end=parse_jd(params.get("end"), "end", end=True),
-                         obscode=obscode, radius=radius, include_restricted=user is not None)
+                         obscode=obscode, radius=radius, access=access)
 
 
 @router.get("/api/moving/search")
 @router.post("/api/moving/search")
-async def moving_search_api(request: Request, ctx: Ctx, user: MaybeUser) -> Response:
+async def moving_search_api(request: Request, ctx: Ctx) -> Response:
     """Archived science images containing a moving object (IRSA MOST equivalent).
 
     Query or form/JSON parameters: ``designation`` (packed, as in ``MPCORB.DAT``) or
     ``ephemeris`` (``jd,ra,dec`` rows as JSON or CSV text, or an uploaded file), ``start``,
     ``end`` (dates, JD or MJD), ``obscode`` (default I41), ``radius`` (arcsec, ephemeris
     mode), ``format`` (``json`` by default; ``csv``, ``ipac_table``, ``votable``, ``html``
-    return the image table).
+    return the image table). Detections and tracks need a login (``withheld`` says what was
+    left out).
     """
     params = await _moving_params(request)
+    return await run_in_threadpool(_moving_response, ctx, params, request_access(request))
+
+
+def _moving_response(ctx: ArchiveContext, params: dict[str, Any], access: Access
+                     ) -> Response:
+    params = _json_params(params)
     try:
         fmt = parse_format(params.get("format"), default="json")
     except FormatError as exc:
         raise _bad(str(exc)) from None
-    result = _run_moving(ctx, params, user)
+    result = _run_moving(ctx, params, access)
     if fmt == "json":
         return JSONResponse(result)
     cols = [c for c in result["images"][0]] if result["images"] else ["relpath", "pid", "obsjd",
@@ -734,14 +793,23 @@ async def moving_search_api(request: Request, ctx: Ctx, user: MaybeUser) -> Resp
 
 @router.get("/ui/moving", response_class=HTMLResponse)
 @router.post("/ui/moving", response_class=HTMLResponse)
-async def moving_page(request: Request, ctx: Ctx, user: MaybeUser) -> Response:
-    """The moving-object search page: a form, and the results when a query is given."""
+async def moving_page(request: Request, ctx: Ctx) -> Response:
+    """The moving-object search page: a form, and the results when a query is given (the
+    search and the page are made in a worker thread)."""
     params = await _moving_params(request)
+    return await run_in_threadpool(_moving_page, request, ctx, params)
+
+
+def _moving_page(request: Request, ctx: ArchiveContext, params: dict[str, Any]) -> Response:
     result, error = None, None
+    try:
+        params = _json_params(params)
+    except HTTPException as exc:
+        params, error = {}, exc.detail
     form = {k: (v if isinstance(v, str) else "") for k, v in params.items()}
     if params.get("designation") or params.get("ephemeris"):
         try:
-            result = _run_moving(ctx, params, user)
+            result = _run_moving(ctx, params, request_access(request))
         except HTTPException as exc:
             error = exc.detail
     return render(request, "moving.html", status_code=400 if error else 200, form=form,
@@ -789,8 +857,8 @@ def _night_arg(ctx: ArchiveContext, night: str | None) -> dt.date | None:
     return None
 
 
-def _night_images(ctx: ArchiveContext, night: dt.date | None, tbl: str = "sci"
-                  ) -> pd.DataFrame:
+def _night_images(ctx: ArchiveContext, night: dt.date | None, tbl: str = "sci",
+                  access: Access | None = None) -> pd.DataFrame:
     cols = ["id", "relpath", "pid", "expid", "field", "ccdid", "qid", "rcid", "fid",
             "filtercode", "obsjd", "exptime", "seeing", "maglimit", "magzp", "airmass",
             "infobits", "ra", "dec", *[f"{a}{k}" for k in range(1, 5) for a in ("ra", "dec")]]
@@ -799,6 +867,9 @@ def _night_images(ctx: ArchiveContext, night: dt.date | None, tbl: str = "sci"
     stmt = (select(*[getattr(ArchiveImage, c) for c in cols])
             .where(ArchiveImage.tbl == tbl, ArchiveImage.nid == nid_of(night))
             .order_by(ArchiveImage.obsjd, ArchiveImage.pid, ArchiveImage.id))
+    visible = access.image_condition() if access is not None else None
+    if visible is not None:
+        stmt = stmt.where(visible)
     with ctx.engine.connect() as conn:
         return pd.read_sql(stmt, conn)
 
@@ -831,12 +902,12 @@ def nights_api(ctx: Ctx) -> list[dict[str, Any]]:
 
 
 @router.get("/ui/api/qa")
-def qa_api(ctx: Ctx, night: str | None = None) -> dict[str, Any]:
+def qa_api(request: Request, ctx: Ctx, night: str | None = None) -> dict[str, Any]:
     """QA of a night's science images: per-image seeing, maglimit, magzp, airmass (as in the
     image index), their statistics, medians of the pipeline's QA metrics and the night
     summaries. Without ``night``, the latest night with science images."""
     d = _night_arg(ctx, night)
-    imgs = _night_images(ctx, d)
+    imgs = _night_images(ctx, d, access=request_access(request))
     stats = {}
     for col in QA_COLUMNS:
         v = pd.to_numeric(imgs[col], errors="coerce").dropna().to_numpy(float)
@@ -861,7 +932,7 @@ def qa_api(ctx: Ctx, night: str | None = None) -> dict[str, Any]:
 
 
 @router.get("/ui/api/coverage.png")
-def coverage_png(ctx: Ctx, night: str | None = None, tbl: str = "sci",
+def coverage_png(request: Request, ctx: Ctx, night: str | None = None, tbl: str = "sci",
                  projection: str = "local") -> Response:
     """Map of a night's image footprints coloured by filter (matplotlib PNG).
 
@@ -880,7 +951,8 @@ def coverage_png(ctx: Ctx, night: str | None = None, tbl: str = "sci",
     if projection not in ("local", "aitoff"):
         raise _bad(f"projection={projection!r}: use local or aitoff")
     d = _night_arg(ctx, night)
-    imgs = _night_images(ctx, d, tbl).dropna(subset=["ra1", "dec1", "ra3", "dec3"])
+    imgs = _night_images(ctx, d, tbl, request_access(request)).dropna(
+        subset=["ra1", "dec1", "ra3", "dec3"])
     fig = Figure(figsize=(7.5, 5.0), dpi=100)
     ra = np.stack([imgs[f"ra{k}"].to_numpy(float) for k in range(1, 5)], axis=1)
     dec = np.stack([imgs[f"dec{k}"].to_numpy(float) for k in range(1, 5)], axis=1)
@@ -935,7 +1007,7 @@ def coverage_page(request: Request, ctx: Ctx, night: str | None = None) -> Respo
     d = _night_arg(ctx, night)
     return render(request, "coverage.html", night=d.isoformat() if d else "",
                   nights=night_list(ctx), summaries=_summaries(ctx),
-                  nimages=len(_night_images(ctx, d)))
+                  nimages=len(_night_images(ctx, d, access=request_access(request))))
 
 
 # ----------------------------------------------------------------------------------------
@@ -943,15 +1015,22 @@ def coverage_page(request: Request, ctx: Ctx, night: str | None = None) -> Respo
 # ----------------------------------------------------------------------------------------
 
 
-def _hidden_topics(ctx: ArchiveContext, user: User | None) -> list[str]:
-    """Topics whose packets anonymous users may not read (all packets of a topic share its
-    folder, so the restriction is decided per topic); none for a logged-in user."""
-    if user is not None:
+def _may_read_alerts(access: Access) -> bool:
+    """Whether the caller may read alert rows at all (alerts and their candidates)."""
+    return access.may_read_table("alerts") and access.may_read_table("candidates")
+
+
+def _hidden_topics(ctx: ArchiveContext, access: Access) -> list[str]:
+    """Topics the caller may not read: every topic when the alert rows are depot content
+    for them, else those whose packets are (all packets of a topic share its folder, so the
+    restriction is decided per topic); none for a logged-in user."""
+    if access.logged_in:
         return []
     with ctx.engine.connect() as conn:
         rows = conn.execute(select(AlertRecord.topic, func.min(AlertRecord.relpath))
                             .group_by(AlertRecord.topic)).all()
-    return [t for t, rp in rows if is_restricted(ctx, rp)]
+    everything = not _may_read_alerts(access)
+    return [t for t, rp in rows if everything or not access.may_read_path(rp)]
 
 
 def _alert_conditions(night: str | None, rb_min: float | None, rb_max: float | None,
@@ -974,13 +1053,13 @@ def _alert_conditions(night: str | None, rb_min: float | None, rb_max: float | N
     return conds
 
 
-def list_alerts(ctx: ArchiveContext, user: User | None, *, night: str | None = None,
+def list_alerts(ctx: ArchiveContext, access: Access, *, night: str | None = None,
                 rb_min: float | None = None, rb_max: float | None = None,
                 object_id: str | None = None, ssnamenr: str | None = None, page: int = 1,
                 per_page: int = 50) -> dict[str, Any]:
     """One page of the alerts the user may see, newest first, with the filters applied."""
     conds = _alert_conditions(night, rb_min, rb_max, object_id, ssnamenr)
-    hidden = _hidden_topics(ctx, user)
+    hidden = _hidden_topics(ctx, access)
     base = select(AlertRecord.candid).join(Candidate, Candidate.candid == AlertRecord.candid)
     with ctx.engine.connect() as conn:
         nhidden = 0
@@ -1008,6 +1087,9 @@ def list_alerts(ctx: ArchiveContext, user: User | None, *, night: str | None = N
             "rows": out}
 
 
+#: An alert's ``candid`` parameter (a 64-bit id).
+_CANDID = Query(..., ge=0, le=INT64_MAX)
+
 _ALERT_QUERY = dict(
     night=Query(None, description="UT night YYYY-MM-DD"),
     rb_min=Query(None, ge=0, le=1), rb_max=Query(None, ge=0, le=1),
@@ -1016,19 +1098,20 @@ _ALERT_QUERY = dict(
 
 
 @router.get("/ui/api/alerts")
-def alerts_api(ctx: Ctx, user: MaybeUser, night: str | None = _ALERT_QUERY["night"],
+def alerts_api(request: Request, ctx: Ctx, night: str | None = _ALERT_QUERY["night"],
                rb_min: float | None = _ALERT_QUERY["rb_min"],
                rb_max: float | None = _ALERT_QUERY["rb_max"], object_id: str | None = None,
                ssnamenr: str | None = None, page: int = _ALERT_QUERY["page"],
                per_page: int = _ALERT_QUERY["per_page"]) -> dict[str, Any]:
     """Alerts (newest first) as JSON: ``total`` visible, ``hidden`` (needing login) and one
     page of ``rows`` (objectId, candid, jd, magpsf, rb, ssnamenr, topic, ...)."""
-    return list_alerts(ctx, user, night=night, rb_min=rb_min, rb_max=rb_max,
-                       object_id=object_id, ssnamenr=ssnamenr, page=page, per_page=per_page)
+    return list_alerts(ctx, request_access(request), night=night, rb_min=rb_min,
+                       rb_max=rb_max, object_id=object_id, ssnamenr=ssnamenr, page=page,
+                       per_page=per_page)
 
 
 @router.get("/ui/alerts", response_class=HTMLResponse)
-def alerts_page(request: Request, ctx: Ctx, user: MaybeUser,
+def alerts_page(request: Request, ctx: Ctx,
                 night: str | None = _ALERT_QUERY["night"],
                 rb_min: float | None = _ALERT_QUERY["rb_min"],
                 rb_max: float | None = _ALERT_QUERY["rb_max"], object_id: str | None = None,
@@ -1036,7 +1119,7 @@ def alerts_page(request: Request, ctx: Ctx, user: MaybeUser,
                 per_page: int = _ALERT_QUERY["per_page"]) -> Response:
     """The alert stream browser: latest alerts with cutout thumbnails, filters and pages."""
     night = night or None
-    res = list_alerts(ctx, user, night=night, rb_min=rb_min, rb_max=rb_max,
+    res = list_alerts(ctx, request_access(request), night=night, rb_min=rb_min, rb_max=rb_max,
                       object_id=object_id, ssnamenr=ssnamenr, page=page, per_page=per_page)
     filters = {"night": night or "", "rb_min": "" if rb_min is None else rb_min,
                "rb_max": "" if rb_max is None else rb_max, "object_id": object_id or "",
@@ -1062,7 +1145,7 @@ def _read_packet(path: str, mtime_ns: int) -> dict[str, Any]:
     return records[0]
 
 
-def _alert_packet(ctx: ArchiveContext, user: User | None, candid: int
+def _alert_packet(ctx: ArchiveContext, access: Access, candid: int
                   ) -> tuple[Any, dict[str, Any]]:
     """The alert row and decoded packet of a candid; 404 if unknown, 401 if restricted."""
     with ctx.engine.connect() as conn:
@@ -1070,7 +1153,7 @@ def _alert_packet(ctx: ArchiveContext, user: User | None, candid: int
                            .where(AlertRecord.candid == candid)).first()
     if rec is None:
         raise _bad(f"no alert with candid {candid}", 404)
-    if user is None and is_restricted(ctx, rec.relpath):
+    if not (_may_read_alerts(access) and access.may_read_path(rec.relpath)):
         raise HTTPException(status_code=401, detail="login required: alert packets are "
                             "depot content", headers={"WWW-Authenticate": 'Basic realm="zsds"'})
     path = ctx.home.path(rec.relpath)
@@ -1109,13 +1192,13 @@ def cutout_png(packet: dict[str, Any], kind: str, scale: int = 4) -> bytes:
 
 
 @router.get("/ui/api/cutout.png")
-def cutout_api(ctx: Ctx, user: MaybeUser, candid: int,
+def cutout_api(request: Request, ctx: Ctx, candid: int = _CANDID,
                kind: str = Query("difference", description="science, template or difference"),
                scale: int = Query(4, ge=1, le=8)) -> Response:
     """A cutout of an archived alert packet as a PNG (login needed for restricted packets)."""
     if kind not in CUTOUT_KINDS:
         raise _bad(f"kind={kind!r}: use science, template or difference")
-    _, packet = _alert_packet(ctx, user, candid)
+    _, packet = _alert_packet(ctx, request_access(request), candid)
     return Response(cutout_png(packet, kind, scale), media_type="image/png",
                     headers={"Cache-Control": "private, max-age=3600"})
 
@@ -1145,10 +1228,10 @@ def _lightcurve_svg(packet: dict[str, Any]) -> str:
 
 
 @router.get("/ui/alert", response_class=HTMLResponse)
-def alert_page(request: Request, ctx: Ctx, user: MaybeUser, candid: int) -> Response:
+def alert_page(request: Request, ctx: Ctx, candid: int = _CANDID) -> Response:
     """One alert: the candidate's fields, its light curve and the three cutouts."""
     try:
-        rec, packet = _alert_packet(ctx, user, candid)
+        rec, packet = _alert_packet(ctx, request_access(request), candid)
     except HTTPException as exc:
         return render(request, "alert.html", status_code=exc.status_code, candid=candid,
                       error=exc.detail, need_login=exc.status_code == 401)
@@ -1249,15 +1332,15 @@ def _topic_night(topic: str) -> str | None:
 
 
 @router.get("/ui/api/depot")
-def depot_api(ctx: Ctx, user: Annotated[User, Depends(require_user)]) -> dict[str, Any]:
-    """The depot's real-time products as JSON (login required)."""
+def depot_api(ctx: Ctx) -> dict[str, Any]:
+    """The depot's real-time products as JSON (login required: a LOGIN route of the policy)."""
     return depot_listing(ctx)
 
 
 @router.get("/ui/depot", response_class=HTMLResponse)
-def depot_page(request: Request, ctx: Ctx, user: MaybeUser) -> Response:
+def depot_page(request: Request, ctx: Ctx) -> Response:
     """The depot page: real-time products for logged-in users, a login link otherwise."""
-    if user is None:
+    if not request_access(request).logged_in:
         return render(request, "depot.html", status_code=401, listing=None,
                       login_url="/ui/login?" + urlencode({"next": "/ui/depot"}))
     return render(request, "depot.html", listing=depot_listing(ctx), login_url=None)

@@ -9,7 +9,10 @@ well-formed condition in which
 * every identifier is a whitelisted column, replaced by a server-defined SQL expression;
 * every literal is a bound parameter (``:w0``, ``:w1``, ...), never interpolated text;
 * functions, subqueries, semicolons, comments, quoted identifiers and any other keyword are
-  rejected with a :class:`WhereError` that names the offending token.
+  rejected with a :class:`WhereError` that names the offending token;
+* integers beyond 64 bits and nesting (parentheses, NOT, signs) deeper than
+  :data:`zsds.archive.limits.MAX_NESTING` are refused too, before the database or Python's
+  stack would fail on them.
 
 Grammar (case-insensitive keywords)::
 
@@ -31,6 +34,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import TextClause, text
+
+from zsds.archive.limits import MAX_NESTING, MAX_OPERATORS, LimitError, check_int64
 
 #: Keywords of the fragment language; any other SQL keyword is an unknown column.
 KEYWORDS = frozenset({"and", "or", "not", "in", "between", "like", "is", "null"})
@@ -117,6 +122,8 @@ class _Parser:
         self.prefix = prefix
         self.table = table
         self.params: dict[str, Any] = {}
+        self.depth = 0
+        self.operators = 0
 
     # -- helpers -------------------------------------------------------------------------
     @property
@@ -140,6 +147,19 @@ class _Parser:
     def _describe(tok: Token) -> str:
         return "the end of WHERE" if tok.kind == "end" else f"{tok.value!r} (position {tok.pos})"
 
+    def _nest(self) -> None:
+        """Count one more level of nesting (undone by ``self.depth -= 1``)."""
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise WhereError(f"WHERE is nested more than {MAX_NESTING} levels deep "
+                             f"(position {self.tok.pos})")
+
+    def _operator(self) -> None:
+        """Count one more AND, OR or arithmetic operator."""
+        self.operators += 1
+        if self.operators > MAX_OPERATORS:
+            raise WhereError(f"WHERE has more than {MAX_OPERATORS} operators")
+
     def _param(self, value: Any) -> str:
         name = f"{self.prefix}{len(self.params)}"
         self.params[name] = value
@@ -158,6 +178,7 @@ class _Parser:
         parts = [self.and_expr()]
         while self._is("keyword", "or"):
             self.i += 1
+            self._operator()
             parts.append(self.and_expr())
         return " OR ".join(parts)
 
@@ -165,13 +186,17 @@ class _Parser:
         parts = [self.not_expr()]
         while self._is("keyword", "and"):
             self.i += 1
+            self._operator()
             parts.append(self.not_expr())
         return " AND ".join(parts)
 
     def not_expr(self) -> str:
         if self._is("keyword", "not"):
             self.i += 1
-            return f"NOT {self.not_expr()}"
+            self._nest()
+            inner = self.not_expr()
+            self.depth -= 1
+            return f"NOT {inner}"
         return self.predicate()
 
     def predicate(self) -> str:
@@ -216,6 +241,7 @@ class _Parser:
         out = self.product()
         while self._is("op", "+", "-"):
             op = self._next().value
+            self._operator()
             out = f"{out} {op} {self.product()}"
         return out
 
@@ -223,22 +249,33 @@ class _Parser:
         out = self.unary()
         while self._is("op", "*", "/"):
             op = self._next().value
+            self._operator()
             out = f"{out} {op} {self.unary()}"
         return out
 
     def unary(self) -> str:
         tok = self._next()
         if tok.kind == "op" and tok.value in ("+", "-"):
-            return f"{tok.value}{self.unary()}"
+            self._nest()
+            inner = self.unary()
+            self.depth -= 1
+            return f"{tok.value}{inner}"
         if tok.kind == "number":
             num: int | float = (int(tok.value) if re.fullmatch(r"\d+", tok.value)
                                 else float(tok.value))
+            if isinstance(num, int):
+                try:
+                    check_int64(num, "WHERE")
+                except LimitError as exc:
+                    raise WhereError(f"{exc} (position {tok.pos})") from None
             return self._param(num)
         if tok.kind == "string":
             return self._param(tok.value[1:-1].replace("''", "'"))
         if tok.kind == "op" and tok.value == "(":
+            self._nest()
             inner = self.expr()
             self._expect("op", ")")
+            self.depth -= 1
             return f"({inner})"
         if tok.kind == "ident":
             if self._is("op", "("):

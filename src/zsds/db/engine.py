@@ -36,6 +36,7 @@ from zsds.db.schema import (
     SSTrack,
     SSTrackMember,
     StreakRecord,
+    TapJob,
     User,
 )
 
@@ -46,12 +47,13 @@ _V4_TABLES = (NightSummaryRecord,)
 _V5_TABLES = (LightCurveObject, MatchfileRecord)
 _V6_TABLES = (StreakRecord, SSTrack, SSTrackMember)
 _V7_TABLES = (ArchiveImage, User, ApiToken, ForcedPhotRequest)
+_V10_TABLES = (TapJob,)
 
 
 def _v1(conn: Connection) -> None:
     """Version 1: the initial schema (every table but those added by later versions)."""
     later = {t.__tablename__ for t in (*_V2_TABLES, *_V3_TABLES, *_V4_TABLES, *_V5_TABLES,
-                                       *_V6_TABLES, *_V7_TABLES)}
+                                       *_V6_TABLES, *_V7_TABLES, *_V10_TABLES)}
     Base.metadata.create_all(conn, tables=[t for t in Base.metadata.sorted_tables
                                            if t.name not in later])
 
@@ -116,9 +118,16 @@ def _v9(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE jobs ADD COLUMN pid INTEGER"))
 
 
+def _v10(conn: Connection) -> None:
+    """Version 10: ``tap_jobs``, the archive's async TAP jobs (kept across restarts, issue 19)."""
+    for t in _V10_TABLES:
+        t.__table__.create(conn, checkfirst=True)
+
+
 #: Ordered migrations; entry ``i`` brings the schema from version ``i`` to ``i + 1``.
 #: Append new ones (never edit old ones) and keep :mod:`zsds.db.schema` at the latest version.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9,
+                                                  _v10]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -21,6 +21,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     SmallInteger,
     String,
     Text,
@@ -633,3 +634,31 @@ class ForcedPhotRequest(Base):
     npoints: Mapped[int | None] = mapped_column(Integer)
     relpath: Mapped[str | None] = mapped_column(String(255))
     message: Mapped[str | None] = mapped_column(Text)
+
+
+class TapJob(Base):
+    """An asynchronous TAP (UWS) job of the archive service (schema v10).
+
+    Jobs live in the database, so they survive a restart of ``zsds serve`` and are shared by
+    its workers. ``owner`` is the user name of the creator (None: created anonymously, then
+    ``client`` holds the creator's address, for per-address quotas); only the owner sees a
+    user's job. ``params`` keeps the TAP parameters of the job only (bounded in number and
+    size); ``result`` the finished result document, deleted with the job.
+    """
+
+    __tablename__ = "tap_jobs"
+    __table_args__ = (Index("ix_tap_jobs_owner_created", "owner", "created"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    owner: Mapped[str | None] = mapped_column(String(128))
+    client: Mapped[str | None] = mapped_column(String(64), index=True)
+    phase: Mapped[str] = mapped_column(String(16), default="PENDING")
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    started: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    ended: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    destruction: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    execution_duration: Mapped[int] = mapped_column(Integer, default=600)
+    media: Mapped[str | None] = mapped_column(String(64))
+    result: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    error: Mapped[str | None] = mapped_column(Text)

@@ -3,7 +3,8 @@
 // target overlay in SVG and reads pixel values and sky coordinates (/ui/api/pix2world).
 (function () {
   "use strict";
-  const V = window.VIEW;
+  // The view is a JSON data block of the page (the CSP allows no inline script).
+  const V = JSON.parse(document.getElementById("view-data").textContent);
   const vp = document.getElementById("viewport");
   const img = document.getElementById("image");
   const svg = document.getElementById("overlay");

@@ -188,7 +188,9 @@
     return r.json();
   }
   async function main() {
-    const oid = encodeURIComponent(window.LC.oid);
+    // The object is a JSON data block of the page (the CSP allows no inline script).
+    const LC = JSON.parse(document.getElementById("lc-data").textContent);
+    const oid = encodeURIComponent(LC.oid);
     try {
       const data = await getJSON("/ui/api/lightcurve?oid=" + oid);
       state.curves = data.curves;

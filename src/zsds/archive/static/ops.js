@@ -146,7 +146,15 @@ function sortableTables() {
   }
 }
 
+// Selects that submit their form when changed (no inline handlers: the CSP forbids them).
+function autoSubmit() {
+  document.querySelectorAll("select[data-autosubmit]").forEach((sel) => {
+    sel.addEventListener("change", () => sel.form.submit());
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  autoSubmit();
   const qa = document.getElementById("qa-charts");
   if (qa) drawQA(qa).catch((err) => { qa.textContent = `QA failed: ${err}`; });
   projectionLinks();
