@@ -46,6 +46,7 @@ from zsds.instcal.stage import (
     InfoBits,
     InstCalConfig,
     InstCalResult,
+    calibrated_catalogs,
     fit_psf_and_photometry,
     input_zero_point,
     measure_sources,
@@ -288,15 +289,7 @@ def recalibrate_quadrant(
             infobits |= InfoBits.FEW_CALIBRATORS
     tick("photcal")
     zp = phot.magzp if phot.ok else np.nan
-    if len(psfcat):
-        psfcat["mag"], psfcat["sigmag"] = flux_to_mag(psfcat["flux"].to_numpy(),
-                                                      psfcat["fluxerr"].to_numpy(), zp)
-        psfcat["snr"] = psfcat["flux"] / psfcat["fluxerr"]
-    if len(sexcat):
-        sra, sdec = wcs.all_pix2world(sexcat["x"].to_numpy(), sexcat["y"].to_numpy(), 0)
-        sexcat["ra"], sexcat["dec"] = sra, sdec
-        sexcat["mag_auto"], sexcat["magerr_auto"] = flux_to_mag(
-            sexcat["flux_auto"].to_numpy(), sexcat["fluxerr_auto"].to_numpy(), zp)
+    calibrated_catalogs(psfcat, sexcat, wcs, zp)
     sat_frac = float(sat.mean())
     if sat_frac > 0.02:
         infobits |= InfoBits.HIGH_SATURATION

@@ -177,6 +177,22 @@ class PSFStepsConfig(Protocol):
     psffit_min_snr: float
 
 
+def calibrated_catalogs(psfcat: pd.DataFrame, sexcat: pd.DataFrame, wcs: WCS,
+                        zp: float) -> None:
+    """Magnitudes at zero point ``zp`` in both catalogues (in place): ``mag``, ``sigmag``,
+    ``snr`` of the PSF-fit catalogue; ``ra``, ``dec``, ``mag_auto``, ``magerr_auto`` of the
+    extraction catalogue (NaN magnitudes when ``zp`` is NaN)."""
+    if len(psfcat):
+        psfcat["mag"], psfcat["sigmag"] = flux_to_mag(psfcat["flux"].to_numpy(),
+                                                      psfcat["fluxerr"].to_numpy(), zp)
+        psfcat["snr"] = psfcat["flux"] / psfcat["fluxerr"]
+    if len(sexcat):
+        sra, sdec = wcs.all_pix2world(sexcat["x"].to_numpy(), sexcat["y"].to_numpy(), 0)
+        sexcat["ra"], sexcat["dec"] = sra, sdec
+        sexcat["mag_auto"], sexcat["magerr_auto"] = flux_to_mag(
+            sexcat["flux_auto"].to_numpy(), sexcat["fluxerr_auto"].to_numpy(), zp)
+
+
 def fit_psf_and_photometry(
     sub: np.ndarray,
     variance: np.ndarray,
@@ -405,15 +421,7 @@ def calibrate_quadrant(
     tick("photcal")
     # 11. catalogs with calibrated magnitudes, QA
     zp = phot.magzp if phot.ok else np.nan
-    if len(psfcat):
-        psfcat["mag"], psfcat["sigmag"] = flux_to_mag(psfcat["flux"].to_numpy(),
-                                               psfcat["fluxerr"].to_numpy(), zp)
-        psfcat["snr"] = psfcat["flux"] / psfcat["fluxerr"]
-    if len(sexcat):
-        sra, sdec = wcs.all_pix2world(sexcat["x"].to_numpy(), sexcat["y"].to_numpy(), 0)
-        sexcat["ra"], sexcat["dec"] = sra, sdec
-        sexcat["mag_auto"], sexcat["magerr_auto"] = flux_to_mag(
-            sexcat["flux_auto"].to_numpy(), sexcat["fluxerr_auto"].to_numpy(), zp)
+    calibrated_catalogs(psfcat, sexcat, wcs, zp)
     sat_frac = float(sat.mean())
     if sat_frac > 0.02:
         infobits |= InfoBits.HIGH_SATURATION
