@@ -1,7 +1,8 @@
 """The archive service as one FastAPI application.
 
 :func:`create_app` mounts every router of :mod:`zsds.archive` on a shared
-:class:`~zsds.archive.context.ArchiveContext`; ``zsds serve`` runs it under uvicorn. Every
+:class:`~zsds.archive.context.ArchiveContext`; ``zsds serve`` runs it under uvicorn, and
+:func:`app_from_env` builds it in each worker process of ``zsds serve --workers N``. Every
 route runs behind the app-wide authorization dependency
 (:func:`zsds.archive.policy.authorize`) and the security middleware of
 :mod:`zsds.archive.security` (headers, body limit, bad-input safety net, log redaction).
@@ -9,7 +10,10 @@ route runs behind the app-wide authorization dependency
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import math
+import os
 from pathlib import Path
 
 from fastapi import Depends, FastAPI
@@ -20,13 +24,17 @@ from zsds import __version__
 from zsds.archive import security
 from zsds.archive.context import ArchiveConfig, ArchiveContext
 from zsds.archive.policy import authorize
-from zsds.core.home import Home
+from zsds.core.home import ENV_DB_URL, ENV_HOME, Home
 from zsds.db import connect, init_db
 
 #: Routers, in mounting order (the web UI last: it owns ``/``).
 ROUTERS = ("auth", "ibe", "lightcurve", "forcedphot", "vo", "depot", "web_ops", "web")
 
 STATIC = Path(__file__).with_name("static")
+
+#: Environment variable holding the number of worker processes serving one home
+#: (set by ``zsds serve --workers N`` for :func:`app_from_env`).
+ENV_WORKERS = "ZSDS_SERVE_WORKERS"
 
 
 def create_app(home: Home, engine: Engine | None = None, config: ArchiveConfig | None = None,
@@ -70,3 +78,58 @@ def create_app(home: Home, engine: Engine | None = None, config: ArchiveConfig |
         module = importlib.import_module(f"zsds.archive.{name}")
         app.include_router(module.router)
     return app
+
+
+def per_worker_config(config: ArchiveConfig, workers: int) -> ArchiveConfig:
+    """The settings of one of ``workers`` processes serving the same home.
+
+    The login throttle (:class:`~zsds.archive.security.LoginThrottle`) counts failures per
+    process, and the kernel spreads connections over the processes, so ``workers`` processes
+    with the full limit would let an attacker try ``workers`` times as many passwords. Each
+    process gets ``ceil(limit / workers)`` instead: the guesses accepted before every process
+    has locked a name (or address) out stay within about the configured limit. Everything else
+    the service keeps (sessions, tokens, TAP jobs) is in the database and shared.
+
+    Parameters
+    ----------
+    config : ArchiveConfig
+        The settings of the whole service.
+    workers : int
+        Worker processes (>= 1).
+
+    Returns
+    -------
+    ArchiveConfig
+        ``config`` itself for one worker, else a copy with the login limits divided.
+    """
+    if workers <= 1:
+        return config
+    return dataclasses.replace(
+        config,
+        login_max_failures=max(1, math.ceil(config.login_max_failures / workers)),
+        login_max_failures_per_client=max(
+            1, math.ceil(config.login_max_failures_per_client / workers)),
+    )
+
+
+def app_from_env() -> FastAPI:
+    """The archive application of one worker process (a uvicorn app factory).
+
+    ``zsds serve --workers N`` runs ``uvicorn.run("zsds.archive.app:app_from_env",
+    factory=True, workers=N)``; each worker calls this after it starts, so every process has
+    its own database engine (connection pools are never shared across a fork) over the same
+    home and database. The home comes from ``$ZSDS_HOME`` and ``$ZSDS_DB_URL``
+    (:meth:`Home.resolve <zsds.core.home.Home.resolve>`), the number of workers from
+    ``$ZSDS_SERVE_WORKERS`` (:func:`per_worker_config`). The image index is not refreshed
+    here: the parent process has done it once before starting the workers.
+
+    Returns
+    -------
+    FastAPI
+    """
+    if not os.environ.get(ENV_HOME):
+        raise RuntimeError(f"app_from_env needs ${ENV_HOME} (and optionally ${ENV_DB_URL})")
+    workers = int(os.environ.get(ENV_WORKERS, "1"))
+    home = Home.resolve()
+    return create_app(home, config=per_worker_config(ArchiveConfig(), workers),
+                      refresh_index=False)

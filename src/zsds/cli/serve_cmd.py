@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -15,24 +16,54 @@ from zsds.core.home import Home
 @click.option("--host", default="127.0.0.1", show_default=True, help="interface to listen on")
 @click.option("--port", type=int, default=8765, show_default=True)
 @click.option("--no-index", is_flag=True, help="do not bring the image index up to date first")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="worker processes (uvicorn workers) sharing the port, home and database")
 @user_errors
-def serve(home, db_url, host, port, no_index) -> None:
+def serve(home, db_url, host, port, no_index, workers) -> None:
     """Serve the archive of a home: IRSA-compatible APIs, the web UI and the depot.
 
     Clients written for IRSA (ztfquery, astroquery, pyvo, curl) work with only the base URL
     changed to http://HOST:PORT (see docs/archive.md). The OpenAPI description is at /docs.
+
+    With --workers N, N processes serve the same port (the kernel spreads the connections);
+    each builds its own application and database engine. Sessions, tokens and TAP jobs are in
+    the database, so every worker sees them; the failed-login counters are per process, and
+    each worker's limit is divided by N so that the lockout still stops an attacker after
+    about the configured number of guesses. SQLite (WAL journal) and PostgreSQL both serve
+    several processes; for many workers or heavy writes prefer PostgreSQL.
     """
     import uvicorn
-
-    from zsds.archive.app import create_app
 
     h = Home.resolve(home, db_url)
     if not h.root.is_dir():
         raise click.ClickException(f"{h.root}: no such zsds home")
-    app = create_app(h, open_db(h), refresh_index=not no_index)
-    console.print(f"[bold green]zsds archive[/] {h.root} at http://{host}:{port}/ "
-                  f"(API description: http://{host}:{port}/docs)")
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    banner = (f"[bold green]zsds archive[/] {h.root} at http://{host}:{port}/ "
+              f"(API description: http://{host}:{port}/docs)")
+    if workers == 1:
+        from zsds.archive.app import create_app
+
+        app = create_app(h, open_db(h), refresh_index=not no_index)
+        console.print(banner)
+        uvicorn.run(app, host=host, port=port, log_level="info")
+        return
+
+    from zsds.archive.app import ENV_WORKERS
+    from zsds.core.home import ENV_DB_URL, ENV_HOME
+
+    # Schema and image index brought up to date once, here, before the workers start: the
+    # workers only open the database.
+    engine = open_db(h)
+    if not no_index:
+        from zsds.archive.index import update_index
+
+        update_index(h, engine)
+    engine.dispose()
+    os.environ[ENV_HOME] = str(h.root)
+    os.environ[ENV_DB_URL] = h.db_url
+    os.environ[ENV_WORKERS] = str(workers)
+    console.print(f"{banner} with {workers} worker processes")
+    uvicorn.run("zsds.archive.app:app_from_env", factory=True, workers=workers, host=host,
+                port=port, log_level="info")
 
 
 @click.group()
