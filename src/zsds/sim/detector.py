@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from zsds.core.instrument import Filter, quadrant_pixel_to_focal_plane, rcid_of
+from zsds.core.resample import upsample_grid
 
 INSTRUMENT_SEED = 20171101
 
@@ -114,24 +115,6 @@ def _fp_grid(ccdid: int, qid: int, nx: int, ny: int, step: int = 32):
     return gx, gy, ew, ns
 
 
-def _interp_matrix(grid: np.ndarray, n: int) -> np.ndarray:
-    """Dense linear-interpolation weights from a coarse 1-D grid to pixels 0..n-1."""
-    x = np.arange(n, dtype=float)
-    j = np.clip(np.searchsorted(grid, x, side="right") - 1, 0, len(grid) - 2)
-    t = (x - grid[j]) / (grid[j + 1] - grid[j])
-    w = np.zeros((n, len(grid)))
-    w[np.arange(n), j] = 1.0 - t
-    w[np.arange(n), j + 1] = t
-    return w
-
-
-def _upsample(gx, gy, coarse, nx, ny) -> np.ndarray:
-    """Separable bilinear upsampling as two small matrix products (fast for smooth maps)."""
-    wx = _interp_matrix(gx, nx)
-    wy = _interp_matrix(gy, ny)
-    return (wy @ (coarse @ wx.T)).astype(np.float32)
-
-
 def sky_illumination_fp(ew: np.ndarray, ns: np.ndarray, filt: Filter) -> np.ndarray:
     """Low-nu illumination of the sky on the focal plane (vignetting, ~3% at the corners)."""
     r2 = (ew**2 + ns**2) / 25.0
@@ -149,4 +132,4 @@ def illumination(ccdid: int, qid: int, nx: int, ny: int, filt: Filter, kind: str
     """Low-nu illumination map of a quadrant, ``kind`` ``"sky"`` or ``"dome"``."""
     gx, gy, ew, ns = _fp_grid(ccdid, qid, nx, ny)
     fn = sky_illumination_fp if kind == "sky" else dome_illumination_fp
-    return _upsample(gx, gy, fn(ew, ns, filt), nx, ny)
+    return upsample_grid(gx, gy, fn(ew, ns, filt), nx, ny)
