@@ -21,7 +21,7 @@ from zsds.ingest.validate import RawFileError, validate_raw
 FUZZ = settings(max_examples=60, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow])
-REASONS = {"bad_name", "truncated", "bad_checksum", "bad_structure", "missing_keyword",
+REASONS = {"bad_name", "not_fits", "truncated", "bad_checksum", "bad_structure", "missing_keyword",
            "bad_value"}
 
 

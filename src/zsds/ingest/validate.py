@@ -33,6 +33,7 @@ from zsds.core.rawformat import (
 )
 
 FITS_BLOCK = 2880
+FITS_MAGIC = b"SIMPLE  ="
 
 
 class RawFileError(Exception):
@@ -41,8 +42,8 @@ class RawFileError(Exception):
     Parameters
     ----------
     reason : str
-        Machine code: ``bad_name``, ``truncated``, ``bad_checksum``, ``bad_structure``,
-        ``missing_keyword``, ``bad_value``.
+        Machine code: ``bad_name``, ``not_fits``, ``truncated``, ``bad_checksum``,
+        ``bad_structure``, ``missing_keyword``, ``bad_value``.
     message : str
         One line describing the problem (without the file name).
     """
@@ -137,6 +138,12 @@ def validate_raw(path: Path) -> RawInfo:
     except ValueError as exc:
         raise RawFileError("bad_name", str(exc).removeprefix(f"{path.name}: ")) from None
     size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(len(FITS_MAGIC))
+    # A file still being copied starts with the FITS card already; anything else never will
+    # be FITS, so it is refused at once instead of waiting out the settle time.
+    if head != FITS_MAGIC[:len(head)]:
+        raise RawFileError("not_fits", f"does not start with a FITS header (starts {head!r})")
     if size == 0 or size % FITS_BLOCK:
         raise RawFileError(
             "truncated", f"size {size} bytes is not a whole number of 2880-byte FITS blocks"
