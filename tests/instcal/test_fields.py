@@ -70,10 +70,12 @@ def _good_or_flagged(row: pd.Series) -> None:
     if not bits & (InfoBits.ASTROMETRY_FAILED | InfoBits.HIGH_ASTROM_RMS):
         assert astrom <= 0.03, f"{row.case} {row.pid}: astrometric rms {astrom:.3f}\" unflagged"
     if not bits & (InfoBits.PHOTCAL_FAILED | InfoBits.ASTROMETRY_FAILED | PHOT_FLAGS):
-        assert abs(row.zp_error) <= 0.01, f"{row.case} {row.pid}: ZP error {row.zp_error:+.3f}"
-    # Whatever the flags, a zero point in the header is never badly wrong silently.
+        assert abs(row.psf_median_offset) <= 0.01, (
+            f"{row.case} {row.pid}: calibrated mags off by {row.psf_median_offset:+.3f}")
+    # Whatever the flags, a zero point in the header is never badly wrong silently (MAGZP is on
+    # the PSF-fit system: up to 5% of a star's light is in the wing beyond the fitted PSF).
     if bits < BAD and np.isfinite(row.zp_error):
-        assert abs(row.zp_error) <= 0.05 or bits & PHOT_FLAGS, row.to_dict()
+        assert -0.05 <= row.zp_error <= 0.005 or bits & PHOT_FLAGS, row.to_dict()
 
 
 @pytest.mark.parametrize("case", ["plane", "sparse"])
@@ -86,13 +88,13 @@ def test_field_calibrates_or_is_flagged(quality, case):
             # Thousands of stars: a clean solution is expected, not just a flag.
             assert int(row.infobits) < BAD, row.to_dict()
             assert max(row.astrom_rms_ra, row.astrom_rms_dec) <= 0.03
-            assert abs(row.zp_error) <= 0.01
+            assert abs(row.psf_median_offset) <= 0.01
             assert row.completeness > 0.6
         elif int(row.infobits) < BAD:
             # A 512 px high-latitude quadrant may hold fewer than 20 PS1 calibrators
             # (PHOTCAL_FAILED); when it does calibrate, it must be right.
             assert max(row.astrom_rms_ra, row.astrom_rms_dec) <= 0.03
-            assert abs(row.zp_error) <= 0.01
+            assert abs(row.psf_median_offset) <= 0.01
             assert row.completeness > 0.8
         else:
             assert int(row.infobits) & (InfoBits.PHOTCAL_FAILED | InfoBits.ASTROMETRY_FAILED)

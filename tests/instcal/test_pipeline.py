@@ -85,7 +85,11 @@ def test_quality_against_truth(processed):
     msg = q.to_string()
     assert (q.infobits == 0).all(), msg
     assert (np.maximum(q.astrom_rms_ra, q.astrom_rms_dec) <= 0.03).all(), msg
-    assert (q.zp_error.abs() <= 0.01).all(), msg
+    # Calibrated magnitudes of point sources against truth: what users get.
+    assert (q.psf_median_offset.abs() <= 0.01).all(), msg
+    # MAGZP is on the PSF-fit system (docs/instcal.md): the PSF flux misses the Kolmogorov
+    # wing beyond the fitted Moffat's, never more than 5% of the light, never adds light.
+    assert q.zp_error.between(-0.05, 0.005).all(), msg
     assert (q.psf_pull_scatter <= 1.5).all(), msg
     total = (q.completeness * q.n_complete).sum() / q.n_complete.sum()
     assert total >= 0.95, msg

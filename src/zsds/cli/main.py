@@ -271,7 +271,8 @@ def eval_calibrate(home, db_url, night, plot) -> None:
     cols = [("pid", "pid", "{}"), ("infobits", "INFOBITS", "{}"),
             ("astrom_rms_ra", "astrom RA\"", "{:.4f}"), ("astrom_rms_dec", "astrom Dec\"",
                                                           "{:.4f}"),
-            ("zp_error", "ZP-true", "{:+.4f}"), ("psf_pull_scatter", "PSF pull sd", "{:.2f}"),
+            ("zp_error", "ZP-true", "{:+.4f}"), ("psf_median_offset", "mag-true", "{:+.4f}"),
+            ("psf_pull_scatter", "PSF pull sd", "{:.2f}"),
             ("completeness", "complete", "{:.3f}"), ("seeing", "seeing\"", "{:.2f}"),
             ("maglim", "maglim", "{:.2f}")]
     for _, title, _ in cols:
@@ -284,7 +285,9 @@ def eval_calibrate(home, db_url, night, plot) -> None:
         "quadrants": len(df),
         "astrometric rms per axis (arcsec, median)": float(np.nanmedian(
             np.maximum(df.astrom_rms_ra, df.astrom_rms_dec))),
-        "|ZP - truth| (mag, max)": float(np.nanmax(np.abs(df.zp_error))),
+        "|calibrated star mag - truth| (mag, max)": float(np.nanmax(np.abs(df.psf_median_offset))),
+        "MAGZP - truth, the PSF flux's missing wing (mag, median)": float(np.nanmedian(
+            df.zp_error)),
         "PSF-mag scatter / reported error (median)": float(np.nanmedian(df.psf_pull_scatter)),
         "completeness at S/N >= 10 (min)": float(np.nanmin(df.completeness)),
     }
@@ -423,8 +426,8 @@ def demo(home, db_url, night, exposures, workers) -> None:
     if len(quality):
         worst = np.maximum(quality.astrom_rms_ra, quality.astrom_rms_dec)
         console.print(f"  astrometric rms       : median {np.nanmedian(worst):.3f} arcsec/axis")
-        console.print(f"  zero point vs truth   : median |error| "
-                      f"{np.nanmedian(quality.zp_error.abs()):.4f} mag")
+        console.print(f"  star magnitudes       : median |calibrated - true| "
+                      f"{np.nanmedian(quality.psf_median_offset.abs()):.4f} mag")
     console.print(f"  raw archive           : {h.raw}")
     console.print(f"  calibrated, references, difference images : {h.products}")
     console.print(f"  alert packets         : {h.alerts}  (zsds alerts tail {h.alerts})")

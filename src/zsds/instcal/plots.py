@@ -11,7 +11,7 @@ import pandas as pd
 PANELS = (
     ("astrom_rms_ra", 'astrometric rms RA (")', 0.03),
     ("astrom_rms_dec", 'astrometric rms Dec (")', 0.03),
-    ("zp_error", "MAGZP - true (mag)", 0.01),
+    ("psf_median_offset", "calibrated star mag - true (mag)", 0.01),
     ("psf_pull_scatter", "PSF-mag scatter / error", 1.5),
     ("completeness", "completeness, S/N >= 10", 0.95),
     ("maglim", "5-sigma limiting magnitude", None),
@@ -33,7 +33,7 @@ def plot_quality(quality: pd.DataFrame, path: Path, title: str) -> Path:
         ax.plot(idx, vals, "o", color="tab:blue")
         if bar is not None:
             ax.axhline(bar, ls="--", color="tab:red", lw=1)
-            if col == "zp_error":
+            if col == "psf_median_offset":
                 ax.axhline(-bar, ls="--", color="tab:red", lw=1)
         ax.set_title(name)
         ax.set_xticks(idx, labels, rotation=90, fontsize=7)

@@ -78,6 +78,10 @@ class SimConfig:
     known_asteroid_fraction : float
         Fraction of the simulated asteroids whose orbits the simulated Minor Planet Center
         delivers in ``refcat/MPCORB.DAT`` (the rest are undiscovered, for the linker).
+    seeing : float or None
+        Atmospheric seeing (arcsec) forced on every science exposure instead of the night's
+        conditions (e.g. 0.7 for ZTF's sharpest, 1.2 px FWHM, images); None keeps the drawn
+        conditions.
     """
 
     quad_size: int | None = None
@@ -94,6 +98,7 @@ class SimConfig:
     satellite_prob: float = 0.1
     airplane_prob: float = 0.03
     known_asteroid_fraction: float = 0.9
+    seeing: float | None = None
 
     @property
     def nx(self) -> int:
@@ -341,7 +346,7 @@ def simulate_ccd(
     primary = fits.PrimaryHDU(header=_header_common(exp, ccdid))
     primary.header["SIMULATE"] = (True, "zsds simulated data")
     images, overscans, quad_rows, src_rows, cr_rows, streak_rows = [], [], [], [], [], []
-    fp_psf = FocalPlanePSF(exp.seeing, exp.psf_beta, exp.psf_e, exp.psf_theta)
+    fp_psf = FocalPlanePSF.from_exposure(exp)
     for qid in (1, 2, 3, 4):
         amp = amplifier(ccdid, qid)
         defects = detector_defects(ccdid, qid, nx, ny)
@@ -414,7 +419,8 @@ def _quadrant_truth_row(
                 "sky_dn": float(sky_e / amp.gain),
                 "illum_mean": float(illum.mean()),
                 "fwhm_center_px": psf.fwhm_at(config.nx / 2, config.ny / 2),
-                "psf_beta": fp_psf.beta,
+                "fwhm_sky_center_px": psf.sky_fwhm_at(config.nx / 2, config.ny / 2),
+                "psf_optics": fp_psf.optics,
                 "seeing": exp.seeing,
                 "wcs_header": w.to_header(relax=True).tostring(),
                 "ra_center": float(

@@ -25,6 +25,14 @@ from zsds.core.instrument import (
 )
 from zsds.core.naming import expid_of, filefracday, nid_of, parse_night
 
+#: Atmospheric seeing at the zenith (arcsec): log-normal per night around SEEING_MEDIAN; each
+#: exposure's seeing is that x airmass^0.6 x exp(N(0, 0.08)), kept within SEEING_RANGE. With the
+#: optics (0.4-0.6" on axis) and the pixel, the rendered FWHM has median ~2.1 px and reaches
+#: 1.2 px at the 0.7" floor (ZTF's best delivered image quality), 4.5 px at the ceiling.
+SEEING_MEDIAN = 1.8
+SEEING_NIGHT_SIGMA = 0.25
+SEEING_RANGE = (0.7, 4.5)
+
 
 def gmst_deg(mjd: np.ndarray | float) -> np.ndarray:
     """Greenwich mean sidereal time (deg), IAU 1982 linear form.
@@ -94,10 +102,12 @@ class Exposure:
     rotation : float
         Focal-plane rotation on the sky (deg).
     airmass, seeing, transparency, sky_mag : float
-        Airmass at mid-exposure; atmospheric FWHM at the observed airmass (arcsec); transmission
-        (1 = clear); sky brightness (mag / arcsec^2).
-    psf_beta, psf_e, psf_theta : float
-        Moffat index and the tracking/wind ellipticity and its angle (rad) for the exposure.
+        Airmass at mid-exposure; FWHM of the atmospheric (Kolmogorov) PSF at the observed
+        airmass (arcsec); transmission (1 = clear); sky brightness (mag / arcsec^2).
+    psf_optics, psf_e, psf_theta : float
+        FWHM of the optics on the optical axis (arcsec; focus and collimation of the
+        exposure) and the tracking/wind ellipticity and its angle (rad); see
+        :class:`zsds.sim.optics.FocalPlanePSF`.
     """
 
     expid: int
@@ -116,7 +126,7 @@ class Exposure:
     seeing: float
     transparency: float
     sky_mag: float
-    psf_beta: float
+    psf_optics: float
     psf_e: float
     psf_theta: float
 
@@ -183,7 +193,7 @@ def night_schedule(
     filts = [Filter.parse(f) for f in filters]
     start, end = night_window(date)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 12, nid_of(date)]))
-    night_seeing = float(np.exp(rng.normal(np.log(1.9), 0.15)))
+    night_seeing = float(np.exp(rng.normal(np.log(SEEING_MEDIAN), SEEING_NIGHT_SIGMA)))
     cloudy = rng.random() < 0.1
     moon = moon_illumination(0.5 * (start + end))
     exposures = []
@@ -204,6 +214,7 @@ def night_schedule(
         alt = float(altitude_deg(fld.ra, fld.dec, mid))
         x = float(airmass(max(alt, 5.0)))
         seeing = night_seeing * x**0.6 * float(np.exp(rng.normal(0.0, 0.08)))
+        seeing = float(np.clip(seeing, *SEEING_RANGE))
         transp = float(np.clip(rng.uniform(0.6, 0.97), 0, 1)) if cloudy else 1.0
         sky = filt.props.sky_mag - 1.2 * moon * (1.0 if filt == Filter.g else 0.7) - 0.3 * (x - 1)
         dra, ddec = rng.normal(0.0, 3.0 / 3600.0, 2)
@@ -225,7 +236,7 @@ def night_schedule(
                 seeing=seeing,
                 transparency=transp,
                 sky_mag=float(sky + rng.normal(0.0, 0.05)),
-                psf_beta=float(rng.uniform(2.6, 3.4)),
+                psf_optics=float(rng.uniform(0.4, 0.6)),
                 psf_e=float(abs(rng.normal(0.0, 0.04))),
                 psf_theta=float(rng.uniform(0, np.pi)),
             )
@@ -266,7 +277,7 @@ def calibration_schedule(
                 seeing=0.0,
                 transparency=1.0,
                 sky_mag=0.0,
-                psf_beta=0.0,
+                psf_optics=0.0,
                 psf_e=0.0,
                 psf_theta=0.0,
             )

@@ -12,12 +12,24 @@ import pandas as pd
 from scipy import fft as sfft
 from scipy.special import gammaincinv
 
-from zsds.core.psf import moffat_stamps
-from zsds.sim.optics import PIXEL_SAMPLES, QuadrantTruePSF
+from zsds.sim.optics import STAMP_SIZES, QuadrantTruePSF
 
-#: Stamp size by total flux (e-), chosen so that the Moffat wing beyond the stamp holds less
-#: than ~30 e- in all (below the sky noise of a single pixel); most stars are faint and small.
-_TIERS = ((300, 7), (1e3, 9), (3e3, 13), (3e4, 23), (3e5, 41), (3e6, 71), (np.inf, 127))
+#: Stamp size by total flux (e-) at FWHM <= 2 px (sizes grow in proportion for wider PSFs):
+#: most stars are faint and small. The Kolmogorov wing beyond the stamp is dropped, not folded
+#: into the core (the stamp holds the exact pixel values): at FWHM 2 px that is 6% of a 300 e-
+#: star (18 e-), 0.5% of a 3e4 e- star (150 e-), 0.05% of a 3e6 e- star, spread over hundreds of
+#: pixels outside the stamp, far below the sky noise of each.
+_TIERS = ((300, 7), (1e3, 9), (3e3, 13), (3e4, 23), (3e5, 41), (3e6, 71), (np.inf, 129))
+
+
+def stamp_size(base: int, fwhm: float) -> int:
+    """The tabulated stamp size (:data:`~zsds.sim.optics.STAMP_SIZES`) at least ``base``
+    scaled by ``fwhm / 2`` (px), so that wide PSFs keep the same wing fraction."""
+    need = base * max(1.0, fwhm / 2.0)
+    for s in STAMP_SIZES:
+        if s >= need:
+            return s
+    return STAMP_SIZES[-1]
 
 
 def _stamp_indices(
@@ -53,16 +65,22 @@ def render_points(
     psf: QuadrantTruePSF,
     chunk: int = 20000,
 ) -> None:
-    """Add point sources of total ``flux`` (e-) at pixel positions (x, y) to ``image``."""
+    """Add point sources of total ``flux`` (e-) at pixel positions (x, y) to ``image``.
+
+    Each star is the true PSF integrated over the pixels at its own sub-pixel phase
+    (:meth:`QuadrantTruePSF.stamps`), in a stamp whose size grows with its flux.
+    """
     x = np.asarray(x, float)
     y = np.asarray(y, float)
     flux = np.asarray(flux, float)
     ny, nx = image.shape
     parts = []
     lo = 0.0
-    for hi, size in _TIERS:
+    fwhm = psf.typical_fwhm
+    for hi, base in _TIERS:
         sel = np.nonzero((flux > lo) & (flux <= hi))[0]
         lo = hi
+        size = stamp_size(base, fwhm)
         h = size // 2
         sel = sel[(x[sel] > -h) & (x[sel] < nx + h) & (y[sel] > -h) & (y[sel] < ny + h)]
         # Memory bound: at most ~20M stamp pixels at once.
@@ -71,9 +89,7 @@ def render_points(
             s = sel[k : k + step]
             ix = np.round(x[s]).astype(np.int64)
             iy = np.round(y[s]).astype(np.int64)
-            fwhm, q, theta = psf.params(x[s], y[s])
-            st = moffat_stamps(x[s] - ix, y[s] - iy, fwhm, psf.fp_psf.beta, q, theta, size,
-                               oversample=PIXEL_SAMPLES)
+            st = psf.stamps(x[s], y[s], size)
             st *= flux[s].astype(np.float32)[:, None, None]
             parts.append(_stamp_indices(image.shape, ix, iy, st))
     _accumulate(image, parts)
@@ -146,11 +162,9 @@ def render_galaxies(
         r = np.sqrt(u * u * q + v * v / q) / np.maximum(r_eff_px[sel], 0.3)[:, None, None]
         n = sersic_n[sel][:, None, None]
         gal = np.exp(-sersic_bn(n) * (np.power(r + 1e-6, 1.0 / n) - 1.0)).astype(np.float32)
-        fwhm, pq, theta = psf.params(x[sel], y[sel])
-        kern = moffat_stamps(
-            np.zeros(len(sel)), np.zeros(len(sel)), fwhm, psf.fp_psf.beta, pq, theta, s,
-            oversample=PIXEL_SAMPLES,
-        )
+        # The pixel-integrated PSF at the galaxy's pixel (phase 0: the Sersic profile itself is
+        # sampled relative to the galaxy's sub-pixel centre).
+        kern = psf.stamps(ix.astype(float), iy.astype(float), int(s))
         kern = sfft.ifftshift(kern, axes=(1, 2))
         conv = sfft.irfft2(
             sfft.rfft2(gal, axes=(1, 2)) * sfft.rfft2(kern, axes=(1, 2)), s=(s, s), axes=(1, 2)

@@ -13,6 +13,7 @@ import json
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from dataclasses import replace as dc_replace
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +95,7 @@ def simulate_exposures(
     """
     import time
 
+    exposures = with_config_conditions(exposures, config)
     t_start = time.monotonic()
     mjd0 = exposures[0].mjd if exposures else 0.0
     from zsds.sim.scene import exposure_scene, gather_scene
@@ -149,6 +151,16 @@ def simulate_exposures(
             if progress:
                 progress(name.filename, done, total)
     return files
+
+
+def with_config_conditions(exposures: list[Exposure], config: SimConfig) -> list[Exposure]:
+    """The exposures with the conditions that ``config`` forces (``config.seeing``)."""
+    if config.seeing is None:
+        return list(exposures)
+    return [
+        dc_replace(e, seeing=float(config.seeing)) if e.imgtype == "science" else e
+        for e in exposures
+    ]
 
 
 def _write_night_truth(home: Home, night: dt.date, exposures: list[Exposure], kind: str) -> Path:
@@ -232,7 +244,9 @@ def simulate_night(
     if config is None:
         config = SimConfig(quad_size=validate_quad_size(quad_size), seed=seed)
     ccd_list = validate_ccds(ccds)
-    exposures = night_schedule(date, n_exposures, fields, filters, config.seed)
+    exposures = with_config_conditions(
+        night_schedule(date, n_exposures, fields, filters, config.seed), config
+    )
     files = simulate_exposures(home, exposures, config, ccd_list, progress, realtime_speedup)
     ndir = _write_night_truth(home, date, exposures, "science")
     if config.asteroids:
