@@ -125,12 +125,6 @@ def test_sharp_seeing_is_1p2_px(sharp):
     assert len(sharp["no_cr"]) >= 200
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "instcal.masking.cosmic_ray_mask takes the cores of undersampled stars for hits: at "
-    "1.2 px FWHM a star near a pixel corner keeps only ~3% of its peak in its second-dimmest "
-    "4-neighbour (< cr_seed_sharp = 6%): 37% of the S/N > 50 isolated stars lost or flagged "
-    "(8% near pixel centres, 74% near pixel corners) against 0.7% without cosmic-ray masking "
-    "(issue 18 item 4)"))
 def test_bright_stars_survive_cosmic_ray_masking(sharp):
     """>= 95% of the S/N > 50 isolated stars keep a clean PSF fit with the default
     configuration, both near pixel centres and near pixel corners."""
@@ -147,8 +141,8 @@ def test_psf_mag_does_not_depend_on_pixel_phase(sharp):
     """PSF mag - true mag at a pixel centre minus at a pixel corner: |.| <= 0.01 mag.
 
     Measured as twice the slope of dm against the centreness (+1 centre, -1 corner), which
-    uses every star (~250 S/N > 50 isolated stars), on the run without cosmic-ray masking (see
-    the test above for why)."""
+    uses every star (~250 S/N > 50 isolated stars), on the run without cosmic-ray masking (the
+    photometry alone; the test above holds the masking). Measured: +0.009 +- 0.002 mag."""
     ph = sharp["no_cr"][sharp["no_cr"].ok]
     c = _centreness(ph)
     slope, scatter = _robust_line(c, ph.dm.to_numpy())

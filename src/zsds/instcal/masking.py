@@ -33,6 +33,10 @@ class MaskConfig:
     cr_seed_sigma, cr_seed_sharp, cr_sharp_sigma, cr_grow_sigma : float
         Significance and sharpness of a hit (with its noise allowance), and the significance
         of the pixels it grows over.
+    cr_block_frac, cr_block_fwhm : float
+        Below a FWHM of ``cr_block_fwhm`` px, a pixel in a 2 x 2 block whose dimmest pixel
+        holds at least ``cr_block_frac`` of its excess is a star's core, not a hit (see
+        :func:`cosmic_ray_mask`).
     cr_sigclip, cr_objlim : float
         astroscrappy ``sigclip`` and ``objlim`` (``"lacosmic"`` only).
     columns : bool
@@ -56,6 +60,13 @@ class MaskConfig:
     cr_seed_sharp: float = 0.06
     #: Noise allowance of that test, in sky sigma.
     cr_sharp_sigma: float = 1.5
+    #: A star centred near a pixel corner at 1.2 px FWHM (the simulator's Kolmogorov core)
+    #: keeps only 1-5% of its peak in its two far 4-neighbours, but fills a 2 x 2 block whose
+    #: dimmest pixel holds >= 18% of the peak whenever two neighbours are that dark.
+    cr_block_frac: float = 0.12
+    #: Wider stars keep > 6% of their peak in three 4-neighbours at any phase; there the block
+    #: test would only spare hits that cross a pixel corner (1 in 10 found at 3 px FWHM).
+    cr_block_fwhm: float = 1.8
     cr_grow_sigma: float = 3.0
     cr_sigclip: float = 5.0
     cr_objlim: float = 8.0
@@ -158,8 +169,10 @@ def cosmic_ray_mask(
     ``docs/instcal.md``). A pixel is a hit when it is ``cr_seed_sigma`` above the sky and its
     second-dimmest 4-neighbour lies more than ``cr_sharp_sigma`` sky sigma below
     ``cr_seed_sharp`` of its excess -- a pixel-integrated PSF core keeps >= 7% of its peak one
-    pixel away even at ZTF's sharpest seeing; hits are then grown over adjacent pixels
-    > ``cr_grow_sigma``.
+    pixel away at ZTF's sharpest seeing unless it sits near a pixel corner, where its core
+    fills a 2 x 2 block instead, so below ``cr_block_fwhm`` a pixel in a block whose dimmest pixel holds
+    ``cr_block_frac`` of its excess is no hit (a hit lights one pixel, or a line of them);
+    hits are then grown over adjacent pixels > ``cr_grow_sigma``.
     ``"lacosmic"`` runs astroscrappy instead.
     """
     img = np.ascontiguousarray(data, dtype=np.float32)
@@ -186,6 +199,13 @@ def cosmic_ray_mask(
     # A star keeps >= cr_seed_sharp of its peak there; a hit keeps sky, within the noise.
     seed = ((excess > config.cr_seed_sigma * sigma)
             & (nb < config.cr_seed_sharp * excess - config.cr_sharp_sigma * sky_sigma) & ~bad)
+    if fwhm_px < config.cr_block_fwhm:
+        # The brightest 2 x 2 block holding the pixel, by its dimmest pixel.
+        blk = np.minimum(np.minimum(pad[:-1, :-1], pad[:-1, 1:]),
+                         np.minimum(pad[1:, :-1], pad[1:, 1:]))
+        best = np.maximum(np.maximum(blk[:-1, :-1], blk[:-1, 1:]),
+                          np.maximum(blk[1:, :-1], blk[1:, 1:]))
+        seed &= best < config.cr_block_frac * excess
     seed[[0, -1], :] = False  # edge pixels have no outer neighbours to judge by
     seed[:, [0, -1]] = False
     if not seed.any():
