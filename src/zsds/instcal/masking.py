@@ -170,9 +170,9 @@ def cosmic_ray_mask(
     second-dimmest 4-neighbour lies more than ``cr_sharp_sigma`` sky sigma below
     ``cr_seed_sharp`` of its excess -- a pixel-integrated PSF core keeps >= 7% of its peak one
     pixel away at ZTF's sharpest seeing unless it sits near a pixel corner, where its core
-    fills a 2 x 2 block instead, so below ``cr_block_fwhm`` a pixel in a block whose dimmest pixel holds
-    ``cr_block_frac`` of its excess is no hit (a hit lights one pixel, or a line of them);
-    hits are then grown over adjacent pixels > ``cr_grow_sigma``.
+    fills a 2 x 2 block instead, so below ``cr_block_fwhm`` a pixel in a block whose dimmest
+    pixel holds ``cr_block_frac`` of its excess is no hit (a hit lights one pixel, or a line
+    of them); hits are then grown over adjacent pixels > ``cr_grow_sigma``.
     ``"lacosmic"`` runs astroscrappy instead.
     """
     img = np.ascontiguousarray(data, dtype=np.float32)
