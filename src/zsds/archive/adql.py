@@ -396,7 +396,8 @@ class _Parser:
     def select_item(self) -> SelectItem:
         if self.accept("*"):
             return SelectItem(Star())
-        t, t1, t2 = self.tok, self.toks[self.i + 1], self.toks[min(self.i + 2, len(self.toks) - 1)]
+        last = len(self.toks) - 1  # the end token: "SELECT" alone has nothing after it
+        t, t1, t2 = self.tok, self.toks[min(self.i + 1, last)], self.toks[min(self.i + 2, last)]
         if t.kind in ("id", "qid") and t1.value == "." and t2.value == "*":
             self.i += 3
             return SelectItem(Star(t.value.lower() if t.kind == "id" else t.value[1:-1]))
