@@ -216,6 +216,12 @@ def test_watch_follows_a_realtime_night(base, tmp_path):
     t = threading.Thread(target=_night2, args=(home, 20.0))
     with Executive(home, engine, ExecConfig(n_workers=2)) as ex:
         t.start()
+        # The first exposure takes its own time to simulate (longer on a loaded machine):
+        # the watch's idle clock starts once the night has begun.
+        for _ in range(600):
+            if any(home.incoming.glob("*_o.fits.fz")):
+                break
+            time.sleep(0.2)
         out = ex.watch(idle=8.0, poll=0.5)
     t.join()
     assert len(out) == 1
