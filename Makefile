@@ -30,6 +30,7 @@ bench: install
 	$(PY) bench/bench_known.py
 	$(PY) bench/bench_streaks.py
 	$(PY) bench/bench_archive.py
+	$(VENV)/bin/zsds bench realtime --json bench-realtime.json --plot bench-realtime.png
 
 clean:
-	rm -rf $(VENV) $(HOME_DIR) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(HOME_DIR) .pytest_cache .ruff_cache bench-realtime.json bench-realtime.png

@@ -15,8 +15,11 @@ brute-force numpy scan of all N positions already in memory, and the cutout as
 ``fits.getdata`` of the whole file plus ``Cutout2D`` (what a naive service does). The bars
 (issue 9): a cone search over >= 1M sources in < 200 ms; a full-size cutout in < 200 ms.
 
+``--quick`` serves 10,000 objects from SQLite only and a 512 x 512 image, 5 requests per
+case (seconds; the test suite runs it so that the benchmark cannot rot).
+
 Usage: python bench/bench_archive.py [--n 1000000] [--backends sqlite,postgresql]
-       [--queries 100]
+       [--queries 100] [--quick]
 """
 
 from __future__ import annotations
@@ -53,15 +56,17 @@ from zsds.lightcurves.search import bulk_load_objects
 NX, NY = 3072, 3080
 
 
-def write_full_quadrant(home: Home, ra0: float, dec0: float, seed: int) -> str:
-    """One full-size float32 science quadrant at (ra0, dec0), indexed; returns its relpath."""
+def write_full_quadrant(home: Home, ra0: float, dec0: float, seed: int, nx: int = NX,
+                        ny: int = NY) -> str:
+    """One float32 science quadrant (full size by default) at (ra0, dec0), indexed; returns
+    its relpath."""
     rng = np.random.default_rng(seed)
     w = WCS(naxis=2)  # a plain TAN header at ZTF's pixel scale: all a cutout needs
     w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
     w.wcs.crval = [ra0, dec0]
-    w.wcs.crpix = [(NX + 1) / 2, (NY + 1) / 2]
+    w.wcs.crpix = [(nx + 1) / 2, (ny + 1) / 2]
     w.wcs.cd = np.array([[-1.012, 0.0], [0.0, 1.012]]) / 3600
-    data = rng.normal(150.0, 12.0, (NY, NX)).astype(np.float32)
+    data = rng.normal(150.0, 12.0, (ny, nx)).astype(np.float32)
     hdr = w.to_header(relax=True)
     hdr["OBSJD"] = 2461365.7
     rel = str(sci_product("20261121200000", 645, "r", 6, 1, "sciimg.fits"))
@@ -113,7 +118,13 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--quick", action="store_true",
+                        help="10,000 objects, SQLite only, a 512 px image, 5 requests per case")
     args = parser.parse_args()
+    args.nx, args.ny = NX, NY
+    if args.quick:
+        args.n, args.backends, args.queries, args.warmup = 10_000, "sqlite", 5, 1
+        args.patch_deg, args.nx, args.ny = 1.0, 512, 512
 
     sky = Sky(args.patch_deg)
     df = make_objects(args.n, sky, args.seed)
@@ -124,7 +135,7 @@ def main() -> None:
         home = Home.resolve(root / "home").ensure()
         init_db(connect(home.db_url))
         ra0, dec0 = float(np.mean(sky.ra)), 20.0
-        rel = write_full_quadrant(home, ra0, dec0, args.seed)
+        rel = write_full_quadrant(home, ra0, dec0, args.seed, args.nx, args.ny)
         for backend in args.backends.split(","):
             if backend == "sqlite":
                 engine, cleanup = connect(home.db_url), None
@@ -176,9 +187,10 @@ def main() -> None:
 def cutouts(client: httpx.Client, base: str, home: Home, rel: str, ra0: float, dec0: float,
             rng: np.random.Generator, args: argparse.Namespace) -> None:
     url = f"{base}/ibe/data/ztf/products/{rel.removeprefix('products/')}"
-    half = 0.35  # deg: keep centres well inside the 0.86 deg quadrant
-    for size, gz in (("60arcsec", "false"), ("5arcmin", "false"), ("15arcmin", "false"),
-                     ("60arcsec", "true")):
+    half = 0.35 * args.nx / NX  # deg: keep centres well inside the 0.86 deg quadrant
+    sizes = (("60arcsec", "false"), ("5arcmin", "false"), ("15arcmin", "false"),
+             ("60arcsec", "true"))
+    for size, gz in sizes[:2] + sizes[3:] if args.quick else sizes:
         ra = ra0 + rng.uniform(-half, half, args.queries + args.warmup) / np.cos(
             np.radians(dec0))
         dec = dec0 + rng.uniform(-half, half, args.queries + args.warmup)
@@ -192,8 +204,8 @@ def cutouts(client: httpx.Client, base: str, home: Home, rel: str, ra0: float, d
         ("zsds.archive.cutout.cutout_fits in process (no HTTP)",
          lambda: cutout_fits(path, f"{ra0},{dec0}", "60arcsec", compress=False)),
         ("peer: whole file read (memmap=False) + Cutout2D",
-         lambda: Cutout2D(fits.getdata(path, memmap=False), (NX / 2, NY / 2), (60, 60),
-                          wcs=w)),
+         lambda: Cutout2D(fits.getdata(path, memmap=False), (args.nx / 2, args.ny / 2),
+                          (60, 60), wcs=w)),
     ):
         pt = []
         for _ in range(10):

@@ -20,12 +20,17 @@ throughput ratio workers=N / workers=1. The load generator runs on the same mach
 server and takes CPU from it: the load average is printed with the numbers. It asserts
 nothing.
 
-Usage: python bench/bench_archive_load.py [--home PATH] [--workers 2] [--duration 5]
-       [--concurrency 1,8,32] [--endpoints cone,image,cutout,lightcurve]
-
 Without ``--home`` a small two-night home is simulated and processed first (as the archive
 tests build it, about 3 minutes on 2 cores) in a temporary folder. With ``--home`` an existing
 home is reused read-only (the server is started with ``--no-index``).
+
+``--quick`` cannot afford that home: it serves a hand-made one instead (one 512 px science image
+indexed in the archive and 2,000 light-curve objects around it, without matchfiles, so the
+``lightcurve`` endpoint is left out), with one worker, one client and 0.5 s per endpoint. It
+checks that the benchmark still runs (the test suite runs it), not the service's speed.
+
+Usage: python bench/bench_archive_load.py [--home PATH] [--workers 2] [--duration 5]
+       [--concurrency 1,8,32] [--endpoints cone,image,cutout,lightcurve] [--quick]
 """
 
 from __future__ import annotations
@@ -230,6 +235,25 @@ def build_home(root: Path) -> Home:
     return build_archive_home(root)
 
 
+def build_tiny_home(root: Path) -> Home:
+    """One indexed 512 px science image and 2,000 light-curve objects on it (no simulation)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_archive import write_full_quadrant
+    from bench_lc_search import Sky, make_objects
+
+    from zsds.db import init_db
+    from zsds.lightcurves.search import bulk_load_objects
+
+    home = Home.resolve(root).ensure()
+    engine = connect(home.db_url)
+    init_db(engine)
+    ra0, dec0 = 150.0, 20.0
+    write_full_quadrant(home, ra0, dec0, seed=1, nx=512, ny=512)
+    bulk_load_objects(engine, make_objects(2000, Sky(0.02, dec0=dec0, ra0=ra0), seed=1))
+    engine.dispose()
+    return home
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark and print the table."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -241,12 +265,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--concurrency", default="1,8,32")
     ap.add_argument("--endpoints", default="cone,image,cutout,lightcurve")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--quick", action="store_true",
+                    help="a hand-made tiny home, one worker, one client, 0.5 s per endpoint")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.workers, args.duration, args.concurrency = 1, 0.5, "1"
+        args.endpoints = ",".join(e for e in args.endpoints.split(",") if e != "lightcurve")
 
     tmp = None
     if args.home is None:
         tmp = Path(tempfile.mkdtemp(prefix="zsds_load_home_"))
-        home = build_home(tmp / "home")
+        home = build_tiny_home(tmp / "home") if args.quick else build_home(tmp / "home")
     else:
         home = Home.resolve(args.home, args.db_url)
         if not home.root.is_dir():
@@ -282,6 +311,8 @@ def main(argv: list[str] | None = None) -> None:
             finally:
                 loads[w] = loadavg()
                 stop_server(proc)
+                if args.quick:
+                    log.unlink(missing_ok=True)
             print(f"  load average after: {loads[w]}", flush=True)
     finally:
         if tmp is not None:

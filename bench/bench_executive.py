@@ -8,7 +8,12 @@ Prints quadrants per minute per core, exposure latency percentiles (raw file ava
 packet archived), peak memory per worker, and the cores needed for ZTF's input rate
 (64 quadrants every 45 s = 85 quadrants/min; the original system needed 553).
 
-Usage: python bench/bench_executive.py [--home DIR] [--exposures 4] [--workers N]
+``--quick`` is a smoke run of the same path that the test suite makes (so that the benchmark
+cannot rot): the small home of :data:`zsds.bench.homes.QUICK_HOME` (or ``--home``), one
+exposure, one worker, and only the quadrant that has a reference (the other three are skipped
+as having none).
+
+Usage: python bench/bench_executive.py [--home DIR] [--exposures 4] [--workers N] [--quick]
 """
 
 from __future__ import annotations
@@ -39,10 +44,16 @@ def main() -> None:
     parser.add_argument("--realtime", action="store_true",
                         help="deliver the exposures at the survey cadence (45 s) and follow them "
                              "with `night watch` instead of queueing them all at once")
+    parser.add_argument("--quick", action="store_true",
+                        help="small home, one exposure, one worker, one quadrant with a reference")
     args = parser.parse_args()
+    if args.quick:
+        args.exposures, args.workers, args.realtime = 1, 1, False
 
     import bench_diffim as bd
+    from astropy.io import fits
 
+    from zsds.bench.homes import NIGHT_REF, QUICK_HOME
     from zsds.core.home import Home
     from zsds.db import connect, init_db
     from zsds.executive import ExecConfig, Executive
@@ -51,7 +62,13 @@ def main() -> None:
 
     src = Path(args.home) if args.home else Path(tempfile.mkdtemp(prefix="zsds-bench-exec-"))
     if not any(src.rglob("*_refimg.fits")):
-        bd.build_home(src, 16, 0)
+        if args.quick:
+            bd.build_home(src, QUICK_HOME["n_ref"], 0, bd.FIELD, QUICK_HOME["quad_size"],
+                          n_bias=QUICK_HOME["n_bias"], n_flat=QUICK_HOME["n_flat"])
+        else:
+            bd.build_home(src, 16, 0)
+    nx = int(fits.getheader(next(src.rglob("*_refimg.fits")))["NAXIS1"])
+    quad_size = None if nx == 3072 else nx  # simulate the new night at the home's size
     work = Path(tempfile.mkdtemp(prefix="zsds-bench-exec-run-")) / "home"
     print(f"working copy: {work}")
     shutil.copytree(src, work, ignore=shutil.ignore_patterns("incoming", "alerts"))
@@ -60,11 +77,11 @@ def main() -> None:
     init_db(engine)
     (work / "incoming").mkdir(exist_ok=True)
     # References of the other three quadrants: calibrate them on the reference night first.
-    if len(list(work.rglob("*_refimg.fits"))) < 4:
+    if len(list(work.rglob("*_refimg.fits"))) < 4 and not args.quick:
         t = time.perf_counter()
         with Executive(home, engine, ExecConfig(n_workers=args.workers, build_refs=False,
                                                 redo=True)) as ex:
-            ex.run_night(bd.NIGHT_REF)
+            ex.run_night(NIGHT_REF)
         build_references(home, engine)
         print(f"prepared references of 4 quadrants in {time.perf_counter() - t:.0f} s")
     night = "2026-11-23" if args.realtime else NIGHT
@@ -73,7 +90,7 @@ def main() -> None:
         import threading
 
         sim = threading.Thread(target=simulate_night, args=(
-            home, night, args.exposures, [bd.FIELD], None, [bd.CCD]),
+            home, night, args.exposures, [bd.FIELD], quad_size, [bd.CCD]),
             kwargs={"seed": 22, "filters": ("r",), "realtime_speedup": 1.0})
         with Executive(home, engine, cfg) as ex:
             sim.start()
@@ -83,15 +100,16 @@ def main() -> None:
               "`night watch` (latency = raw file written -> last packet archived)")
     else:
         t = time.perf_counter()
-        simulate_night(home, night, args.exposures, [bd.FIELD], None, [bd.CCD], seed=21,
+        simulate_night(home, night, args.exposures, [bd.FIELD], quad_size, [bd.CCD], seed=21,
                        filters=("r",))
-        print(f"simulated {args.exposures} full-size exposures (1 CCD) in "
+        print(f"simulated {args.exposures} {'full-size' if quad_size is None else 'small'} "
+              "exposures (1 CCD) in "
               f"{time.perf_counter() - t:.0f} s")
         with Executive(home, engine, cfg) as ex:
             s = ex.run_night(night)
     cores = max(s.workers, 1)
     qpm_core = s.quadrants_per_min / cores
-    print(f"night {night}: {s.quadrants} full-size quadrants ({s.subtracted} subtracted, "
+    print(f"night {night}: {s.quadrants} {nx}-px quadrants ({s.subtracted} subtracted, "
           f"{s.failed} failed) in {s.wall_s:.0f} s on {cores} single-threaded workers")
     print(f"  throughput        {s.quadrants_per_min:.2f} quadrants/min = {qpm_core:.2f} "
           "quadrants/min/core (ingest + calibration + subtraction + packets)")
@@ -103,6 +121,10 @@ def main() -> None:
     if qpm_core > 0 and not args.realtime:  # in real time the arrival rate bounds throughput
         print(f"  cores needed for ZTF's {ZTF_QUADRANTS_PER_MIN:.0f} quadrants/min: "
               f"{ZTF_QUADRANTS_PER_MIN / qpm_core:.0f} (original system: 553)")
+    if args.quick:  # a smoke run leaves nothing behind
+        shutil.rmtree(work.parent, ignore_errors=True)
+        if not args.home:
+            shutil.rmtree(src, ignore_errors=True)
 
 
 if __name__ == "__main__":

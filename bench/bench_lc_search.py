@@ -14,8 +14,11 @@ max ms per query and mean objects returned. The bar: a 1' cone among >= 10M obje
 PostgreSQL runs in a fresh schema that is dropped at the end; SQLite in ``--db-dir`` (a
 temporary folder by default, removed at the end).
 
+``--quick`` loads 10,000 objects (over 1 deg^2) into SQLite only and makes 5 queries per
+radius (seconds; the test suite runs it so that the benchmark cannot rot).
+
 Usage: python bench/bench_lc_search.py [--n 10000000] [--backends sqlite,postgresql]
-       [--patch-deg 1000] [--queries 200] [--radii 10,60,600] [--db-dir DIR]
+       [--patch-deg 1000] [--queries 200] [--radii 10,60,600] [--db-dir DIR] [--quick]
 """
 
 from __future__ import annotations
@@ -179,7 +182,12 @@ def main() -> None:
     parser.add_argument("--db-dir", default=None, help="SQLite folder (default: temporary)")
     parser.add_argument("--pg-url", default=PG_URL)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--quick", action="store_true",
+                        help="10,000 objects, SQLite only, 5 queries per radius")
     args = parser.parse_args()
+    if args.quick:
+        args.n, args.backends, args.queries, args.warmup = 10_000, "sqlite", 5, 1
+        args.patch_deg = args.patch_deg or 1.0  # dense enough that cones find objects
     args.radii = [float(r) for r in args.radii.split(",")]
 
     sky = Sky(args.patch_deg or None)

@@ -6,7 +6,10 @@ zero-point errors of 20 mmag, 1% variables. Runs ``assemble`` (matching, refinem
 metrics, > 100 features, periodogram) and the matchfile write, and prints the time of each
 and the zero points recovered (rms of the refined minus the true offsets).
 
-    python bench/bench_lightcurves.py [--sources 20000] [--epochs 300] [--no-features]
+    python bench/bench_lightcurves.py [--sources 20000] [--epochs 300] [--no-features] [--quick]
+
+``--quick`` builds a unit of 500 sources x 30 epochs (seconds; the test suite runs it so that
+the benchmark cannot rot).
 """
 
 from __future__ import annotations
@@ -67,7 +70,10 @@ def main() -> None:
     ap.add_argument("--sources", type=int, default=20_000)
     ap.add_argument("--epochs", type=int, default=300)
     ap.add_argument("--no-features", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="500 sources x 30 epochs")
     args = ap.parse_args()
+    if args.quick:
+        args.sources, args.epochs = min(args.sources, 500), min(args.epochs, 30)
     t0 = time.perf_counter()
     refcat, epochs, z = synthetic(args.sources, args.epochs)
     t1 = time.perf_counter()

@@ -6,7 +6,11 @@ noise, a pointing offset of a few pixels and a different zero point each, so res
 rejection and weighting do the work they do on a real stack. Prints seconds per stage and the
 peak resident memory. Issue 4 asks for the time and memory of one reference from 20 inputs.
 
-Usage: python bench/bench_refs.py [--home DIR] [--inputs 20]
+``--quick`` co-adds 3 inputs of a small quadrant (the 256 px home of
+``bench_instcal.py --quick``, or the one of ``--home``): a smoke run that the test suite makes,
+so that the benchmark cannot rot.
+
+Usage: python bench/bench_refs.py [--home DIR] [--inputs 20] [--quick]
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -61,31 +66,39 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", default=None, help="home with a calibrated full-size quadrant")
     parser.add_argument("--inputs", type=int, default=20)
+    parser.add_argument("--quick", action="store_true",
+                        help="3 inputs of a small quadrant: a smoke run of seconds")
     args = parser.parse_args()
+    if args.quick:
+        args.inputs = min(args.inputs, 3)
     home = Path(args.home or tempfile.mkdtemp(prefix="zsds-bench-refs-"))
     sci = sorted(home.rglob("*_q1_sciimg.fits"))
     if not sci:
         here = Path(__file__).resolve().parent
-        subprocess.run([sys.executable, str(here / "bench_instcal.py"), "--home", str(home)],
+        subprocess.run([sys.executable, str(here / "bench_instcal.py"), "--home", str(home),
+                        *(["--quick"] if args.quick else [])],
                        check=True, stdout=subprocess.DEVNULL)
         sci = sorted(home.rglob("*_q1_sciimg.fits"))
-    hdr = fits.getheader(sci[0])
+    # The last one: a survey home's reference epochs come first, its co-adds' inputs.
+    hdr = fits.getheader(sci[-1])
+    ny, nx = int(hdr["NAXIS2"]), int(hdr["NAXIS1"])
     t0 = time.perf_counter()
-    images = _inputs(sci[0], args.inputs)
+    images = _inputs(sci[-1], args.inputs)
     t1 = time.perf_counter()
-    grid = reference_grid(int(hdr["FIELDID"]), int(hdr["CCD_ID"]), int(hdr["QID"]))
-    res = coadd(images, grid, (3080, 3072))
+    grid = reference_grid(int(hdr["FIELDID"]), int(hdr["CCD_ID"]), int(hdr["QID"]), nx, ny)
+    res = coadd(images, grid, (ny, nx))
     t2 = time.perf_counter()
     from zsds.core.instrument import Filter
     from zsds.refs.run import reference_catalogs
     from zsds.sky.refcat import RefCatalog
 
-    ra, dec = grid.all_pix2world([1535.5], [1539.5], 0)
-    ps1 = RefCatalog(home / "refcat" / "ps1").cone(float(ra[0]), float(dec[0]), 0.65)
+    ra, dec = grid.all_pix2world([nx / 2 - 0.5], [ny / 2 - 0.5], 0)
+    radius = float(np.hypot(nx, ny)) / 2 * 1.02 * 1.012 / 3600 + 0.02  # as zsds calibrate
+    ps1 = RefCatalog(home / "refcat" / "ps1").cone(float(ra[0]), float(dec[0]), radius)
     cats = reference_catalogs(res, 5e4, ps1, Filter(int(hdr["FILTERID"])))
     t3 = time.perf_counter()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-    print(f"co-add of {args.inputs} full-size inputs (3072x3080) onto the field grid, one core")
+    print(f"co-add of {args.inputs} inputs of {nx}x{ny} onto the field grid, one core")
     print(f"  make inputs (not pipeline work)   {t1 - t0:7.2f} s")
     print(f"  coadd (resample, reject, combine) {t2 - t1:7.2f} s "
           f"({(t2 - t1) / args.inputs:.2f} s per input)")
@@ -95,6 +108,9 @@ def main() -> None:
     print(f"  coverage median {np.median(res.coverage):.0f}, rejected fraction "
           f"{res.rejected_fraction:.4f}")
     print(f"peak memory (max RSS, inputs held in memory included): {peak:.2f} GB")
+
+    if args.quick and not args.home:  # a smoke run leaves nothing behind
+        shutil.rmtree(home, ignore_errors=True)
 
 
 if __name__ == "__main__":

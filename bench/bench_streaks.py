@@ -11,7 +11,10 @@ stars, bad columns, saturated blobs), then times
 reports the peak traced Python memory (tracemalloc) and the peak resident memory of the
 process, the timing of detection on 512 x 512 cut-outs, and what was found.
 
-Usage: python bench/bench_streaks.py [--seed 0] [--repeat 2]
+``--quick`` does it once on a 512 x 512 image (seconds; the test suite runs it so that the
+benchmark cannot rot).
+
+Usage: python bench/bench_streaks.py [--seed 0] [--repeat 2] [--quick]
 """
 
 from __future__ import annotations
@@ -53,16 +56,22 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeat", type=int, default=2, help="timed repetitions (best is kept)")
+    ap.add_argument("--quick", action="store_true", help="one repetition on 512 x 512")
     args = ap.parse_args()
+    ny, nx = (512, 512) if args.quick else (NY, NX)
+    if args.quick:
+        args.repeat = 1
     rng = np.random.default_rng(args.seed)
     base = evaluation_sim_config(512)
-    # ~5 streaks per quadrant (Poisson mean 5), artefacts at the evaluation densities.
-    cfg = SimConfig(**{**base.__dict__, "shape": (NY, NX), "n_streaks": 5.0 * 512**2 / (NX * NY)})
+    # ~5 streaks per quadrant (Poisson mean 5; 2 in the quick image, so that the fit runs),
+    # artefacts at the evaluation densities.
+    per_512 = 2.0 if args.quick else 5.0 * 512**2 / (NX * NY)
+    cfg = SimConfig(**{**base.__dict__, "shape": (ny, nx), "n_streaks": per_512})
     sim = simulate_difference(rng, cfg)
     fwhm = cfg.fwhm
     config = StreakConfig()
     load_streak_rb()  # load the classifier outside the timing
-    print(f"quadrant {NY} x {NX}, FWHM {fwhm} px, {len(sim.truth)} injected streaks, "
+    print(f"quadrant {ny} x {nx}, FWHM {fwhm} px, {len(sim.truth)} injected streaks, "
           f"{len(sim.artefacts)} artefacts; rss before {_rss_mb():.0f} MB")
 
     t_det = t_fit = t_feat = np.inf
@@ -92,8 +101,8 @@ def main() -> None:
 
     # Per-512^2 timing: detection on 512 x 512 cut-outs of the same image.
     times = []
-    for y in range(0, NY - 511, 1024):
-        for x in range(0, NX - 511, 1024):
+    for y in range(0, ny - 511, 1024):
+        for x in range(0, nx - 511, 1024):
             sl = (slice(y, y + 512), slice(x, x + 512))
             t0 = time.perf_counter()
             d = detect_streaks(sim.image[sl], sim.sigma[sl], fwhm, sim.mask[sl], config)
@@ -101,7 +110,7 @@ def main() -> None:
             times.append(time.perf_counter() - t0)
     print(f"512x512 cut-outs: detect + fit {np.median(times):.3f} s median over {len(times)}; "
           f"full quadrant per 512^2 equivalent: "
-          f"{(t_det + t_fit) * 512**2 / (NX * NY):.3f} s")
+          f"{(t_det + t_fit) * 512**2 / (nx * ny):.3f} s")
 
     if len(fits):
         table["rb"] = rb

@@ -11,7 +11,10 @@ checks that the GPU result equals the CPU one.
 Standalone on purpose (imports ``zogy.py`` by path): it needs only numpy, scipy and optionally
 cupy, so it runs on an accelerator machine without the rest of zsds installed.
 
-Usage: python bench/bench_zogy_gpu.py [--repeat 5]
+``--quick`` runs one repetition on a 256 x 256 pair with 30 sources (the test suite runs it,
+so that the benchmark cannot rot; without CuPy or a GPU it prints the CPU figures and says so).
+
+Usage: python bench/bench_zogy_gpu.py [--repeat 5] [--quick]
 """
 
 from __future__ import annotations
@@ -46,13 +49,15 @@ def moffat(fwhm: float, size: int = 31, beta: float = 2.5) -> np.ndarray:
     return (p / p.sum()).astype(np.float32)
 
 
-def make_pair(seed: int = 1):
+def make_pair(seed: int = 1, ny: int = NY, nx: int = NX, n_src: int = 3000):
+    """A synthetic science/reference pair: (new, ref, psf_new, psf_ref, sigma_new, sigma_ref,
+    var_new, var_ref)."""
     rng = np.random.default_rng(seed)
     pn, pr = moffat(2.6), moffat(2.0)
     sky_n, sky_r = 300.0, 40.0
-    ys, xs = rng.integers(20, NY - 20, 3000), rng.integers(20, NX - 20, 3000)
-    flux = 10 ** rng.uniform(2, 5, 3000)
-    truth = np.zeros((NY, NX), np.float32)
+    ys, xs = rng.integers(20, ny - 20, n_src), rng.integers(20, nx - 20, n_src)
+    flux = 10 ** rng.uniform(2, 5, n_src)
+    truth = np.zeros((ny, nx), np.float32)
     np.add.at(truth, (ys, xs), flux)
     from scipy.signal import fftconvolve
 
@@ -60,8 +65,8 @@ def make_pair(seed: int = 1):
     r = fftconvolve(truth, pr, mode="same").astype(np.float32)
     vn = (n + sky_n).astype(np.float32)
     vr = (r / 10 + sky_r / 10).astype(np.float32)
-    n += rng.standard_normal((NY, NX), dtype=np.float32) * np.sqrt(vn)
-    r += rng.standard_normal((NY, NX), dtype=np.float32) * np.sqrt(vr)
+    n += rng.standard_normal((ny, nx), dtype=np.float32) * np.sqrt(vn)
+    r += rng.standard_normal((ny, nx), dtype=np.float32) * np.sqrt(vr)
     return n, r, pn, pr, float(np.sqrt(sky_n)), float(np.sqrt(sky_r / 10)), vn, vr
 
 
@@ -80,10 +85,14 @@ def timeit(fn, repeat: int, sync=lambda: None) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="one repetition on 256 x 256")
     args = parser.parse_args()
-    n, r, pn, pr, sn, sr, vn, vr = make_pair()
+    ny, nx, n_src = (256, 256, 30) if args.quick else (NY, NX, 3000)
+    if args.quick:
+        args.repeat = 1
+    n, r, pn, pr, sn, sr, vn, vr = make_pair(1, ny, nx, n_src)
     z = load_zogy("zogy_cpu")
-    print(f"ZOGY on {NY} x {NX} float32 with variance images (source noise + astrometric terms)")
+    print(f"ZOGY on {ny} x {nx} float32 with variance images (source noise + astrometric terms)")
     for workers, label in ((1, "numpy/scipy.fft, 1 thread"), (-1, f"numpy/scipy.fft, "
                                                               f"{os.cpu_count()} threads")):
         cfg = z.ZogyConfig(workers=workers, pad=31)

@@ -1,4 +1,5 @@
-"""Fixtures for the alert tests: real ZTF packets (``tests/data``) and the packaged schema."""
+"""Fixtures for the alert tests: real ZTF packets (``tests/data``), the packaged schema and a
+processed night (``archive_base``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+# The archive tests' two-night home, built once per test run and shared between xdist
+# workers: its night 2 is the night of packets of test_night.py.
+from tests.archive.conftest import archive_base  # noqa: F401
 from zsds.alerts.packet import read_alert_file
 from zsds.alerts.schema import packaged_schema_dir
 

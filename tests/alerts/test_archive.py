@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
 import tarfile
 from pathlib import Path
 
@@ -71,3 +73,27 @@ def test_tail_reads_a_tarball_of_real_packets(tmp_path: Path, data_dir: Path):
     assert res.exit_code == 0, res.output
     lines = res.stdout.splitlines()
     assert len(lines) == len(real) and all(ln.startswith("4.01 ") for ln in lines)
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_archived_files_are_readable_as_the_umask_allows(tmp_path: Path, umask, mode):
+    old = os.umask(umask)
+    try:
+        packet = write_packet(tmp_path, TOPIC, 7, b"packet")
+        tarball = pack_night(tmp_path, TOPIC)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(packet.stat().st_mode) == mode  # not mkstemp's 0600
+    assert stat.S_IMODE(tarball.stat().st_mode) == mode
+
+
+def test_tail_exits_non_zero_on_a_corrupt_packet(tmp_path: Path, data_dir: Path):
+    real = next((data_dir / "alerts" / "kowalski" / "20231012").glob("*.avro"))
+    good = write_packet(tmp_path, TOPIC, 1, real.read_bytes())
+    write_packet(tmp_path, TOPIC, 2, real.read_bytes()[:5000])  # truncated
+    res = CliRunner().invoke(alerts, ["tail", str(tmp_path / TOPIC)])
+    assert res.exit_code == 1
+    assert len(res.stdout.splitlines()) == 1  # the good one is still shown
+    assert "2.avro" in res.stderr and "1 packet(s) could not be decoded" in res.stderr
+    res = CliRunner().invoke(alerts, ["tail", str(good)])
+    assert res.exit_code == 0, res.output

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.resources
-import os
 import re
 import signal
 import socket
@@ -21,11 +20,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from tests.alerts.helpers import needs_kafka
 from zsds.alerts import broker as broker_mod
 from zsds.alerts.broker import LocalBroker
 from zsds.alerts.kafka import (
     ALL_TOPICS,
     AlertProducer,
+    cluster_id,
     consume_alerts,
     ensure_topic,
     list_topics,
@@ -39,9 +40,6 @@ from zsds.cli.alerts_cmd import alerts
 N_PACKETS = 200
 TOPIC = "ztf_20261120_programid1"
 
-needs_kafka = pytest.mark.skipif(
-    os.environ.get("ZSDS_NO_KAFKA") == "1", reason="ZSDS_NO_KAFKA=1: broker tests disabled"
-)
 
 
 def test_topic_names():
@@ -167,3 +165,47 @@ def test_broker_refuses_a_busy_port():
         busy.listen()
         with pytest.raises(RuntimeError, match="already listens"):
             LocalBroker(busy.getsockname()[1]).start()
+
+
+@needs_kafka
+def test_message_timestamp_and_headers(broker: LocalBroker, packets: dict[int, bytes]):
+    topic = "ztf_20261122_programid1"
+    assert ensure_topic(broker.bootstrap, topic, partitions=2, replication=1) is True
+    candid, payload = next(iter(packets.items()))
+    headers = [("objectId", b"ZTF17aadcvhq"), ("sha256", b"00ff")]
+    with AlertProducer(broker.bootstrap) as producer:
+        producer.produce(topic, candid, payload, timestamp_ms=1_700_000_000_123,
+                         headers=headers)
+        delivered, errors = producer.flush(30)
+    assert delivered == [candid] and not errors
+    (msg,) = consume_alerts(broker.bootstrap, [topic], "stamps", idle_timeout=2.0)
+    assert msg.timestamp == 1_700_000_000_123
+    assert list(msg.headers) == headers and msg.value == payload
+    assert list_topics(broker.bootstrap)[topic] == 2
+
+
+@needs_kafka
+def test_each_local_broker_is_a_new_cluster(broker: LocalBroker):
+    assert cluster_id(broker.bootstrap) == broker.cluster_id
+    assert broker.cluster_id.startswith("zsds-local-")
+    with LocalBroker() as other:
+        assert cluster_id(other.bootstrap) == other.cluster_id != broker.cluster_id
+    with LocalBroker(cluster_id="fixed") as fixed:
+        assert cluster_id(fixed.bootstrap) == "fixed"
+
+
+@needs_kafka
+def test_tail_over_kafka_exits_non_zero_on_a_corrupt_packet(broker: LocalBroker,
+                                                            packets: dict[int, bytes]):
+    topic = "ztf_20261124_programid1"
+    (c1, p1), (c2, _) = list(packets.items())[:2]
+    with AlertProducer(broker.bootstrap) as producer:
+        producer.produce(topic, c1, p1)
+        producer.produce(topic, c2, b"Obj\x01 not an alert")
+        delivered, errors = producer.flush(30)
+    assert len(delivered) == 2 and not errors
+    res = CliRunner().invoke(alerts, ["tail", "--kafka", broker.bootstrap, "--topic", topic,
+                                      "--idle", "2"])
+    assert res.exit_code == 1
+    assert len(res.stdout.splitlines()) == 1
+    assert "1 packet(s) could not be decoded" in res.stderr

@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import fastavro
@@ -14,17 +16,21 @@ from astropy.io import fits
 from fastavro.schema import load_schema
 from fastavro.validation import ValidationError, validate
 
+from tests.conftest import TEST_DATA
 from zsds.alerts.packet import (
+    NONE_999_FIELDS,
     UPPER_LIMIT_FIELDS,
     build_alert,
     cutout_file_name,
     decode_alert_packet,
+    embedded_schema,
     fill_record,
     make_cutout,
     read_alert_file,
     read_cutout,
     serialize_alert,
 )
+from zsds.alerts.schema import load_alert_schema
 
 CUTOUT_KEYS = {"science": "cutoutScience", "template": "cutoutTemplate",
                "difference": "cutoutDifference"}  # fmt: skip
@@ -176,3 +182,53 @@ def test_decode_from_path_bytes_and_file(data_dir: Path):
     assert read_alert_file(path.read_bytes()) == records
     with path.open("rb") as fo:
         assert read_alert_file(fo) == records
+
+
+# ------------------------------------------------------------------------ ZTF conventions
+def test_candidate_gets_ztf_none_values(sample_v401):
+    """Missing catalogue neighbours are -999, no solar-system match is "null", and scorr is
+    the detection's significance also for a negative event, as in real packets."""
+    cand = dict(sample_v401["candidate"], isdiffpos="f", scorr=-14.5, ssnamenr=None,
+                ssdistnr=None, ssmagnr=float("nan"))
+    for name in NONE_999_FIELDS:
+        cand[name] = None
+    alert = build_alert("ZTF26aaaaaaa", cand, None, None)
+    got = alert["candidate"]
+    assert {got[name] for name in NONE_999_FIELDS} == {-999}
+    assert got["ssnamenr"] == "null" and got["scorr"] == 14.5
+    # Values that are there are kept.
+    kept = build_alert("ZTF26aaaaaaa", sample_v401["candidate"], None, None)["candidate"]
+    assert kept == sample_v401["candidate"]
+
+
+def test_previous_detections_follow_ztf(sample_v401):
+    base = dict(sample_v401["candidate"], candid=1, isdiffpos="f", scorr=-7.0)
+    plain = dict(base, ssnamenr=None, ssdistnr=-999.0, ssmagnr=-999.0)
+    matched = dict(base, candid=2, ssnamenr="340736", ssdistnr=24.0, ssmagnr=21.3)
+    alert = build_alert("ZTF26aaaaaaa", sample_v401["candidate"], [plain, matched], None)
+    first, second = alert["prv_candidates"]
+    assert (first["ssnamenr"], first["ssdistnr"], first["ssmagnr"]) == (None, None, None)
+    assert (second["ssnamenr"], second["ssdistnr"]) == ("340736", 24.0)
+    assert first["scorr"] == second["scorr"] == 7.0
+
+
+def test_embedded_schema_is_the_same_whatever_was_imported_first(tmp_path, sample_v401):
+    """fastavro orders a parsed schema's keys by what was imported before it (a validator
+    first puts ``doc`` before ``default``); the packets must not depend on that."""
+    code = (
+        "{pre}\n"
+        "import sys\n"
+        "from zsds.alerts.packet import build_alert, read_alert_file, serialize_alert\n"
+        "a = read_alert_file(sys.argv[1])[0]\n"
+        "alert = build_alert(a['objectId'], a['candidate'], a['prv_candidates'], None,\n"
+        "                    fp_hists=a['fp_hists'])\n"
+        "sys.stdout.buffer.write(serialize_alert(alert))\n"
+    )
+    sample = TEST_DATA / "alerts/kowalski/20231012/2475433850015010009.avro"
+    out = [subprocess.run([sys.executable, "-c", code.format(pre=pre), str(sample)],
+                          capture_output=True, check=True).stdout
+           for pre in ("", "import fastavro.validation")]
+    assert out[0] == out[1]
+    header = fastavro.reader(io.BytesIO(out[0])).metadata["avro.schema"]
+    assert header == json.dumps(json.loads(header), sort_keys=True)
+    assert embedded_schema(load_alert_schema()) == json.loads(header)

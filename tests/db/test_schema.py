@@ -185,7 +185,7 @@ def test_v9_gains_the_tap_jobs(engine):
         conn.execute(text("INSERT INTO schema_version VALUES (9, CURRENT_TIMESTAMP)"))
         conn.execute(text("INSERT INTO jobs (stage, key, state, attempts) "
                           "VALUES ('calibrate', '1', 'done', 1)"))
-    assert init_db(engine) == SCHEMA_VERSION == 10
+    assert init_db(engine) == SCHEMA_VERSION
     now = dt.datetime.now(dt.UTC)
     with session(engine) as s:
         s.add(TapJob(id="a" * 32, owner="alice", phase="COMPLETED", params={"QUERY": ["q"]},
@@ -196,3 +196,22 @@ def test_v9_gains_the_tap_jobs(engine):
     with session(engine) as s:
         job = s.scalar(select(TapJob))
         assert (job.owner, job.params, job.result) == ("alice", {"QUERY": ["q"]}, b"\x00rows")
+
+
+def test_v10_gains_the_alert_deliveries(engine):
+    """v11 adds ``alert_deliveries`` (packets delivered per Kafka cluster, issue 20); the
+    ``alerts`` rows of a v10 database are kept."""
+    from zsds.db.engine import MIGRATIONS
+    from zsds.db.schema import AlertDelivery
+
+    with engine.begin() as conn:
+        for migrate in MIGRATIONS[:10]:
+            migrate(conn)
+        assert "alert_deliveries" not in inspect(conn).get_table_names()
+        conn.execute(text("INSERT INTO schema_version VALUES (10, CURRENT_TIMESTAMP)"))
+    assert init_db(engine) == SCHEMA_VERSION == 11
+    with session(engine) as s:
+        s.add(AlertDelivery(candid=1, cluster_id="c", topic="ztf_20261120_programid1",
+                            sha256="0" * 64, bootstrap="127.0.0.1:9092"))
+    with session(engine) as s:
+        assert s.scalar(select(AlertDelivery.cluster_id)) == "c"

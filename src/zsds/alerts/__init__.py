@@ -3,11 +3,17 @@
 Modules:
 
 * :mod:`zsds.alerts.schema` -- locate and parse the real ZTF ``ztf.alert`` schema (v4.02);
-* :mod:`zsds.alerts.packet` -- cutouts, schema-conformant records, Avro OCF write/read;
+* :mod:`zsds.alerts.packet` -- cutouts, schema-conformant records with ZTF's conventions,
+  deterministic Avro OCF write/read;
+* :mod:`zsds.alerts.fphist` -- ``fp_hists`` records from zsds's forced photometry;
+* :mod:`zsds.alerts.send` -- a night's packets built once and archived; publishing the
+  archived bytes with deliveries recorded per broker cluster;
 * :mod:`zsds.alerts.archive` -- ``<root>/<topic>/<candid>.avro`` and nightly tarballs;
-* :mod:`zsds.alerts.kafka` -- topic names, idempotent producer, group consumer, admin;
+* :mod:`zsds.alerts.kafka` -- topic names and settings, idempotent producer, group consumer,
+  admin;
 * :mod:`zsds.alerts.broker` -- a local Tansu broker for tests and demos;
-* :mod:`zsds.alerts.tail` -- one human line per alert.
+* :mod:`zsds.alerts.tail` -- one human line per alert;
+* :mod:`zsds.alerts.evaluate` -- field-by-field realism against real ZTF alerts.
 
 The product is described in ``docs/products/alerts.md``.
 """

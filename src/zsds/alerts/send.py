@@ -1,58 +1,166 @@
-"""Make a night's alert packets, archive them on disk and publish them on Kafka.
+"""A night's alert packets: built once, archived, and published as archived.
 
-Every candidate of the night that passed the packet cuts (``candidates.passed``) becomes one
-Avro packet (the real ZTF schema, :mod:`zsds.alerts.packet`) with its object's 30-day history
-(previous detections and the upper limits of difference images at its position without one,
-:func:`zsds.diffim.objects.history`) and the three 63x63 cutouts written by the subtraction
-(``candcutouts.fits``). Packets go
+**Building** (:func:`make_packets`; :func:`build_quadrant_packets` is the job the executive and
+``zsds subtract`` run right after a quadrant's subtraction). Every candidate that passed the
+packet cuts (``candidates.passed``) becomes one Avro packet (the real ZTF schema,
+:mod:`zsds.alerts.packet`) with
 
-* always to the nightly archive ``HOME/alerts/ztf_YYYYMMDD_programidN/<candid>.avro``;
-* with a bootstrap address, to the Kafka topic ``ztf_YYYYMMDD_programidN`` through an
-  idempotent producer.
+* its object's 30-day history: previous detections and the upper limits of the difference
+  images at its position without one (:func:`zsds.diffim.objects.history`, each upper limit
+  with its image's file name and photometric calibration);
+* its forced-photometry history: zsds's own forced photometry at its position on the
+  difference images of the 30 days before it (:mod:`zsds.alerts.fphist`);
+* the three cutouts written by the subtraction (``candcutouts.fits``), cropped at the image
+  edges as IPAC's are.
 
-The ``alerts`` table records each packet and when the broker acknowledged it, so running the
-command again re-sends nothing already delivered (``resend=True`` forces it) and never makes a
-second file: re-running is idempotent end to end.
+The packet is archived as ``HOME/alerts/ztf_YYYYMMDD_programidN/<candid>.avro`` (a row in
+``alerts``) and is never rebuilt by publishing. Re-processing a quadrant rebuilds its packets
+(the same inputs give the same bytes) and removes those of candidates that no longer pass.
+
+**Publishing** (:class:`Publisher`; ``zsds alerts send``; the executive with a Kafka address)
+sends the archived bytes as they are to the topic ``ztf_YYYYMMDD_programidN``, created first
+with :class:`~zsds.alerts.kafka.StreamConfig`'s partitions and replication; each message has
+:func:`packet_message`'s key, timestamp (the exposure's time) and headers. Each delivery is
+recorded per broker cluster id and topic (``alert_deliveries``) with the digest of the bytes
+sent, so a new (or wiped and restarted) cluster gets every packet and sending to the same
+cluster again sends nothing -- not even a packet rebuilt since by a re-processing, which is
+reported -- unless ``resend``: a candidate is never streamed twice to a cluster by default.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+import hashlib
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NamedTuple
 
+from astropy.io import fits
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from zsds.alerts.archive import write_packet
-from zsds.alerts.kafka import AlertProducer, topic_name
-from zsds.alerts.packet import build_alert, serialize_alert
+from zsds.alerts.archive import archive_dir, write_packet
+from zsds.alerts.fphist import fp_hist_records, fp_window
+from zsds.alerts.kafka import (
+    DEFAULT_STREAM,
+    PROGRAMS,
+    AlertProducer,
+    StreamConfig,
+    ensure_topic,
+    topic_name,
+)
+from zsds.alerts.packet import build_alert, decode_alert_packet, serialize_alert
 from zsds.alerts.schema import load_alert_schema
 from zsds.core.home import Home
 from zsds.core.naming import nid_of, parse_night
 from zsds.db.engine import session
-from zsds.db.schema import AlertRecord, Candidate, DiffImageRecord
+from zsds.db.jobs import job
+from zsds.db.schema import AlertDelivery, AlertRecord, Candidate, DiffImageRecord
 from zsds.diffim.objects import history
-from zsds.diffim.run import read_cutouts
+from zsds.diffim.run import PROGRAMPI, photcal_values, read_cutouts
 
-__all__ = ["SendSummary", "make_packets", "publish", "send_night"]
+__all__ = [
+    "Message",
+    "Packet",
+    "PublishResult",
+    "Publisher",
+    "SendSummary",
+    "archived_packets",
+    "build_quadrant_packets",
+    "make_packets",
+    "packet_message",
+    "send_night",
+]
 
 ProgressFn = Callable[[str, int, int], None]
+#: Julian date of the Unix epoch (1970-01-01T00:00 UTC).
+JD_UNIX_EPOCH = 2440587.5
+#: Upper-limit fields taken from the difference image's header (:func:`photcal_values`).
+_UL_PHOTCAL = ("magzpsciunc", "magzpscirms", "clrcoeff", "clrcounc")
+#: Candidates per difference image: ``candid = pid * CANDIDS_PER_IMAGE + index``.
+CANDIDS_PER_IMAGE = 1_000_000
+
+
+class Packet(NamedTuple):
+    """An archived packet: its topic, candidate, object, file and size."""
+
+    topic: str
+    candid: int
+    object_id: str
+    path: Path
+    nbytes: int
+
+
+class Message(NamedTuple):
+    """What a packet is sent as, besides its bytes (see :func:`packet_message`)."""
+
+    key: bytes
+    timestamp_ms: int
+    headers: tuple[tuple[str, bytes], ...]
+
+
+@dataclass
+class PublishResult:
+    """Outcome of :meth:`Publisher.publish`."""
+
+    sent: int = 0
+    skipped: int = 0
+    errors: list[str] = field(default_factory=list)
+    #: Skipped packets whose archived bytes differ from those delivered (rebuilt by a
+    #: re-processing after their delivery): ``resend`` sends them.
+    changed: list[int] = field(default_factory=list)
 
 
 @dataclass
 class SendSummary:
-    """Outcome of :func:`send_night`."""
+    """Outcome of :func:`send_night`.
+
+    ``packets`` archived packets of the night (per ``topics``); ``missing`` passing candidates
+    of the night without one (a quadrant whose packets were not built); ``sent`` delivered
+    now, ``already_sent`` delivered before to this cluster (``cluster_id``), ``changed`` those
+    of them rebuilt since with other bytes.
+    """
 
     packets: int = 0
-    archived: int = 0
+    missing: int = 0
     sent: int = 0
     already_sent: int = 0
+    changed: int = 0
     errors: list[str] = field(default_factory=list)
     topics: dict[str, int] = field(default_factory=dict)
-    seconds_build: float = 0.0
+    cluster_id: str | None = None
     seconds_kafka: float = 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# Building
+# --------------------------------------------------------------------------------------------
+def _image_values(home: Home, relpath: str) -> dict[str, Any]:
+    """The upper-limit fields of a difference image that only its header holds."""
+    path = home.path(relpath)
+    try:
+        header = fits.getheader(path)
+    except (OSError, KeyError):
+        return {}
+    cal = photcal_values(header)
+    return {k: cal[k] for k in _UL_PHOTCAL}
+
+
+def _remove_stale(home: Home, date: dt.date, pids: Sequence[int], keep: set[int]) -> None:
+    """Remove archived packets of the images ``pids`` whose candidate is not in ``keep``
+    (candidates that no longer pass after re-processing); their ``alerts`` rows went with the
+    candidates."""
+    for programid in PROGRAMS:
+        folder = archive_dir(home.alerts, topic_name(date, programid))
+        if not folder.is_dir():
+            continue
+        for pid in pids:
+            for path in folder.glob(f"{int(pid)}??????.avro"):
+                candid = int(path.stem)
+                if candid // CANDIDS_PER_IMAGE == int(pid) and candid not in keep:
+                    path.unlink(missing_ok=True)
 
 
 def make_packets(
@@ -60,19 +168,25 @@ def make_packets(
     engine: Engine,
     night: str | dt.date,
     progress: ProgressFn | None = None,
-    pids: list[int] | None = None,
-) -> list[tuple[str, int, str, Path, int]]:
-    """Build and archive every packet of a night (or of the difference images ``pids``);
-    returns (topic, candid, objectId, path, size).
+    pids: Sequence[int] | None = None,
+) -> list[Packet]:
+    """Build and archive the packets of a night's passing candidates (or of the difference
+    images ``pids`` only), see the module docstring.
 
-    Packets are (re)written for every passing candidate, so the archive always reflects the
-    current candidates; the ``alerts`` rows keep their delivery state.
+    Returns
+    -------
+    list of Packet
+        One per packet written, in (jd, candid) order.
     """
+    from zsds.archive.forcedphot import forced_photometry
+
     date = parse_night(night)
     nid = nid_of(date)
     schema = load_alert_schema()
-    out = []
+    out: list[Packet] = []
     cut_cache: dict[int, dict] = {}
+    image_cache: dict[int, dict[str, Any]] = {}
+    fp_cache: dict[str, Any] = {}  # WCSs, PSFs and catalogues of the images measured
     with session(engine) as s:
         q = select(Candidate).where(Candidate.nid == nid, Candidate.passed)
         if pids is not None:
@@ -87,38 +201,225 @@ def make_packets(
             dets, ulims, hist = history(s, c.object_id, c.ra, c.dec, c.jd, c.field, c.rcid)
             record = dict(c.record)
             record.update(hist)
-            for u in ulims:  # required (non-null) in prv_candidate
-                u["rbversion"] = record.get("rbversion", "none")
+            for u in ulims:
+                if u["pid"] not in image_cache:
+                    img = s.get(DiffImageRecord, u["pid"])
+                    image_cache[u["pid"]] = {} if img is None else _image_values(home,
+                                                                                 img.relpath)
+                # rbversion is required (non-null) in prv_candidate.
+                u.update(image_cache[u["pid"]], programpi=PROGRAMPI,
+                         rbversion=record.get("rbversion", "none"))
+            lc = forced_photometry(home, engine, c.ra, c.dec, *fp_window(c.jd), extra=True,
+                                   cache=fp_cache)
             alert = build_alert(
                 c.object_id,
                 record,
-                dets + ulims if (dets or ulims) else None,
+                sorted(dets + ulims, key=lambda r: r["jd"]) or None,
                 cut_cache[c.pid].get(c.candid),
                 schema,
+                fp_hists=fp_hist_records(lc, c.jd, exclude_pid=c.pid),
             )
-            if alert["prv_candidates"] is not None:
-                alert["prv_candidates"].sort(key=lambda r: r["jd"])
             payload = serialize_alert(alert, schema)
             topic = topic_name(date, c.programid)
             path = write_packet(home.alerts, topic, c.candid, payload)
             rec = s.get(AlertRecord, c.candid)
             rel = str(path.relative_to(home.root))
             if rec is None:
-                s.add(
-                    AlertRecord(
-                        candid=c.candid,
-                        object_id=c.object_id,
-                        topic=topic,
-                        relpath=rel,
-                        nbytes=len(payload),
-                    )
-                )
+                s.add(AlertRecord(candid=c.candid, object_id=c.object_id, topic=topic,
+                                  relpath=rel, nbytes=len(payload)))
             else:
                 rec.relpath, rec.nbytes, rec.topic = rel, len(payload), topic
-            out.append((topic, c.candid, c.object_id, path, len(payload)))
+            out.append(Packet(topic, c.candid, c.object_id, path, len(payload)))
             if progress:
                 progress(c.object_id, k + 1, len(cands))
+        if pids is None:
+            pids = s.scalars(select(DiffImageRecord.pid).where(DiffImageRecord.nid == nid)).all()
+    _remove_stale(home, date, pids, {p.candid for p in out})
     return out
+
+
+def build_quadrant_packets(home: Home, engine: Engine, night: str | dt.date, pid: int
+                           ) -> list[Packet]:
+    """:func:`make_packets` of one difference image, recorded as the job ``("packets", pid)``
+    (the executive's task and ``zsds subtract`` run it right after the subtraction)."""
+    with job(engine, "packets", str(pid)):
+        return make_packets(home, engine, night, pids=[pid])
+
+
+def archived_packets(home: Home, engine: Engine, night: str | dt.date
+                     ) -> tuple[list[Packet], int]:
+    """The night's archived packets (``alerts`` rows of its topics) in candid order, and how
+    many of its passing candidates have none."""
+    date = parse_night(night)
+    topics = [topic_name(date, p) for p in PROGRAMS]
+    with session(engine) as s:
+        rows = s.execute(select(AlertRecord).where(AlertRecord.topic.in_(topics))
+                         .order_by(AlertRecord.candid)).scalars().all()
+        packets = [Packet(r.topic, r.candid, r.object_id, home.path(r.relpath), r.nbytes)
+                   for r in rows]
+        have = {p.candid for p in packets}
+        passing = s.scalars(select(Candidate.candid).where(Candidate.nid == nid_of(date),
+                                                           Candidate.passed)).all()
+    return packets, sum(1 for c in passing if c not in have)
+
+
+# --------------------------------------------------------------------------------------------
+# Publishing
+# --------------------------------------------------------------------------------------------
+def jd_to_unix_ms(jd: float) -> int:
+    """Milliseconds since 1970-01-01 UTC of a Julian date."""
+    return round((float(jd) - JD_UNIX_EPOCH) * 86_400_000)
+
+
+def packet_message(payload: bytes) -> Message:
+    """Key, timestamp and headers of the message that carries a packet.
+
+    Read from the packet itself, so that what is sent is a function of the archived bytes
+    only: key ``str(candid)``; timestamp the candidate's ``jd`` (the exposure's time) in ms
+    since 1970; headers ``objectId``, ``candid``, ``schemavsn`` and ``sha256`` (of
+    ``payload``), as ASCII.
+
+    Raises
+    ------
+    ValueError
+        If ``payload`` is not a readable alert packet.
+    """
+    try:
+        records, writer = decode_alert_packet(payload)
+        alert = records[0]
+        candid = int(alert["candid"])
+        jd = float(alert["candidate"]["jd"])
+    except Exception as exc:  # fastavro raises several types for corrupt data
+        raise ValueError(f"not a readable alert packet ({exc})") from exc
+    version = alert.get("schemavsn") or writer.get("version") or ""
+    headers = (("objectId", str(alert["objectId"]).encode()), ("candid", str(candid).encode()),
+               ("schemavsn", str(version).encode()),
+               ("sha256", hashlib.sha256(payload).hexdigest().encode()))
+    return Message(str(candid).encode(), jd_to_unix_ms(jd), headers)
+
+
+class Publisher:
+    """Publish archived packets to one Kafka cluster and record their delivery.
+
+    One idempotent producer for the publisher's life (the executive keeps one for a night).
+    Each :meth:`publish` asks the cluster's id (a broker restarted without its data is a new
+    cluster), creates the topics it has not seen on that cluster (``config`` partitions and
+    replication; an existing topic is left as it is) and skips packets that
+    ``alert_deliveries`` says this cluster already has (reporting those rebuilt since with
+    other bytes). Not thread-safe; use as a context manager.
+
+    Parameters
+    ----------
+    engine
+        Database of the ``alerts`` and ``alert_deliveries`` tables.
+    bootstrap
+        ``host:port`` of the cluster.
+    config
+        Topic and producer settings.
+    producer_config
+        Extra librdkafka settings of the producer.
+    """
+
+    def __init__(self, engine: Engine, bootstrap: str, config: StreamConfig = DEFAULT_STREAM,
+                 *, producer_config: dict[str, Any] | None = None) -> None:
+        self.engine = engine
+        self.bootstrap = bootstrap
+        self.config = config
+        self._producer = AlertProducer(bootstrap, compression=config.compression,
+                                       config=producer_config)
+        self._topics: set[tuple[str, str]] = set()
+        #: Cluster id of the last :meth:`publish`.
+        self.cluster_id: str | None = None
+
+    def _ensure_topics(self, cluster: str, topics: set[str]) -> None:
+        for topic in sorted(topics):
+            if (cluster, topic) not in self._topics:
+                ensure_topic(self.bootstrap, topic, self.config.partitions,
+                             replication=self.config.replication)
+                self._topics.add((cluster, topic))
+
+    def publish(self, packets: Sequence[Packet], resend: bool = False,
+                timeout: float = 60.0) -> PublishResult:
+        """Send archived packets (their files' bytes) that this cluster does not have yet.
+
+        Parameters
+        ----------
+        packets
+            Archived packets (:func:`make_packets`, :func:`archived_packets`).
+        resend
+            Send them even where ``alert_deliveries`` says the cluster has them.
+        timeout
+            Seconds to wait for the broker's acknowledgements.
+
+        Returns
+        -------
+        PublishResult
+            ``sent`` acknowledged now (and recorded), ``skipped`` already there (``changed``:
+            those whose archived bytes differ from the ones delivered), ``errors`` packets
+            not delivered (unreadable file or corrupt packet, broker error); those are not
+            recorded, so the next call tries them again.
+        """
+        result = PublishResult()
+        if not packets:
+            return result
+        cluster = self._producer.cluster_id()
+        self.cluster_id = cluster
+        with session(self.engine) as s:
+            done = {(d.candid, d.topic): d.sha256 for d in s.execute(
+                select(AlertDelivery).where(AlertDelivery.cluster_id == cluster,
+                                            AlertDelivery.candid.in_([p.candid for p in packets]))
+            ).scalars()}
+        todo: list[tuple[Packet, bytes, Message]] = []
+        for p in packets:
+            try:
+                payload = Path(p.path).read_bytes()
+                msg = packet_message(payload)
+            except (OSError, ValueError) as exc:
+                result.errors.append(f"candid {p.candid}: {p.path}: {exc}")
+                continue
+            before = done.get((p.candid, p.topic))
+            if before is not None and not resend:
+                result.skipped += 1
+                if before != dict(msg.headers)["sha256"].decode():
+                    result.changed.append(p.candid)
+                continue
+            todo.append((p, payload, msg))
+        if not todo:
+            return result
+        self._ensure_topics(cluster, {p.topic for p, _, _ in todo})
+        for p, payload, msg in todo:
+            self._producer.produce(p.topic, p.candid, payload, timestamp_ms=msg.timestamp_ms,
+                                   headers=msg.headers)
+        delivered, errors = self._producer.flush(timeout)
+        result.errors += errors
+        acked = set(delivered)
+        now = dt.datetime.now(dt.UTC)
+        with session(self.engine) as s:
+            for p, _, msg in todo:
+                if p.candid not in acked:
+                    continue
+                digest = dict(msg.headers)["sha256"].decode()
+                row = s.get(AlertDelivery, (p.candid, cluster, p.topic))
+                if row is None:
+                    s.add(AlertDelivery(candid=p.candid, cluster_id=cluster, topic=p.topic,
+                                        sha256=digest, bootstrap=self.bootstrap, sent_at=now))
+                else:
+                    row.sha256, row.bootstrap, row.sent_at = digest, self.bootstrap, now
+                rec = s.get(AlertRecord, p.candid)
+                if rec is not None:
+                    rec.sent_at, rec.sent_to = now, f"{self.bootstrap} ({cluster})"
+                result.sent += 1
+        return result
+
+    def close(self) -> None:
+        """Flush what is still queued and release the producer."""
+        self._producer.__exit__(None, None, None)
+
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def send_night(
@@ -127,55 +428,22 @@ def send_night(
     night: str | dt.date,
     kafka: str | None = None,
     resend: bool = False,
-    progress: ProgressFn | None = None,
+    config: StreamConfig = DEFAULT_STREAM,
 ) -> SendSummary:
-    """Archive a night's packets and, with ``kafka`` (``host:port``), publish them."""
-    import time
-
-    t0 = time.perf_counter()
-    packets = make_packets(home, engine, night, progress)
-    summary = SendSummary(packets=len(packets), archived=len(packets))
-    summary.seconds_build = time.perf_counter() - t0
-    for topic, *_ in packets:
-        summary.topics[topic] = summary.topics.get(topic, 0) + 1
+    """Publish a night's archived packets to the cluster at ``kafka`` (``host:port``); without
+    it, only count them. Nothing is built here: packets come from the archive
+    (:func:`archived_packets`)."""
+    packets, missing = archived_packets(home, engine, night)
+    summary = SendSummary(packets=len(packets), missing=missing)
+    for p in packets:
+        summary.topics[p.topic] = summary.topics.get(p.topic, 0) + 1
     if kafka is None:
         return summary
-    t1 = time.perf_counter()
-    sent, errors, already = publish(engine, kafka, packets, resend)
-    summary.sent, summary.errors, summary.already_sent = sent, errors, already
-    summary.seconds_kafka = time.perf_counter() - t1
+    t0 = time.perf_counter()
+    with Publisher(engine, kafka, config) as publisher:
+        res = publisher.publish(packets, resend)
+    summary.sent, summary.already_sent, summary.errors = res.sent, res.skipped, res.errors
+    summary.changed = len(res.changed)
+    summary.cluster_id = publisher.cluster_id
+    summary.seconds_kafka = time.perf_counter() - t0
     return summary
-
-
-def publish(engine: Engine, kafka: str, packets: list[tuple[str, int, str, Path, int]],
-            resend: bool = False, producer: AlertProducer | None = None
-            ) -> tuple[int, list[str], int]:
-    """Produce archived packets to Kafka and record their delivery.
-
-    Packets the ``alerts`` table marks as delivered are skipped unless ``resend``. Returns
-    ``(delivered, errors, skipped)``. A ``producer`` may be passed to keep one idempotent
-    producer session across calls (the executive does so for a whole night).
-    """
-    cands = [p[1] for p in packets]
-    with session(engine) as s:
-        sent = set(s.execute(select(AlertRecord.candid).where(
-            AlertRecord.candid.in_(cands), AlertRecord.sent_at.is_not(None))).scalars())
-    todo = [p for p in packets if resend or p[1] not in sent]
-    if not todo:
-        return 0, [], len(packets)
-    own = producer is None
-    prod = AlertProducer(kafka) if own else producer
-    try:
-        for topic, candid, _oid, path, _n in todo:
-            prod.produce(topic, candid, path.read_bytes())
-        delivered, errors = prod.flush(60.0)
-    finally:
-        if own:
-            prod.__exit__(None, None, None)
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    with session(engine) as s:
-        for candid in delivered:
-            rec = s.get(AlertRecord, candid)
-            if rec is not None:
-                rec.sent_at, rec.sent_to = now, kafka
-    return len(delivered), errors, len(packets) - len(todo)

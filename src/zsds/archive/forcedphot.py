@@ -101,6 +101,10 @@ LC_COLUMNS: tuple[str, ...] = (
     "aperturecorr", "dnearestrefsrc", "nearestrefmag", "nearestrefmagunc", "nearestrefchi",
     "nearestrefsharp", "refjdstart", "refjdend", "procstatus")
 
+#: Extra columns of :func:`forced_photometry` with ``extra=True`` (not in ``lc.txt``): the
+#: position of the nearest reference-catalogue source, which alert ``fp_hists`` carry.
+EXTRA_COLUMNS: tuple[str, ...] = ("nearestrefra", "nearestrefdec")
+
 #: ``# name = definition`` lines of the lc.txt header (ZFPS wording).
 LC_DEFINITIONS: dict[str, str] = {
     "index": "sequential counter",
@@ -328,16 +332,27 @@ def _section(hdu: Any, x: int, y: int, half: int) -> np.ndarray:
     return out
 
 
-def _tile_psf(path: Path, x: float, y: float) -> np.ndarray:
-    """The unit-sum PSF of the ZOGY tile holding (x, y) (the central one by default)."""
-    with fits.open(path, memmap=True) as h:
+def _read_psfs(path: Path) -> tuple[np.ndarray, np.ndarray | None, dict[str, np.ndarray]]:
+    """The central PSF, the ZOGY tiles' PSFs and the tiles' bounds of a ``diffimgpsf``."""
+    with fits.open(path, memmap=False) as h:
+        central = np.asarray(h[0].data, np.float64)
         if "TILES" in h and "TILEPSF" in h:
             t = h["TILES"].data
-            inside = np.flatnonzero((x >= t["x0"] - 0.5) & (x < t["x1"] - 0.5)
-                                    & (y >= t["y0"] - 0.5) & (y < t["y1"] - 0.5))
-            if inside.size:
-                return np.asarray(h["TILEPSF"].data[int(inside[0])], np.float64)
-        return np.asarray(h[0].data, np.float64)
+            bounds = {k: np.asarray(t[k], float) for k in ("x0", "x1", "y0", "y1")}
+            return central, np.asarray(h["TILEPSF"].data, np.float64), bounds
+    return central, None, {}
+
+
+def _tile_psf(psfs: tuple[np.ndarray, np.ndarray | None, dict[str, np.ndarray]],
+              x: float, y: float) -> np.ndarray:
+    """The unit-sum PSF of the ZOGY tile holding (x, y) (the central one by default)."""
+    central, tiles, t = psfs
+    if tiles is not None:
+        inside = np.flatnonzero((x >= t["x0"] - 0.5) & (x < t["x1"] - 0.5)
+                                & (y >= t["y0"] - 0.5) & (y < t["y1"] - 0.5))
+        if inside.size:
+            return tiles[int(inside[0])]
+    return central
 
 
 def product_path(diff_path: Path, suffix: str) -> Path:
@@ -396,7 +411,7 @@ def _nearest_ref(home: Home, engine: Engine, rfid: int, ra: float, dec: float,
     cat = cache[rfid]
     none = {"dnearestrefsrc": math.nan, "nearestrefmag": math.nan,
             "nearestrefmagunc": math.nan, "nearestrefchi": math.nan,
-            "nearestrefsharp": math.nan}
+            "nearestrefsharp": math.nan, "nearestrefra": math.nan, "nearestrefdec": math.nan}
     if cat is None or len(cat) == 0:
         return none
     dist = angular_distance_deg(ra, dec, cat["ra"].to_numpy(), cat["dec"].to_numpy()) * 3600
@@ -407,19 +422,22 @@ def _nearest_ref(home: Home, engine: Engine, rfid: int, ra: float, dec: float,
     return {"dnearestrefsrc": float(dist[k]), "nearestrefmag": row.get("mag", math.nan),
             "nearestrefmagunc": row.get("sigmag", math.nan),
             "nearestrefchi": row.get("chi", math.nan),
-            "nearestrefsharp": row.get("sharp", math.nan)}
+            "nearestrefsharp": row.get("sharp", math.nan),
+            "nearestrefra": float(row["ra"]), "nearestrefdec": float(row["dec"])}
 
 
-def empty_lc() -> pd.DataFrame:
-    """A light curve with no epoch (typed columns of :data:`LC_COLUMNS`)."""
+def empty_lc(columns: tuple[str, ...] = LC_COLUMNS) -> pd.DataFrame:
+    """A light curve with no epoch (typed ``columns``, default :data:`LC_COLUMNS`)."""
     return pd.DataFrame({c: pd.Series(dtype=np.int64 if c in _INT_COLUMNS else
                                       object if c == "filter" else np.float64)
-                         for c in LC_COLUMNS})
+                         for c in columns})
 
 
 def forced_photometry(home: Home, engine: Engine, ra: float, dec: float,
                       jdstart: float | None = None, jdend: float | None = None,
-                      config: ForcedPhotConfig = ForcedPhotConfig()) -> pd.DataFrame:
+                      config: ForcedPhotConfig = ForcedPhotConfig(), *,
+                      extra: bool = False, cache: dict[str, Any] | None = None
+                      ) -> pd.DataFrame:
     """Forced photometry at (ra, dec) on every archived difference image covering it.
 
     Parameters
@@ -431,20 +449,31 @@ def forced_photometry(home: Home, engine: Engine, ra: float, dec: float,
     jdstart, jdend : float, optional
         Range of the images' ``jd`` (``diff_images.jd``); open when None.
     config : ForcedPhotConfig
+    extra : bool
+        Add the :data:`EXTRA_COLUMNS` after those of ``lc.txt``.
+    cache : dict, optional
+        Kept between calls that measure positions on the same images (the alert packets of
+        one difference image): image WCSs, difference PSFs and reference catalogues are then
+        read once. It must not outlive a change of those products.
 
     Returns
     -------
     pandas.DataFrame
         One row per image, in jd order, with the columns of :data:`LC_COLUMNS` (NaN for
-        null). Images whose stamp cannot be read get ``procstatus`` 255.
+        null), and :data:`EXTRA_COLUMNS` with ``extra``. Images whose stamp cannot be read
+        get ``procstatus`` 255.
     """
+    columns = LC_COLUMNS + (EXTRA_COLUMNS if extra else ())
     if not (math.isfinite(ra) and math.isfinite(dec) and -90 <= dec <= 90):
         raise ValueError(f"invalid position ({ra}, {dec})")
     ra = ra % 360.0
     imgs = diff_images_covering(engine, ra, dec, jdstart, jdend)
     n = 2 * config.half + 1
     meta, stamps, variances, psfs, offsets = [], [], [], [], []
-    refcache: dict[int, pd.DataFrame | None] = {}
+    cache = {} if cache is None else cache
+    refcache: dict[int, pd.DataFrame | None] = cache.setdefault("refcat", {})
+    wcscache: dict[str, WCS] = cache.setdefault("wcs", {})
+    psfcache: dict[str, Any] = cache.setdefault("psf", {})
     for rec in imgs.itertuples(index=False):
         path = home.path(rec.relpath)
         row: dict[str, Any] = {"field": rec.field, "ccdid": rec.ccdid, "qid": rec.qid,
@@ -454,7 +483,9 @@ def forced_photometry(home: Home, engine: Engine, ra: float, dec: float,
             with fits.open(path, memmap=True) as hd:
                 hdu = _image_hdu(hd)
                 h = hdu.header
-                px, py = _wcs(h).all_world2pix([ra], [dec], 0)
+                if str(path) not in wcscache:
+                    wcscache[str(path)] = _wcs(h)
+                px, py = wcscache[str(path)].all_world2pix([ra], [dec], 0)
                 x, y = float(px[0]), float(py[0])
                 nx, ny = int(h["NAXIS1"]), int(h["NAXIS2"])
                 if not (-0.5 <= x < nx - 0.5 and -0.5 <= y < ny - 0.5):
@@ -463,7 +494,10 @@ def forced_photometry(home: Home, engine: Engine, ra: float, dec: float,
                 d = _section(hdu, xi, yi, config.half)
             with fits.open(product_path(path, "scimrefdiffimgunc.fits"), memmap=True) as hu:
                 u = _section(_image_hdu(hu), xi, yi, config.half)
-            p = _tile_psf(product_path(path, "diffimgpsf.fits"), x, y)
+            ppath = product_path(path, "diffimgpsf.fits")
+            if str(ppath) not in psfcache:
+                psfcache[str(ppath)] = _read_psfs(ppath)
+            p = _tile_psf(psfcache[str(ppath)], x, y)
         except (OSError, ValueError, KeyError) as exc:
             log.warning("forced photometry: %s unreadable: %s", path, exc)
             meta.append({**row, "procstatus": 255, "jd": rec.jd})
@@ -492,7 +526,7 @@ def forced_photometry(home: Home, engine: Engine, ra: float, dec: float,
         psfs.append(_crop(p[None], m)[0])
         offsets.append((x - xi, y - yi))
     if not meta:
-        return empty_lc()
+        return empty_lc(columns)
     out = pd.DataFrame(meta)
     measured = out["procstatus"].isna() if "procstatus" in out else pd.Series(True, out.index)
     if stamps:
@@ -510,13 +544,13 @@ def forced_photometry(home: Home, engine: Engine, ra: float, dec: float,
             out.loc[idx, k] = res[v]
     out = out.sort_values(["jd", "pid"], kind="stable").reset_index(drop=True)
     out["index"] = np.arange(len(out))
-    for c in LC_COLUMNS:
+    for c in columns:
         if c not in out:
             out[c] = np.nan
-    out = out[list(LC_COLUMNS)]
+    out = out[list(columns)]
     for c in _INT_COLUMNS:
         out[c] = out[c].astype("Int64")
-    for c in set(LC_COLUMNS) - _INT_COLUMNS - {"filter"}:
+    for c in set(columns) - _INT_COLUMNS - {"filter"}:
         out[c] = out[c].astype(np.float64)
     return out
 

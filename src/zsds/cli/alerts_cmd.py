@@ -85,15 +85,23 @@ def tail_cmd(
     Columns: schemavsn objectId candid UTC band magpsf±sigmapsf isdiffpos rb drb ra dec
     prv=<detections>d/<upper limits>u fp=<forced photometry> ss=<solar-system name>
     cut=<S T D cutouts present>; '-' marks what a packet (version) does not have.
+    A packet that cannot be decoded is reported on stderr and the command ends with exit
+    status 1 after showing the others.
     """
     from zsds.alerts.tail import tail_files, tail_kafka
+
+    corrupt: list[str] = []
+
+    def on_error(text: str) -> None:
+        corrupt.append(text)
+        _echo_err(text)
 
     if bootstrap is None:
         if not paths:
             raise click.UsageError("give FILES/DIRS to read, or --kafka HOST:PORT to consume")
         if topics or group:
             raise click.UsageError("--topic/--group need --kafka")
-        count = tail_files(paths, click.echo, table=table, errors=_echo_err)
+        count = tail_files(paths, click.echo, table=table, errors=on_error)
     else:
         if paths:
             raise click.UsageError("give either FILES/DIRS or --kafka, not both")
@@ -108,9 +116,11 @@ def tail_cmd(
             max_messages=max_messages,
             idle_timeout=idle,
             commit=commit,
-            errors=_echo_err,
+            errors=on_error,
         )
     _echo_err(f"{count} alert(s)")
+    if corrupt:
+        raise click.ClickException(f"{len(corrupt)} packet(s) could not be decoded")
 
 
 @alerts.command("broker")
@@ -140,3 +150,42 @@ def broker_cmd(port: int) -> None:
 
 def _interrupt(signum: int, _frame: Any) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+@click.command("alerts")
+@click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="zsds home folder (default: $ZSDS_HOME or ./zsds-home)")
+@click.option("--night", default=None, help="only the packets of this night (YYYY-MM-DD)")
+@click.option("--against", type=click.Path(exists=True, path_type=Path), default=None,
+              help="folder (or .avro / .tar.gz) of real ZTF alerts to compare with")
+@_user_errors
+def eval_alerts(home: Path | None, night: str | None, against: Path | None) -> None:
+    """How real are the packets? Field by field against real ZTF alerts.
+
+    \b
+    Prints packet sizes, history lengths and cutout NaN figures side by side; the fields whose
+    null / -999 / "null" / constant use or range differ; and the fields that every real v4
+    packet fills but zsds leaves null (with --against).
+    """
+    from zsds.alerts.evaluate import is_v4, packet_stats, read_packets, report_lines
+    from zsds.alerts.kafka import PROGRAMS, topic_name
+    from zsds.core.home import Home
+
+    root = Home.resolve(home).alerts
+    folders = [root / topic_name(night, p) for p in PROGRAMS] if night else [root]
+    folders = [f for f in folders if f.is_dir()]
+    ours = read_packets(folders)
+    if not ours:
+        raise click.ClickException(f"no alert packets under {root}"
+                                   + (f" for {night}" if night else ""))
+    real = read_packets([against]) if against is not None else None
+    if real is not None and not real:
+        raise click.ClickException(f"no alert packets in {against}")
+    lines = report_lines(
+        packet_stats(ours),
+        None if real is None else packet_stats(real),
+        None if real is None or not any(map(is_v4, real))
+        else packet_stats([p for p in real if is_v4(p)]),
+    )
+    for line in lines:
+        click.echo(line)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+import numpy as np
 from rich.console import Console
 from rich.table import Table as RichTable
 
@@ -120,6 +121,96 @@ def lc_get(home, db_url, ra, dec, radius, band, bad_catflags_mask, out, plot) ->
                                 r["period"]))
         plot_lightcurves(curves, plot, f"({ra:.5f}, {dec:+.5f}) r = {radius}\"")
         console.print(f"plot -> {plot}")
+
+
+def _bands_option(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    bands = [b.strip() for b in text.split(",") if b.strip()]
+    if not bands:
+        raise click.BadParameter("give at least one band, e.g. g,r")
+    return bands
+
+
+@lightcurves.command("period")
+@click.argument("files", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--bands", default=None,
+              help="comma-separated bands searched together (default: all bands of a file)")
+@click.option("--min-period", type=float, default=0.1, show_default=True, help="d")
+@click.option("--max-period", type=float, default=None,
+              help="d (default: each light curve's time baseline)")
+@user_errors
+def lc_period(files, bands, min_period, max_period) -> None:
+    """Multi-band period of light-curve CSV files (columns time, mag, magerr, band).
+
+    Prints CSV: id (file name without .csv), period (d), power (combined 1-harmonic
+    Lomb-Scargle power, 0..1), n_points (points used).  Aliases at 1 and 2 cycles/day and
+    harmonics are compared by the multi-band harmonic fit; see docs/lightcurves.md.
+    """
+    from zsds.lightcurves.periods import PeriodSearchConfig, periods_of_files
+
+    config = PeriodSearchConfig(min_period=min_period, max_period=max_period)
+    table = periods_of_files(list(files), _bands_option(bands), config)
+    click.echo("id,period,power,n_points")
+    for r in table.itertuples(index=False):
+        period = f"{r.period:.8f}" if np.isfinite(r.period) else "nan"
+        power = f"{r.power:.4f}" if np.isfinite(r.power) else "nan"
+        click.echo(f"{r.id},{period},{power},{r.n_points}")
+
+
+@click.command("periods")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--bands", "band_sets", multiple=True,
+              help="comma-separated band set searched together, e.g. u,g,r,i,z or g,r "
+                   "(repeatable; default: all bands, then each band alone)")
+@click.option("--half", type=click.Choice(["all", "development", "held-out"]), default="all",
+              show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="write the per-star table (CSV)")
+@user_errors
+def eval_periods(folder, band_sets, half, out) -> None:
+    """Period recovery (within 1%) on real light curves with published periods.
+
+    FOLDER holds periods.csv (id, period_d) and light-curves/<id>.csv.  Stars are split into
+    a development and a held-out half by a hash of their id.
+    """
+    from zsds.lightcurves.period_eval import (
+        HALF_NAMES,
+        load_period_set,
+        recovery_summary,
+        recovery_table,
+    )
+
+    which = None if half == "all" else HALF_NAMES.index(half)
+    lcs, per = load_period_set(folder, which)
+    if per.empty:
+        raise click.ClickException(f"no stars in {folder}")
+    every = sorted({b for d in lcs.values() for b in d["band"].unique()})
+    if band_sets:
+        sets = {b.replace(",", ""): _bands_option(b) for b in band_sets}
+        unknown = sorted({b for v in sets.values() for b in v or ()} - set(every))
+        if unknown:
+            raise click.BadParameter(f"band(s) {', '.join(unknown)} not in the light curves "
+                                     f"({', '.join(every)}); separate bands by commas",
+                                     param_hint="--bands")
+    else:
+        sets = {"".join(every): every, **{b: [b] for b in every}}
+    table = recovery_table(lcs, per, sets)
+    summary = recovery_summary(table, list(sets))
+    t = RichTable(title=f"period within 1% of the published one ({folder.name})")
+    t.add_column("bands")
+    for h in (*HALF_NAMES, "all"):
+        t.add_column(h, justify="right")
+    for name, r in summary.iterrows():
+        t.add_row(str(name), *(f"{100 * r[h]:.1f}%" if np.isfinite(r[h]) else "-"
+                               for h in (*HALF_NAMES, "all")))
+    Console(width=120).print(t)
+    console.print("stars: " + ", ".join(f"{h} {int(summary[f'n_{h}'].iloc[0])}"
+                                        for h in HALF_NAMES))
+    if out:
+        table.to_csv(out)
+        console.print(f"per-star table -> {out}")
 
 
 @click.command("lightcurves")

@@ -13,7 +13,8 @@ import click
 from rich.console import Console
 
 from zsds import __version__
-from zsds.cli.alerts_cmd import alerts
+from zsds.cli.alerts_cmd import alerts, eval_alerts
+from zsds.cli.bench_cmd import bench
 from zsds.cli.common import (
     console,
     fail_if,
@@ -25,7 +26,12 @@ from zsds.cli.common import (
 )
 from zsds.cli.diffim_cmd import eval_subtract, rb, subtract_cmd
 from zsds.cli.import_cmd import import_cmd
-from zsds.cli.lightcurves_cmd import eval_lightcurves, lightcurves, simulate_survey_cmd
+from zsds.cli.lightcurves_cmd import (
+    eval_lightcurves,
+    eval_periods,
+    lightcurves,
+    simulate_survey_cmd,
+)
 from zsds.cli.moving_cmd import eval_known, eval_linking, eval_streaks, moving
 from zsds.cli.night_cmd import night, status
 from zsds.cli.send_cmd import alerts_send
@@ -451,7 +457,9 @@ cli.add_command(alerts)
 cli.add_command(night)
 cli.add_command(status)
 evaluate.add_command(eval_subtract)
+evaluate.add_command(eval_alerts)
 evaluate.add_command(eval_lightcurves)
+evaluate.add_command(eval_periods)
 cli.add_command(lightcurves)
 cli.add_command(moving)
 evaluate.add_command(eval_linking)
@@ -460,6 +468,7 @@ evaluate.add_command(eval_streaks)
 simulate.add_command(simulate_survey_cmd)
 cli.add_command(serve)
 cli.add_command(users)
+cli.add_command(bench)
 
 if __name__ == "__main__":  # pragma: no cover
     cli()

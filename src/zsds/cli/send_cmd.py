@@ -1,10 +1,10 @@
-"""``zsds alerts send``: archive a night's alert packets and publish them on Kafka."""
+"""``zsds alerts send``: publish a night's archived alert packets on Kafka."""
 
 from __future__ import annotations
 
 import click
 
-from zsds.cli.common import console, home_option, open_db, progress_bar, user_errors
+from zsds.cli.common import console, home_option, open_db, user_errors
 from zsds.core.home import Home
 
 
@@ -12,23 +12,43 @@ from zsds.core.home import Home
 @home_option
 @click.option("--night", required=True, help="UT date of the night, YYYY-MM-DD")
 @click.option("--kafka", default=None, metavar="HOST:PORT",
-              help="Kafka bootstrap server (default: archive on disk only)")
-@click.option("--resend", is_flag=True, help="send again packets the broker already has")
+              help="Kafka bootstrap server (default: only count the archived packets)")
+@click.option("--resend", is_flag=True,
+              help="send again packets this broker cluster already has")
+@click.option("--partitions", type=click.IntRange(min=1), default=4, show_default=True,
+              help="partitions of a topic that does not exist yet")
+@click.option("--replication", type=click.IntRange(min=1), default=1, show_default=True,
+              help="replication factor of a topic that does not exist yet")
 @user_errors
-def alerts_send(home, db_url, night, kafka, resend) -> None:
-    """Make the night's packets (real ZTF Avro schema), archive them, send them to Kafka."""
+def alerts_send(home, db_url, night, kafka, resend, partitions, replication) -> None:
+    """Publish the night's archived packets (as archived: nothing is rebuilt) to Kafka.
+
+    Packets are built and archived by `zsds subtract` (or `zsds night`). Deliveries are
+    recorded per broker cluster: a new or restarted-empty broker gets every packet, the
+    same one again gets none unless --resend.
+    """
+    from confluent_kafka import KafkaException
+
+    from zsds.alerts.kafka import StreamConfig
     from zsds.alerts.send import send_night
 
     h = Home.resolve(home, db_url)
-    prog, update = progress_bar("alerts")
-    with prog:
-        s = send_night(h, open_db(h), night, kafka, resend, progress=update)
+    config = StreamConfig(partitions=partitions, replication=replication)
+    try:
+        s = send_night(h, open_db(h), night, kafka, resend, config)
+    except KafkaException as exc:
+        raise click.ClickException(f"Kafka at {kafka}: {exc.args[0].str()}") from None
     for topic, n in s.topics.items():
-        console.print(f"  {topic}: {n} packets -> {h.alerts / topic}")
-    rate = s.packets / s.seconds_build if s.seconds_build > 0 else 0.0
-    click.echo(f"alerts send: {s.packets} packets built and archived ({rate:.0f}/s)"
-               + (f"; {s.sent} sent to {kafka}, {s.already_sent} already there"
-                  if kafka else ""))
+        console.print(f"  {topic}: {n} packets in {h.alerts / topic}")
+    if s.missing:
+        click.echo(f"warning: {s.missing} passing candidate(s) of {night} have no archived "
+                   "packet: run zsds subtract (or zsds night) for their quadrants", err=True)
+    click.echo(f"alerts send: {s.packets} archived packets"
+               + (f"; {s.sent} sent to {kafka} (cluster {s.cluster_id}), "
+                  f"{s.already_sent} already there" if kafka else ""))
+    if s.changed:
+        click.echo(f"warning: {s.changed} packet(s) were rebuilt after their delivery to this "
+                   "cluster and differ from what it has: --resend sends them again", err=True)
     for e in s.errors[:10]:
         click.echo(f"delivery error: {e}", err=True)
     if s.errors:

@@ -320,8 +320,28 @@ class AlertRecord(Base):
     relpath: Mapped[str] = mapped_column(String(255))
     nbytes: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    #: Last delivery to any Kafka cluster (``alert_deliveries`` holds each cluster's).
     sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     sent_to: Mapped[str | None] = mapped_column(String(255))
+
+
+class AlertDelivery(Base):
+    """An archived packet delivered to one topic of one Kafka cluster (schema v11, issue 20).
+
+    Keyed by the broker cluster's id, so a new (or wiped and restarted) cluster gets every
+    packet while sending to the same one again is a no-op; ``sha256`` is the digest of the
+    bytes delivered (a packet rebuilt since with other bytes is reported, and sent only on
+    request). No foreign key: a delivery stays recorded while its candidate is re-processed.
+    """
+
+    __tablename__ = "alert_deliveries"
+
+    candid: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    cluster_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    bootstrap: Mapped[str] = mapped_column(String(255))
+    sent_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class NightSummaryRecord(Base):

@@ -8,6 +8,8 @@ unique across processes (the counter row is locked by the transaction that takes
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
+
 import numpy as np
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm import Session
@@ -122,7 +124,9 @@ def history(s: Session, object_id: str, ra: float, dec: float, jd: float, field:
     Returns ``(detections, upper_limits, hist)``: candidate records of the object before
     ``jd``; one record per difference image of the same field and readout channel in the window
     without a detection of the object (ZTF's non-detections: ``jd``, ``fid``, ``pid``,
-    ``diffmaglim``, ...); and ``ndethist``, ``ncovhist``, ``jdstarthist``, ``jdendhist``.
+    ``diffmaglim``, ``pdiffimfilename``, ... -- the image's calibration, which is in its
+    header, is the caller's to add); and ``ndethist``, ``ncovhist``, ``jdstarthist``,
+    ``jdendhist``.
     """
     cands = s.execute(select(Candidate).where(Candidate.object_id == object_id,
                                               Candidate.jd < jd)
@@ -141,7 +145,7 @@ def history(s: Session, object_id: str, ra: float, dec: float, jd: float, field:
     dets = [dict(c.record) for c in window]
     ulims = [{"jd": d.jd, "fid": d.fid, "pid": d.pid, "diffmaglim": d.diffmaglim,
               "programid": d.programid, "nid": d.nid, "rcid": d.rcid, "field": d.field,
-              "magzpsci": d.magzp}
+              "magzpsci": d.magzp, "pdiffimfilename": PurePosixPath(d.relpath).name}
              for d in covers if d.jd < jd and d.jd >= jd - days and d.pid not in det_pids]
     jds = [c.jd for c in same] + [jd]
     hist = {"ndethist": len(same) + 1, "ncovhist": int(ncov),

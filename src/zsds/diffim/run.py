@@ -208,19 +208,39 @@ def latest_reference(engine: Engine, field_: int, ccdid: int, qid: int, fid: int
             Reference.fid == fid).order_by(Reference.version.desc())).scalars().first()
 
 
+def stamp_window(shape: tuple[int, int], x: float, y: float, n: int = CUTOUT
+                 ) -> tuple[int, int, int, int]:
+    """``(y0, y1, x0, x1)``: the part of the ``n`` x ``n`` stamp centred on pixel (x, y) that
+    lies on an image of ``shape``, in stamp coordinates (``(0, n, 0, n)`` away from the edges;
+    an empty window when the centre is off the image)."""
+    h = n // 2
+    xi, yi = round(x), round(y)
+    ny, nx = shape
+    ys, ye, xs, xe = max(yi - h, 0), min(yi + h + 1, ny), max(xi - h, 0), min(xi + h + 1, nx)
+    if ys >= ye or xs >= xe:
+        return 0, 0, 0, 0
+    return ys - yi + h, ye - yi + h, xs - xi + h, xe - xi + h
+
+
 def _stamp(a: np.ndarray, x: float, y: float, n: int = CUTOUT) -> np.ndarray:
+    """``n`` x ``n`` stamp centred on (x, y); NaN where it falls off the image."""
     h = n // 2
     xi, yi = round(x), round(y)
     out = np.full((n, n), np.nan, np.float32)
-    ny, nx = a.shape
-    ys, ye, xs, xe = max(yi - h, 0), min(yi + h + 1, ny), max(xi - h, 0), min(xi + h + 1, nx)
-    if ys < ye and xs < xe:
-        out[ys - yi + h:ye - yi + h, xs - xi + h:xe - xi + h] = a[ys:ye, xs:xe]
+    y0, y1, x0, x1 = stamp_window(a.shape, x, y, n)
+    if y0 < y1 and x0 < x1:
+        out[y0:y1, x0:x1] = a[y0 + yi - h:y1 + yi - h, x0 + xi - h:x1 + xi - h]
     return out
 
 
 def cutouts(diff: DiffImage, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """(3, n, 63, 63) science, template and difference stamps centred on each event."""
+    """(3, n, 63, 63) science, template and difference stamps centred on each event.
+
+    Pixels off the image are NaN here (a fixed-size stack, as the classifiers want); the
+    packets crop them away (:func:`stamp_window`, :func:`read_cutouts`), as IPAC's stamps are
+    smaller at the image edges. Pixels that the subtraction could not use are NaN in all
+    three (:class:`~zsds.diffim.stage.DiffImage`), as in IPAC's stamps.
+    """
     out = np.empty((3, len(x), CUTOUT, CUTOUT), np.float32)
     for k, img in enumerate((diff.science, diff.template, diff.diff)):
         for i in range(len(x)):
@@ -276,6 +296,19 @@ def _hv(h: fits.Header, key: str) -> float | None:
     return v if np.isfinite(v) and v != -999.0 else None
 
 
+#: ``programpi`` of zsds's candidates and upper limits (IPAC: the programme's PI).
+PROGRAMPI = "zsds"
+
+
+def photcal_values(h: fits.Header) -> dict[str, float | None]:
+    """Photometric calibration of an image as ZTF's alert fields (``magzpsci``,
+    ``magzpsciunc``, ``magzpscirms``, ``clrcoeff``, ``clrcounc``; None where unknown), from a
+    science or difference image header."""
+    return {"magzpsci": _hv(h, "MAGZP"), "magzpsciunc": _hv(h, "MAGZPUNC"),
+            "magzpscirms": _hv(h, "MAGZPRMS"), "clrcoeff": _hv(h, "CLRCOEFF"),
+            "clrcounc": _hv(h, "CLRCOUNC")}
+
+
 def candidate_records(cand: pd.DataFrame, diff: DiffImage, pid: int, ref: Reference,
                       programid: int, diffname: str, rbversion: str) -> list[dict]:
     """ZTF ``candidate`` records (plain Python values; NaN -> None)."""
@@ -284,15 +317,13 @@ def candidate_records(cand: pd.DataFrame, diff: DiffImage, pid: int, ref: Refere
     jd_mid = jd + 0.5 * float(h.get("EXPTIME", 30.0)) / 86400.0
     common = {
         "jd": jd_mid, "fid": int(h["FILTERID"]), "pid": int(pid), "programid": int(programid),
-        "programpi": "zsds", "pdiffimfilename": diffname,
+        "programpi": PROGRAMPI, "pdiffimfilename": diffname,
         "nid": int(nid_of(_night_of(h))), "rcid": int(h["RCID"]), "field": int(h["FIELDID"]),
         "rfid": int(ref.rfid), "jdstartref": float(ref.jdstart), "jdendref": float(ref.jdend),
         "nframesref": int(ref.nframes), "rbversion": rbversion, "drb": None,
         "drbversion": RB_NONE, "tooflag": 0, "ssdistnr": -999.0, "ssmagnr": -999.0,
-        "ssnamenr": None, "exptime": _hv(h, "EXPTIME"),
-        "magzpsci": _hv(h, "MAGZP"), "magzpsciunc": _hv(h, "MAGZPUNC"),
-        "magzpscirms": _hv(h, "MAGZPRMS"), "nmatches": int(h.get("NMATCHES", 0)),
-        "clrcoeff": _hv(h, "CLRCOEFF"), "clrcounc": _hv(h, "CLRCOUNC"),
+        "ssnamenr": None, "exptime": _hv(h, "EXPTIME"), **photcal_values(h),
+        "nmatches": int(h.get("NMATCHES", 0)),
         "zpclrcov": _hv(h, "ZPCLRCOV"), "zpmed": _hv(h, "ZPMED"), "clrmed": _hv(h, "CLRMED"),
         "clrrms": _hv(h, "CLRRMS"),
     }
@@ -493,23 +524,43 @@ def write_diff_products(home: Home, sciimg: str, diff: DiffImage, cand: pd.DataF
     out["diffcands"] = write_table(Path(base + "diffcands.fits"), t, uh, "CANDS")
     ch = fits.Header()
     ch["NCAND"] = (len(cand), "candidates (second axis)")
+    index = {"candid": cand["candid"].to_numpy() if len(cand) else np.zeros(0, np.int64)}
+    win = (np.array([stamp_window(diff.shape, x, y) for x, y in zip(
+        cand["x"].to_numpy(float), cand["y"].to_numpy(float), strict=True)], np.int16)
+        if len(cand) else np.zeros((0, 4), np.int16))
+    for k, name in enumerate(STAMP_WINDOW_COLUMNS):
+        index[name] = win[:, k]
     cut = fits.HDUList([fits.PrimaryHDU(header=ch)]
                        + [fits.ImageHDU(stamps[k], name=n)
                           for k, n in enumerate(("SCIENCE", "TEMPLATE", "DIFFERENCE"))]
-                       + [fits.BinTableHDU(Table({"candid": cand["candid"].to_numpy()
-                                                  if len(cand) else np.zeros(0, np.int64)}),
-                                           name="CANDID")])
+                       + [fits.BinTableHDU(Table(index), name="CANDID")])
     out["candcutouts"] = write_hdul(cut, Path(base + "candcutouts.fits"))
     return out
 
 
+#: Columns of the ``CANDID`` table of ``candcutouts.fits`` giving each stamp's on-image window
+#: (:func:`stamp_window`); files written before they existed have none.
+STAMP_WINDOW_COLUMNS = ("sy0", "sy1", "sx0", "sx1")
+
+
 def read_cutouts(path: Path) -> dict[int, dict[str, np.ndarray]]:
-    """``candid -> {'science', 'template', 'difference'}`` stamps from a candcutouts file."""
+    """``candid -> {'science', 'template', 'difference'}`` stamps from a candcutouts file,
+    cropped to the part on the image (IPAC's smaller stamps at the edges)."""
     with fits.open(path, memmap=False) as h:
-        ids = np.asarray(h["CANDID"].data["candid"], np.int64)
+        table = h["CANDID"].data
+        ids = np.asarray(table["candid"], np.int64)
+        windows = (np.stack([np.asarray(table[c], int) for c in STAMP_WINDOW_COLUMNS], axis=1)
+                   if all(c in table.names for c in STAMP_WINDOW_COLUMNS) else None)
         planes = {n.lower(): np.asarray(h[n].data) for n in ("SCIENCE", "TEMPLATE",
                                                              "DIFFERENCE")}
-    return {int(c): {k: v[i] for k, v in planes.items()} for i, c in enumerate(ids)}
+    out = {}
+    for i, c in enumerate(ids):
+        if windows is None:
+            out[int(c)] = {k: v[i] for k, v in planes.items()}
+        else:
+            y0, y1, x0, x1 = windows[i]
+            out[int(c)] = {k: v[i, y0:y1, x0:x1] for k, v in planes.items()}
+    return out
 
 
 def subtract_quadrant(home: Home, engine: Engine, sciimg: QuadrantProduct,
@@ -560,6 +611,15 @@ def subtract_quadrant(home: Home, engine: Engine, sciimg: QuadrantProduct,
         cand["candid"] = [r["candid"] for r in recs]
     stamps = cutouts(diff, cand["x"].to_numpy(), cand["y"].to_numpy()) if len(cand) else \
         np.zeros((3, 0, CUTOUT, CUTOUT), np.float32)
+    if len(cand):
+        # Deep real-bogus on the three cutouts, with the event positive in the difference
+        # (IPAC's ref - sci stamp for isdiffpos = 'f'), as the network was trained.
+        from zsds.realbogus.drb import DRB_VERSION, drb_score
+
+        positive = (cand["isdiffpos"].to_numpy() == "t")[:, None, None]
+        drb = drb_score(stamps[0], stamps[1], np.where(positive, stamps[2], -stamps[2]))
+        for r, v in zip(recs, drb, strict=True):
+            r["drb"], r["drbversion"] = float(v), DRB_VERSION
     paths = write_diff_products(home, sciimg.relpath, diff, cand, stamps)
     if streaks is not None:
         if len(streaks) and config.tag_known:
@@ -663,8 +723,12 @@ def subtract_quadrant_job(home: Home, engine: Engine, sciimg: QuadrantProduct,
 def subtract_night(home: Home, engine: Engine, night: str | dt.date, expid: int | None = None,
                    ccd: int | None = None, quad: int | None = None,
                    config: SubtractRunConfig = SubtractRunConfig(),
-                   progress: ProgressFn | None = None) -> list[QuadrantDiffOutcome]:
-    """Subtract every calibrated science quadrant of a night that has a reference."""
+                   progress: ProgressFn | None = None,
+                   after: Callable[[QuadrantDiffOutcome], object] | None = None
+                   ) -> list[QuadrantDiffOutcome]:
+    """Subtract every calibrated science quadrant of a night that has a reference, in time
+    order; ``after`` is called with each quadrant's outcome as soon as it is done (``zsds
+    subtract`` builds the quadrant's alert packets there, as the executive does)."""
     date = parse_night(night)
     with session(engine) as s:
         q = (select(QuadrantProduct).join(Exposure, Exposure.expid == QuadrantProduct.expid)
@@ -683,6 +747,8 @@ def subtract_night(home: Home, engine: Engine, night: str | dt.date, expid: int 
         if progress:
             progress(k, len(rows), Path(row.relpath).name)
         outcomes.append(subtract_quadrant_job(home, engine, row, config))
+        if after is not None:
+            after(outcomes[-1])
     if progress:
         progress(len(rows), len(rows), "done")
     return outcomes

@@ -11,8 +11,9 @@ core) unless a scheduler address is given, in which case the same graph runs on 
 
 Robustness: every task is idempotent and Dask retries it (``retries``) and reschedules the tasks
 of a worker that died, so killing a worker loses no quadrant; packets are built and archived by
-the workers but published to Kafka only by this driver, through one idempotent producer, after
-which the ``alerts`` table marks them sent -- a re-delivered task never sends a packet twice.
+the workers but published to Kafka only by this driver, as archived, through one
+:class:`~zsds.alerts.send.Publisher` (one idempotent producer), which records each delivery per
+broker cluster -- a re-delivered task never sends a packet twice.
 A failure in one quadrant is recorded (``jobs``) and never stops the others; re-running a night
 skips what is done (``redo`` forces everything again).
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import time
 from collections import defaultdict
@@ -37,6 +39,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from zsds.alerts.kafka import StreamConfig
 from zsds.core.home import Home
 from zsds.core.naming import nid_of, parse_night, parse_raw_name, pid_of
 from zsds.db.engine import session
@@ -69,6 +72,8 @@ class ExecConfig:
         master bias and flats (afternoon) at ~3.1 GB.
     kafka : str or None
         Kafka bootstrap server for the alerts (``None``: archive only).
+    stream : StreamConfig
+        Partitions and replication of the alert topics, producer compression.
     retries : int
         Dask retries of a failed task.
     redo : bool
@@ -87,6 +92,7 @@ class ExecConfig:
     n_workers: int | None = None
     memory_limit: str = "auto"
     kafka: str | None = None
+    stream: StreamConfig = field(default_factory=StreamConfig)
     retries: int = 2
     redo: bool = False
     build_refs: bool = True
@@ -166,7 +172,7 @@ class Executive:
         self.progress = progress
         self.client = None
         self.cluster = None
-        self.producer = None
+        self.publisher = None
 
     # -- cluster -------------------------------------------------------------------------
     def __enter__(self) -> Executive:
@@ -181,18 +187,26 @@ class Executive:
                                         dashboard_address=None)
             self.client = Client(self.cluster)
         if self.config.kafka:
-            from zsds.alerts.kafka import AlertProducer
+            from zsds.alerts.send import Publisher
 
-            self.producer = AlertProducer(self.config.kafka)
+            self.publisher = Publisher(self.engine, self.config.kafka, self.config.stream)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.producer is not None:
-            self.producer.__exit__(None, None, None)
+        if self.publisher is not None:
+            self.publisher.close()
         if self.client is not None:
             self.client.close()
         if self.cluster is not None:
-            self.cluster.close()
+            # All work is done here: a worker slow to stop (a loaded machine) is killed by its
+            # nanny after 4 s, which it logs as a warning a user can do nothing about.
+            nanny = logging.getLogger("distributed.nanny")
+            level = nanny.level
+            nanny.setLevel(logging.ERROR)
+            try:
+                self.cluster.close()
+            finally:
+                nanny.setLevel(level)
 
     @property
     def _args(self) -> tuple[str, str]:
@@ -290,14 +304,10 @@ class Executive:
                 summary.failed += 1
                 summary.errors.append(f"pid {pid}: {sres['message']}")
             summary.alerts += len(packets)
-            if packets and self.config.kafka:
-                from zsds.alerts.send import publish
-
-                sent, errors, _ = publish(self.engine, self.config.kafka,
-                                          [(t, c, o, Path(p), n) for t, c, o, p, n in packets],
-                                          producer=self.producer)
-                summary.alerts_sent += sent
-                summary.errors += errors
+            if packets and self.publisher is not None:
+                res = self.publisher.publish(packets)
+                summary.alerts_sent += res.sent
+                summary.errors += res.errors
             state["last"][expid] = time.time()
             if self.progress:
                 self.progress(f"pid {pid}", done, total if ac is None else done)

@@ -129,17 +129,15 @@ def task_no_packets(*_after: Any) -> list:
     return []
 
 
-def task_packets(root: str, db_url: str, night: str, pid: int, *_after: Any
-                 ) -> list[tuple[str, int, str, str, int]]:
-    """Build and archive the alert packets of one difference image (publishing is the
-    driver's: one idempotent producer session, and a dead worker cannot leave a packet sent
-    but unrecorded)."""
-    from zsds.alerts.send import make_packets
+def task_packets(root: str, db_url: str, night: str, pid: int, *_after: Any) -> list:
+    """Build and archive the alert packets of one difference image
+    (:func:`zsds.alerts.send.build_quadrant_packets`); publishing is the driver's: one
+    idempotent producer session, and a dead worker cannot leave a packet sent but
+    unrecorded. Returns the :class:`~zsds.alerts.send.Packet` s."""
+    from zsds.alerts.send import build_quadrant_packets
 
     home, engine = open_home(root, db_url)
-    with job(engine, "packets", str(pid)):
-        packets = make_packets(home, engine, night, pids=[pid])
-    return [(t, c, o, str(p), n) for t, c, o, p, n in packets]
+    return build_quadrant_packets(home, engine, night, pid)
 
 
 def task_refs(root: str, db_url: str, *_after: Any, only_missing: bool = True

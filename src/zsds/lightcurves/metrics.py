@@ -57,11 +57,14 @@ __all__ = [
     "MetricsConfig",
     "best_period",
     "best_periods",
+    "fold",
+    "gls_power",
     "ipac_metrics",
     "lc_features",
     "metric_columns",
     "period_harmonic",
     "period_matches",
+    "phase_folded_features",
 ]
 
 #: The SOURCES_DTYPE columns that :func:`ipac_metrics` computes (the rest: caller's job).
@@ -518,9 +521,9 @@ def _periodogram(log2: int, config: MetricsConfig) -> lc.Periodogram:
                           fast=True)
 
 
-def _gls_power(tr: np.ndarray, y: np.ndarray, w: np.ndarray, local: np.ndarray,
-               starts: np.ndarray, freqs: np.ndarray,
-               nterms: int) -> tuple[np.ndarray, np.ndarray]:
+def gls_power(tr: np.ndarray, y: np.ndarray, w: np.ndarray, local: np.ndarray,
+              starts: np.ndarray, freqs: np.ndarray,
+              nterms: int) -> tuple[np.ndarray, np.ndarray]:
     """Exact generalised (floating-mean, weighted) Lomb-Scargle powers at given frequencies.
 
     Parameters
@@ -645,7 +648,7 @@ def _refine(g: _Groups, sel: np.ndarray, cand: np.ndarray, step: np.ndarray,
             return np.where(np.isfinite(f), np.clip(f, lo, fmax), np.nan)
 
         def pw(f: np.ndarray, tr=tr, y=y, w=w, local=local, starts=starts):
-            return _gls_power(tr, y, w, local, starts, f, nterms)
+            return gls_power(tr, y, w, local, starts, f, nterms)
 
         f1 = clip((cand[a:a + per_chunk, :, None] + u1 * st[:, :, None]).reshape(o.size, -1))
         p1, pk = pw(f1)
@@ -801,11 +804,6 @@ def _features(config: MetricsConfig, freqs: np.ndarray) -> list:
         # the power spectrum as a series: how dominant and isolated the peaks are
         features=[lc.Amplitude(), lc.StandardDeviation(), lc.Skew(), lc.Kurtosis(),
                   lc.BeyondNStd(2.0), lc.BeyondNStd(3.0)],
-        # the curve folded at the best coarse period (only order-dependent features, the
-        # others equal the unfolded ones): smoothness, asymmetry, largest gap in phase
-        phase_features=[lc.LaflerKinmanStringLength(), lc.Eta(), lc.EtaE(), lc.Cusum(),
-                        lc.MaximumSlope(), lc.LinearTrend(), lc.LinearFit(),
-                        lc.MaximumTimeInterval()],
     )
     nightly = lc.Bins(  # one point per night (UTC midnight falls in Palomar's daytime)
         [lc.Amplitude(), lc.BeyondNStd(1.0), lc.Cusum(), lc.Eta(), lc.EtaE(), lc.Kurtosis(),
@@ -836,6 +834,64 @@ def _features(config: MetricsConfig, freqs: np.ndarray) -> list:
     ]
 
 
+def _phase_features() -> list:
+    """Features of the curve folded at the adopted ``period`` (only order-dependent ones: the
+    others equal the unfolded values): smoothness, asymmetry, largest gap in phase."""
+    return [lc.LaflerKinmanStringLength(), lc.Eta(), lc.EtaE(), lc.Cusum(), lc.MaximumSlope(),
+            lc.LinearTrend(), lc.LinearFit(), lc.MaximumTimeInterval()]
+
+
+@cache
+def _phase_extractor() -> lc.Extractor:
+    return lc.Extractor(*_phase_features())
+
+
+def _phase_names() -> list[str]:
+    return [_sanitise("period_folded_" + n) for n in _phase_extractor().names]
+
+
+def fold(t: np.ndarray, m: np.ndarray, period: float) -> np.ndarray:
+    """Phase (0..1) of each point at ``period``, phase 0 at the brightest point.
+
+    The convention of ``light-curve``'s ``Periodogram(phase_features=...)``: phase =
+    ``frac(t / period)`` shifted so that the point of minimum magnitude is at 0.
+    """
+    ph = np.mod(np.asarray(t, dtype=np.float64) / period, 1.0)
+    return np.mod(ph - ph[int(np.argmin(m))], 1.0)
+
+
+def phase_folded_features(t: np.ndarray, m: np.ndarray, e: np.ndarray,
+                          period: float) -> np.ndarray:
+    """The ``lc_period_folded_*`` features of one curve folded at ``period`` (NaN if the
+    period is not finite and positive)."""
+    names = _phase_names()
+    if not (np.isfinite(period) and period > 0) or np.size(t) < 3:
+        return np.full(len(names), np.nan)
+    ph = fold(t, m, period)
+    order = np.argsort(ph, kind="stable")
+    ph = _strict_times(ph[order], np.zeros(ph.size, np.int64))
+    return np.asarray(_phase_extractor()(ph, np.asarray(m)[order], np.asarray(e)[order],
+                                         sorted=True, check=False, fill_value=np.nan))
+
+
+def _phase_folded_many(g: _Groups, sel: np.ndarray, period: np.ndarray,
+                       n_jobs: int) -> np.ndarray:
+    """Phase-folded features of the selected objects at their adopted periods."""
+    out = np.full((sel.size, len(_phase_names())), np.nan)
+    ok = np.flatnonzero(np.isfinite(period) & (period > 0))
+    lcs = []
+    for k in ok:
+        s, n = g.start[sel[k]], g.n[sel[k]]
+        t, m, e = g.t[s:s + n], g.m[s:s + n], g.e[s:s + n]
+        ph = fold(t, m, period[k])
+        order = np.argsort(ph, kind="stable")
+        lcs.append((_strict_times(ph[order], np.zeros(n, np.int64)), m[order], e[order]))
+    if lcs:
+        out[ok] = np.asarray(_phase_extractor().many(
+            lcs, fill_value=np.nan, sorted=True, check=False, n_jobs=n_jobs))
+    return out
+
+
 @cache
 def _extractor_cached(log2: int, config_key: tuple) -> lc.Extractor:
     config = MetricsConfig(**dict(config_key))
@@ -851,8 +907,11 @@ def _sanitise(name: str) -> str:
 
 
 def _feature_names(config: MetricsConfig) -> list[str]:
-    """Column names of light-curve's outputs (the periodogram's ``n_peaks`` peaks first)."""
-    return [_sanitise(n) for n in _extractor(10, config).names]
+    """Column names of light-curve's outputs (the periodogram's ``n_peaks`` peaks and its
+    spectrum features first, then the phase-folded features, then the rest)."""
+    names = [_sanitise(n) for n in _extractor(10, config).names]
+    k = 2 * config.n_peaks + 6  # peaks (period, s/n) and the six spectrum features
+    return [*names[:k], *_phase_names(), *names[k:]]
 
 
 def metric_columns(config: MetricsConfig | None = None) -> list[str]:
@@ -884,9 +943,11 @@ def lc_features(matchid: np.ndarray, mjd: np.ndarray, mag: np.ndarray, magerr: n
     Notes
     -----
     Duplicate times are separated by 1e-6 d, as light-curve needs strictly increasing times.
-    The ``lc_periodogram_*`` peaks and the phase folding use light-curve's unweighted fast
-    periodogram on the grid up to ``1/min_period``; ``period`` is the refined weighted one
-    (from the extended search grid) and may differ (e.g. an alias).
+    The ``lc_periodogram_*`` peaks are those of light-curve's unweighted fast periodogram on
+    the grid up to ``1/min_period``; ``period`` is the refined weighted one (from the extended
+    search grid) and may differ (e.g. an alias).  The ``lc_period_folded_*`` features are
+    computed on the curve folded at ``period`` (:func:`phase_folded_features`), not at the
+    raw ``lc_periodogram_period_0``.
     """
     config = config or MetricsConfig()
     g = _group(matchid, mjd, mag, magerr, good)
@@ -895,7 +956,12 @@ def lc_features(matchid: np.ndarray, mjd: np.ndarray, mag: np.ndarray, magerr: n
     sel = np.flatnonzero(g.n >= max(config.min_points, 3))
     if sel.size:
         log2, coarse, values = _coarse(g, sel, config, features=True)
-        data[sel, :-2] = values
-        data[sel, -2], data[sel, -1] = _periods_from_coarse(g, sel, log2, coarse, config)
+        period, power = _periods_from_coarse(g, sel, log2, coarse, config)
+        k = 2 * config.n_peaks + 6
+        nph = len(_phase_names())
+        data[sel, :k] = values[:, :k]
+        data[sel, k:k + nph] = _phase_folded_many(g, sel, period, config.n_jobs)
+        data[sel, k + nph:-2] = values[:, k:]
+        data[sel, -2], data[sel, -1] = period, power
     index = pd.Index(g.ids, name="matchid")
     return pd.DataFrame(data, index=index, columns=[*cols, "period", "periodpower"])

@@ -9,7 +9,12 @@ The observations of one object are a :class:`pandas.DataFrame` with the columns
 ``dec``     declination, degrees
 ``sigma``   optional per-axis astrometric uncertainty, arcsec
             (default :attr:`OrbitFitConfig.default_sigma_arcsec`)
-``obscode`` optional MPC observatory code (default ``"I41"``, Palomar)
+``obscode`` optional MPC observatory code, any code of :data:`zsds.solar.observer.OBSERVATORIES`
+            (default ``"I41"``, Palomar; ``stn`` is read too, as :func:`~zsds.moving.mpc80.
+            read_mpc80` names it)
+``obs_x..`` optional positions the observations carry, as read by
+            :func:`~zsds.moving.mpc80.read_mpc80`: ``obs_x, obs_y, obs_z`` (geocentric, km;
+            space-based observers) and ``obs_lon, obs_lat, obs_alt`` (roving observers)
 ========== ==================================================================================
 
 Method
@@ -332,8 +337,15 @@ def _columns(obs: pd.DataFrame, cfg: OrbitFitConfig) -> tuple[NDArray, ...]:
         if "sigma" in obs
         else np.full(n, cfg.default_sigma_arcsec)
     )
-    codes = obs["obscode"].astype(str).to_numpy() if "obscode" in obs else np.full(n, cfg.obscode)
-    return mjd, obs["ra"].to_numpy(dtype=float), obs["dec"].to_numpy(dtype=float), sigma, codes
+    code_col = "obscode" if "obscode" in obs else ("stn" if "stn" in obs else None)
+    codes = obs[code_col].astype(str).to_numpy() if code_col else np.full(n, cfg.obscode)
+    # Positions the observations carry (space-based and roving observers; read_mpc80 columns).
+    geo = (obs[["obs_x", "obs_y", "obs_z"]].to_numpy(dtype=float)
+           if {"obs_x", "obs_y", "obs_z"} <= set(obs.columns) else np.full((n, 3), np.nan))
+    site = (obs[["obs_lon", "obs_lat", "obs_alt"]].to_numpy(dtype=float)
+            if {"obs_lon", "obs_lat", "obs_alt"} <= set(obs.columns) else np.full((n, 3), np.nan))
+    return (mjd, obs["ra"].to_numpy(dtype=float), obs["dec"].to_numpy(dtype=float), sigma,
+            codes, geo, site)
 
 
 def _prepare_many(groups: Sequence[pd.DataFrame], cfg: OrbitFitConfig) -> list[_Obs]:
@@ -344,13 +356,14 @@ def _prepare_many(groups: Sequence[pd.DataFrame], cfg: OrbitFitConfig) -> list[_
     mjd_all = np.concatenate([c[0] for c in cols])
     code_all = np.concatenate([c[4] for c in cols])
     tdb_all = utc_to_tdb(mjd_all) if mjd_all.size else np.zeros(0)
-    pos_all = np.zeros((mjd_all.size, 3))
-    for code in np.unique(code_all):
-        sel = code_all == code
-        pos_all[sel] = observer_heliocentric_posvel(mjd_all[sel], str(code))[0]
+    pos_all = observer_heliocentric_posvel(
+        mjd_all, code_all,
+        geocentric_km=np.concatenate([c[5] for c in cols]),
+        geodetic=np.concatenate([c[6] for c in cols]),
+    )[0] if mjd_all.size else np.zeros((0, 3))
     out = []
     start = 0
-    for mjd, ra, dec, sigma, _ in cols:
+    for mjd, ra, dec, sigma, *_ in cols:
         stop = start + mjd.size
         order = np.argsort(mjd, kind="stable")
         u, e_ra, e_dec = _unit_vectors(ra[order], dec[order])

@@ -45,18 +45,21 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import mpc_designation
 import numpy as np
 import pandas as pd
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import NDArray
+
+from zsds.moving.mpc80 import MPC80_COLUMNS, Mpc80Error, parse_mpc80, read_mpc80
 
 __all__ = [
     "ASTCAT_CODES",
     "MPC80_COLUMNS",
+    "Mpc80Error",
     "format_ades_psv",
     "format_mpc80",
     "mpc80_header",
@@ -83,12 +86,6 @@ ASTCAT_CODES: dict[str, str] = {
 }
 _ASTCAT_LONG = {"U": "Gaia DR1", "V": "Gaia DR2", "W": "Gaia DR3", "X": "Gaia EDR3"}
 
-#: Columns of :func:`parse_mpc80` frames.
-MPC80_COLUMNS = (
-    "designation", "trksub", "discovery", "note1", "obs_type", "mjd", "ra", "dec",
-    "mag", "band", "astcat", "stn",
-)  # fmt: skip
-
 _MICRODAY = 1_000_000
 _MS_PER_DAY = 86_400_000
 
@@ -110,16 +107,6 @@ def _mjd_day_to_ymd(day: NDArray[np.int64]) -> tuple[NDArray, NDArray, NDArray]:
     mm = m + 3 - 12 * (m // 10)
     yy = 100 * b + d - 4800 + m // 10
     return yy, mm, dd
-
-
-def _ymd_to_mjd_day(year: ArrayLike, month: ArrayLike, day: ArrayLike) -> NDArray[np.int64]:
-    """Integer MJD of Gregorian dates."""
-    y, m, d = (np.asarray(x, dtype=np.int64) for x in (year, month, day))
-    a = (14 - m) // 12
-    yy = y + 4800 - a
-    mm = m + 12 * a - 3
-    jdn = d + (153 * mm + 2) // 5 + 365 * yy + yy // 4 - yy // 100 + yy // 400 - 32_045
-    return jdn - 2_400_001
 
 
 def _zfill(values: NDArray[np.int64], width: int) -> NDArray[np.str_]:
@@ -158,15 +145,6 @@ def _format_dec(dec: NDArray[np.float64]) -> NDArray[np.str_]:
     mi, rest = np.divmod(rest, 6000)
     s, frac = np.divmod(rest, 100)
     return _join(sign, _zfill(d, 2), " ", _zfill(mi, 2), " ", _zfill(s, 2), ".", _zfill(frac, 2))
-
-
-def _parse_sexagesimal(s: pd.Series) -> tuple[NDArray, NDArray, NDArray, NDArray]:
-    parts = s.str.strip().str.split(r"\s+", expand=True, regex=True)
-    sign = np.where(s.str.strip().str.startswith("-"), -1.0, 1.0)
-    a = np.abs(pd.to_numeric(parts[0]).to_numpy(dtype=float))
-    b = pd.to_numeric(parts[1]).to_numpy(dtype=float)
-    c = pd.to_numeric(parts[2]).to_numpy(dtype=float)
-    return sign, a, b, c
 
 
 # --------------------------------------------------------------------------------------------
@@ -445,109 +423,6 @@ def write_mpc80(
     lines = mpc80_header(astcat=astcat, obscode=obscode, **header_kwargs) if header else []
     lines += format_mpc80(obs, discovery=discovery, astcat=astcat, obscode=obscode)
     Path(path).write_text("\n".join(lines) + "\n", encoding="ascii")
-
-
-def parse_mpc80(lines: str | Iterable[str]) -> pd.DataFrame:
-    """Parse 80-column optical records (header and blank lines are skipped).
-
-    Parameters
-    ----------
-    lines : str or iterable of str
-        The records (a whole file's text is split into lines).
-
-    Returns
-    -------
-    pandas.DataFrame
-        Columns :data:`MPC80_COLUMNS`: ``designation`` (unpacked: the number as a string, such
-        as ``"620000"``, else the provisional designation such as ``"2008 AA360"``; None for a
-        temporary designation), ``trksub`` (None unless a temporary designation),
-        ``discovery`` (bool), ``note1``, ``obs_type`` (column 15), ``mjd`` (UTC), ``ra``,
-        ``dec`` (deg), ``mag`` (NaN when blank), ``band``, ``astcat`` (column 72), ``stn``.
-        Columns 6-12 that form a valid packed provisional designation are read as one;
-        anything else there is a temporary designation.
-    """
-    if isinstance(lines, str):
-        lines = lines.splitlines()
-    body = [ln.rstrip("\r\n") for ln in lines]
-    body = [ln.ljust(80) for ln in body if len(ln.rstrip()) > 0 and not _is_header(ln)]
-    if not body:
-        return pd.DataFrame({c: [] for c in MPC80_COLUMNS})
-    s = pd.Series(body, dtype=object)
-
-    def col(lo: int, hi: int) -> pd.Series:
-        return s.str.slice(lo - 1, hi)
-
-    num = col(1, 5).str.strip()
-    six = col(6, 12).str.strip()
-    uniq_num = {u: (mpc_designation.unpack(u) if u else "") for u in num.unique()}
-    uniq_six = {u: _parse_col6(u) for u in six.unique()}
-    number = num.map(uniq_num)
-    prov = six.map(lambda u: uniq_six[u][0])
-    trk = six.map(lambda u: uniq_six[u][1])
-    des = np.where(number != "", number, prov)
-    designation = np.where(des != "", des, None)
-    only_trk = (number == "") & (prov == "") & (trk != "")
-    trksub = np.where(only_trk, trk, None)
-
-    date = col(16, 32)
-    year = pd.to_numeric(date.str.slice(0, 4)).to_numpy()
-    month = pd.to_numeric(date.str.slice(5, 7)).to_numpy()
-    dayf = pd.to_numeric(date.str.slice(8, 17)).to_numpy(dtype=float)
-    day_int = np.floor(dayf).astype(np.int64)
-    mjd = _ymd_to_mjd_day(year, month, day_int) + (dayf - day_int)
-
-    _, h, m, sec = _parse_sexagesimal(col(33, 44))
-    ra = (h + m / 60.0 + sec / 3600.0) * 15.0
-    sign, d, m, sec = _parse_sexagesimal(col(45, 56))
-    dec = sign * (d + m / 60.0 + sec / 3600.0)
-    mag = pd.to_numeric(col(66, 70).str.strip().replace("", np.nan)).to_numpy(dtype=float)
-    frame = {
-        "designation": designation.astype(object),
-        "trksub": trksub.astype(object),
-        "discovery": (col(13, 13) == "*").to_numpy(),
-        "note1": col(14, 14).to_numpy(dtype=object),
-        "obs_type": col(15, 15).to_numpy(dtype=object),
-        "mjd": mjd,
-        "ra": ra,
-        "dec": dec,
-        "mag": mag,
-        "band": col(71, 71).str.strip().to_numpy(dtype=object),
-        "astcat": col(72, 72).to_numpy(dtype=object),
-        "stn": col(78, 80).to_numpy(dtype=object),
-    }
-    out = pd.DataFrame(frame, columns=list(MPC80_COLUMNS))
-    # Keep None (not NaN) for the absent identifiers.
-    out["designation"] = pd.Series(designation, dtype=object)
-    out["trksub"] = pd.Series(trksub, dtype=object)
-    return out
-
-
-_HEADER_KEYS = frozenset(
-    f"{k} " for k in ("COD", "CON", "OBS", "MEA", "TEL", "NET", "ACK", "AC2", "COM", "NUM", "BND")
-)
-
-
-def _is_header(line: str) -> bool:
-    return len(line.rstrip()) < 80 and line[:4] in _HEADER_KEYS
-
-
-def _parse_col6(text: str) -> tuple[str, str]:
-    """Columns 6-12: (unpacked provisional designation, '') or ('', temporary designation)."""
-    if not text:
-        return "", ""
-    if len(text) == 7:
-        try:
-            info = mpc_designation.detect_format(text)
-        except mpc_designation.MPCDesignationError:
-            info = {}
-        if info.get("format") == "packed" and info.get("type") == "provisional":
-            return mpc_designation.unpack(text), ""
-    return "", text
-
-
-def read_mpc80(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read an 80-column file with :func:`parse_mpc80`."""
-    return parse_mpc80(Path(path).read_text(encoding="ascii", errors="replace"))
 
 
 # --------------------------------------------------------------------------------------------

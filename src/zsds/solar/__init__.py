@@ -1,5 +1,5 @@
-"""Solar-system objects: Keplerian orbits, ephemerides from Palomar (I41), a simulated asteroid
-population and MPCORB-format files. See ``docs/solar.md``."""
+"""Solar-system objects: Keplerian orbits, ephemerides from any MPC station (default I41), a
+simulated asteroid population and MPCORB-format files. See ``docs/solar.md``."""
 
 from zsds.solar.ephemeris import ephemerides, ephemerides_grid, hg_magnitude, utc_to_tdb
 from zsds.solar.mpcorb import read_mpcorb, write_mpcorb

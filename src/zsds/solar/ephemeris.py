@@ -1,4 +1,4 @@
-"""Topocentric two-body ephemerides of asteroids as seen from an observatory (default I41).
+"""Topocentric two-body ephemerides of asteroids as seen from any MPC observatory (default I41).
 
 Positions are **astrometric**: the light-time-corrected geometric direction from the observer
 (at the observation time) to the object (at the emission time), in ICRS axes, with no stellar
@@ -134,7 +134,8 @@ def ephemerides(orbits: Orbits, mjd_utc: ArrayLike, obscode: str = "I41") -> pd.
     mjd_utc : float or array_like, shape (N,)
         Observation time(s), MJD (UTC): one for all objects, or one per object.
     obscode : str, optional
-        MPC observatory code (``"I41"`` Palomar, ``"500"`` geocentre).
+        MPC observatory code with a fixed site (``"I41"`` Palomar, ``"500"`` geocentre, any
+        code of :data:`zsds.solar.observer.OBSCODES`).
 
     Returns
     -------
