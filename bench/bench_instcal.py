@@ -9,8 +9,9 @@ resident memory, the number of sources, and the quality figures against the simu
 The default field 645 is at |b| ~ 27 deg; a Galactic-plane field (|b| < 5 deg, observable at the
 start of 2026-11-20) such as 730 (l = 82, b = -2.5) or 769 times the crowded case.
 
-``--quick`` runs the same on 256 px quadrants (a few seconds, the test suite runs it so that
-the benchmark cannot rot); ``--quad-size`` picks another small size.
+``--quick`` runs the same on 384 px quadrants (the smallest size at which field 645 has enough
+PS1 calibrators for a zero point; seconds, and the test suite runs it so that the benchmark
+cannot rot); ``--quad-size`` picks another small size.
 
 Usage: python bench/bench_instcal.py [--field 645] [--ccd 6] [--quad 1] [--home DIR]
        [--quad-size N] [--quick]
@@ -32,6 +33,7 @@ import time
 import numpy as np
 
 import zsds.instcal.run as icrun
+from zsds.bench.homes import QUICK_HOME
 from zsds.bench.products import read_calibrated
 from zsds.bench.realtime import timed_calls
 from zsds.calib.build import build_calibrations
@@ -76,10 +78,10 @@ def main() -> None:
     parser.add_argument("--quad-size", type=int, default=None,
                         help="small square quadrants (256..1536); default full size")
     parser.add_argument("--quick", action="store_true",
-                        help="256 px quadrants, built in this process: a smoke run of seconds")
+                        help="384 px quadrants, built in this process: a smoke run of seconds")
     args = parser.parse_args()
     if args.quick and args.quad_size is None:
-        args.quad_size = 256
+        args.quad_size = QUICK_HOME["quad_size"]
     home = Home.resolve(args.home or tempfile.mkdtemp(prefix="zsds-bench-instcal-"))
     field = get_field(args.field)
     engine = connect(home.db_url)

@@ -6,7 +6,7 @@ noise, a pointing offset of a few pixels and a different zero point each, so res
 rejection and weighting do the work they do on a real stack. Prints seconds per stage and the
 peak resident memory. Issue 4 asks for the time and memory of one reference from 20 inputs.
 
-``--quick`` co-adds 3 inputs of a small quadrant (the 256 px home of
+``--quick`` co-adds 3 inputs of a small quadrant (the 384 px home of
 ``bench_instcal.py --quick``, or the one of ``--home``): a smoke run that the test suite makes,
 so that the benchmark cannot rot.
 
@@ -82,6 +82,10 @@ def main() -> None:
     # The last one: a survey home's reference epochs come first, its co-adds' inputs.
     hdr = fits.getheader(sci[-1])
     ny, nx = int(hdr["NAXIS2"]), int(hdr["NAXIS1"])
+    if not 0.0 < float(hdr.get("MAGZP", -999.0)) < 50.0:
+        raise SystemExit(f"{sci[-1].name}: no photometric calibration (MAGZP "
+                         f"{hdr.get('MAGZP')}, too few calibrators at {nx}x{ny}?): nothing to "
+                         "co-add at a common zero point")
     t0 = time.perf_counter()
     images = _inputs(sci[-1], args.inputs)
     t1 = time.perf_counter()

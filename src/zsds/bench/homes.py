@@ -86,7 +86,9 @@ def build_survey_home(
     """Simulate and prepare a home for the real-time chain (see the module docstring).
 
     Resumable: the simulation is skipped when the reference night's raw files are already
-    ingested, the calibration of the reference epochs when they are calibrated.
+    ingested, the calibration of the reference epochs when they are calibrated, and a
+    reference that exists is kept (never rebuilt with the science night's epochs, once
+    those are calibrated).
 
     Parameters
     ----------
@@ -165,7 +167,8 @@ def build_survey_home(
     missing = []
     for f in fields:
         for q in quads:
-            out = build_references(home, engine, field=f, ccd=ccd, quad=q, config=config)
+            out = build_references(home, engine, field=f, ccd=ccd, quad=q, config=config,
+                                   only_missing=True)
             if not any(o.ok for o in out):
                 missing.append(f"field {f} q{q}: "
                                + ("; ".join(o.message for o in out) or "no epochs"))

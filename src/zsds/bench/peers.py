@@ -25,7 +25,9 @@ catalogue)                ``photutils`` (Background2D,           (128 px), thres
                           transforms of ZOGY's equations per
                           tile (N, R, P_n, P_r, V_n, V_r; D, S,
                           V(S), V(D), S_n, S_r); ``sfft``
-                          (Numpy backend, compile excluded)
+                          (Numpy backend, compile excluded, at
+                          most ``sfft_max_side`` square, time
+                          scaled by the pixels)
 ========================  =====================================  ==============================
 
 properimage's ZOGY is not run: ``pip install properimage`` fails (its dependency ``tinynpydb``
@@ -343,7 +345,7 @@ def run_peers(home: Home, pid: int, config) -> dict:
     pid : int
         The quadrant (processed by the chain: products and reference on disk).
     config : RealtimeConfig
-        ``peer_max_sources``, ``photutils``, ``sfft``.
+        ``peer_max_sources``, ``photutils``, ``sfft``, ``sfft_max_side``.
 
     Returns
     -------
@@ -418,13 +420,28 @@ def run_peers(home: Home, pid: int, config) -> dict:
                               "kernel makes 21 transforms per tile where ZOGY needs 12 (the "
                               "variance kernels are squared in real space)")
         if config.sfft:
+            # sfft's Numpy backend holds the kernel basis for every pixel (about 2.4 GB per
+            # Mpx): it runs on the central sfft_max_side square, its time scaled by the pixels.
+            side = config.sfft_max_side
+            ny, nx = shape
+            cy, cx = max(0, (ny - side) // 2), max(0, (nx - side) // 2)
+            cut = (slice(cy, cy + side), slice(cx, cx + side))
+            sci_c, ref_c = diff.science[cut], diff.template[cut]
             try:
-                t_compile, seconds["sfft"] = sfft_subtract(diff.science, diff.template, fwhm)
+                t_compile, t = sfft_subtract(sci_c, ref_c, fwhm)
+                scale = ny * nx / sci_c.size
+                seconds["sfft"] = t * scale
                 notes["sfft"] = (f"Numpy backend, one thread, on zsds's registered and "
                                  f"background-matched pair; numba compilation {t_compile:.1f} s "
-                                 "not counted")
+                                 "not counted"
+                                 + (f"; run on the central {sci_c.shape[1]}x{sci_c.shape[0]} "
+                                    f"({t:.1f} s), scaled by the pixels x{scale:.2f}"
+                                    if scale > 1 else ""))
             except ImportError as exc:
                 skipped["sfft"] = f"not installed ({exc})"
+            except MemoryError:
+                skipped["sfft"] = (f"out of memory on {sci_c.shape[1]}x{sci_c.shape[0]} "
+                                   "(the peers' process is limited: peer_memory_gb)")
         del diff
     return {"quadrant": {"pid": pid, "shape": list(shape), "fwhm_px": fwhm},
             "zsds": zsds, "seconds": seconds, "ratios": _ratios(zsds, seconds),

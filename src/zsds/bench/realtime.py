@@ -99,6 +99,13 @@ class RealtimeConfig:
     photutils, sfft : bool
         Run these slow peers (photutils' extraction with deblending and PSF photometry; sfft,
         whose numba compilation alone takes tens of seconds).
+    sfft_max_side : int
+        sfft runs on at most this square of the peer quadrant (its Numpy backend needs about
+        2.4 GB per million pixels; a full quadrant would need over 20 GB); its time is scaled
+        by the pixels.
+    peer_memory_gb : float
+        Data-segment limit of the process that runs the peers and the real quadrant, so that a
+        peer that runs out of memory fails alone (``MemoryError``) instead of the machine.
     real : bool
         Also time :func:`zsds.instcal.stage.measure_sources` and the extraction peers on the
         real ZTF quadrant (:func:`zsds.core.realdata.fetch_real_data`).
@@ -118,6 +125,8 @@ class RealtimeConfig:
     peer_max_sources: int = 2000
     photutils: bool = True
     sfft: bool = True
+    sfft_max_side: int = 1024
+    peer_memory_gb: float = 12.0
     real: bool = True
     real_data: Path | None = None
     real_cutout: int | None = None
@@ -657,7 +666,8 @@ def prepare_home(home: Home, config: RealtimeConfig,
 
 
 def run_realtime(home: Home, config: RealtimeConfig, progress: ProgressFn | None = None,
-                 note: Callable[[str], None] = lambda _m: None) -> dict:
+                 note: Callable[[str], None] = lambda _m: None,
+                 checkpoint: Callable[[dict], object] | None = None) -> dict:
     """Prepare (if needed) and run the benchmark; returns :func:`summarize`'s dict.
 
     Parameters
@@ -670,6 +680,9 @@ def run_realtime(home: Home, config: RealtimeConfig, progress: ProgressFn | None
         ``progress(item, done, total)`` as jobs and peers finish.
     note : callable
         Receives a line of text at each preparation step.
+    checkpoint : callable, optional
+        Called with the summary so far after the jobs and after the peers (the CLI writes the
+        JSON there, so that a long run's figures survive a failure later on).
     """
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -695,32 +708,68 @@ def run_realtime(home: Home, config: RealtimeConfig, progress: ProgressFn | None
     order = {k: i for i, k in enumerate(config.mix)}
     results.sort(key=lambda j: (order.get(j.label, 99), j.pid))
     peers = None
-    if config.peers:
-        from zsds.bench.peers import run_peers
-
-        target = next((j for j in results if j.ok and j.label == config.peer_label),
-                      next((j for j in results if j.ok), None))
-        if target is not None:
-            note(f"peers on the {target.label} quadrant (pid {target.pid})")
-            peers = run_peers(home, target.pid, config)
-        done += 1
-        if progress:
-            progress("peers", done, n_total)
     real = None
-    if config.real:
-        from zsds.bench.peers import run_real_peers
-        from zsds.core.realdata import fetch_real_data
-
-        note("the real ZTF quadrant")
-        folder = fetch_real_data(config.real_data)
-        with _one_thread():
-            real = real_quadrant_job(folder, config.real_cutout)
-        peers = peers or {}
-        peers["real"] = run_real_peers(folder, config)
-        done += 1
-        if progress:
-            progress("real quadrant", done, n_total)
+    if checkpoint:
+        checkpoint(summarize(results, batch, config.workers))
+    # The peers and the real quadrant run in one more process, its memory limited: a peer that
+    # runs out of it fails alone.
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_limit_memory,
+                             initargs=(int(config.peer_memory_gb * 1024**3),)) as pool:
+        if config.peers:
+            target = next((j for j in results if j.ok and j.label == config.peer_label),
+                          next((j for j in results if j.ok), None))
+            if target is not None:
+                note(f"peers on the {target.label} quadrant (pid {target.pid})")
+                try:
+                    peers = pool.submit(_peers_job, str(home.root), home.db_url_override,
+                                        target.pid, config).result()
+                except Exception as exc:  # reported, the rest of the run goes on
+                    peers = {"error": f"{type(exc).__name__}: {exc}"}
+            done += 1
+            if progress:
+                progress("peers", done, n_total)
+            if checkpoint:
+                checkpoint(summarize(results, batch, config.workers, peers))
+        if config.real:
+            note("the real ZTF quadrant")
+            try:
+                real, real_peers = pool.submit(_real_job, config).result()
+                peers = peers or {}
+                peers["real"] = real_peers
+            except Exception as exc:
+                peers = peers or {}
+                peers["real"] = {"error": f"{type(exc).__name__}: {exc}"}
+            done += 1
+            if progress:
+                progress("real quadrant", done, n_total)
     return summarize(results, batch, config.workers, peers, real)
+
+
+def _limit_memory(limit_bytes: int) -> None:
+    """Pool initializer: one thread, and a data-segment limit (Linux counts anonymous
+    mappings in it), so that numpy raises ``MemoryError`` past it."""
+    single_thread_env()
+    with contextlib.suppress(ValueError, OSError):
+        _soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+        limit = limit_bytes if hard == resource.RLIM_INFINITY else min(limit_bytes, hard)
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
+
+
+def _peers_job(root: str, db_url: str | None, pid: int, config: RealtimeConfig) -> dict:
+    from zsds.bench.peers import run_peers
+
+    return run_peers(Home.resolve(root, db_url), pid, config)
+
+
+def _real_job(config: RealtimeConfig) -> tuple[JobResult, dict]:
+    from zsds.bench.peers import run_real_peers
+    from zsds.core.realdata import fetch_real_data
+
+    folder = fetch_real_data(config.real_data)
+    with _one_thread():
+        real = real_quadrant_job(folder, config.real_cutout)
+    return real, run_real_peers(folder, config)
 
 
 @contextlib.contextmanager

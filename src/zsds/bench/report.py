@@ -88,6 +88,8 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
     details = summary.get("peer_details") or {}
     for title, d in (("peers on the same quadrant", details),
                      ("the real ZTF quadrant", details.get("real") or {})):
+        if d.get("error"):
+            console.print(f"[red]{title}: failed: {d['error']}")
         if not d.get("seconds"):
             continue
         from zsds.bench.peers import PEER_STEP

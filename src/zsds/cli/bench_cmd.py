@@ -78,8 +78,9 @@ def realtime_cmd(home_dir, quad_size, quick, workers, n_ref, no_peers, no_sfft, 
     try:
         prog, update = progress_bar("bench realtime")
         with prog:
-            summary = run_realtime(home, config, update,
-                                   note=lambda m: prog.console.log(m))
+            summary = run_realtime(
+                home, config, update, note=lambda m: prog.console.log(m),
+                checkpoint=(lambda s: write_json(s, json_path)) if json_path else None)
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
