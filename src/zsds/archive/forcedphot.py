@@ -4,7 +4,9 @@ Science (:func:`forced_photometry`): for a sky position, every archived differen
 (``diff_images``) whose footprint holds it is measured at the position's pixel, whatever
 was detected there: the difference image, its uncertainty image and its PSF (the products
 written next to it by pipeline 6: ``scimrefdiffimg.fits``, ``scimrefdiffimgunc.fits``,
-``diffimgpsf.fits``) are read as small stamps only (FITS sections of memory-mapped files),
+``diffimgpsf.fits``) are read as small stamps only (FITS sections of memory-mapped files;
+an imported IPAC ``scimrefdiffimg.fits.fz`` with its ``diffimgpsf.fits`` has no uncertainty
+image, and its variance is estimated from its own pixels, :func:`_estimated_variance`),
 the PSF of the ZOGY tile holding the position is moved to its sub-pixel position by
 cubic-spline interpolation, and the flux is the weighted linear least-squares amplitude of that PSF
 (:func:`measure_stamps`, vectorised over all images at once)::
@@ -46,7 +48,6 @@ import logging
 import math
 import re
 import secrets
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -54,8 +55,9 @@ from typing import Annotated, Any
 import numpy as np
 import pandas as pd
 from astropy.io import fits
+from astropy.stats import mad_std
 from astropy.table import Table
-from astropy.wcs import WCS, FITSFixedWarning
+from astropy.wcs import WCS
 from fastapi import APIRouter, BackgroundTasks, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from scipy import ndimage
@@ -74,6 +76,7 @@ from zsds.archive.security import csrf_token, sent_csrf_token
 from zsds.archive.tables import table_response
 from zsds.core.home import Home
 from zsds.core.instrument import PIXEL_SCALE
+from zsds.core.wcs import header_wcs
 from zsds.db.engine import session
 from zsds.db.schema import DiffImageRecord, ForcedPhotRequest, Reference, User, utcnow
 from zsds.lightcurves.search import angular_distance_deg
@@ -188,6 +191,9 @@ class ForcedPhotConfig:
         Search radius of the nearest reference-catalogue source.
     supersample : int
         Sub-pixel grid (per axis) of the aperture's pixel coverage.
+    noise_half : int
+        Half-size of the section whose robust pixel scatter is the sky variance of a
+        difference image that has no uncertainty image (IPAC's, imported).
     """
 
     half: int = 12
@@ -196,6 +202,7 @@ class ForcedPhotConfig:
     min_psf_coverage: float = 0.5
     ref_match_arcsec: float = 5.0
     supersample: int = 5
+    noise_half: int = 40
 
 
 def shift_psfs(psfs: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
@@ -303,12 +310,6 @@ def measure_stamps(data: np.ndarray, var: np.ndarray, psf: np.ndarray, apw: np.n
     return out
 
 
-def _wcs(h: fits.Header) -> WCS:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FITSFixedWarning)
-        return WCS(h)
-
-
 def _image_hdu(hdul: fits.HDUList) -> Any:
     """The first HDU holding a 2-d image (``.fits.fz`` files keep it in HDU 1)."""
     for hdu in hdul:
@@ -333,9 +334,11 @@ def _section(hdu: Any, x: int, y: int, half: int) -> np.ndarray:
 
 
 def _read_psfs(path: Path) -> tuple[np.ndarray, np.ndarray | None, dict[str, np.ndarray]]:
-    """The central PSF, the ZOGY tiles' PSFs and the tiles' bounds of a ``diffimgpsf``."""
+    """The central PSF (unit sum: IPAC's are not normalised), the ZOGY tiles' PSFs and the
+    tiles' bounds of a ``diffimgpsf``."""
     with fits.open(path, memmap=False) as h:
         central = np.asarray(h[0].data, np.float64)
+        central = central / central.sum()
         if "TILES" in h and "TILEPSF" in h:
             t = h["TILES"].data
             bounds = {k: np.asarray(t[k], float) for k in ("x0", "x1", "y0", "y1")}
@@ -353,6 +356,37 @@ def _tile_psf(psfs: tuple[np.ndarray, np.ndarray | None, dict[str, np.ndarray]],
         if inside.size:
             return tiles[int(inside[0])]
     return central
+
+
+def _estimated_variance(hdu: Any, d: np.ndarray, sci_path: Path, x: int, y: int,
+                        config: ForcedPhotConfig) -> np.ndarray:
+    """Pixel variances of a difference stamp whose image has no uncertainty image.
+
+    IRSA serves IPAC's difference images without one, so the variance is estimated as ZFPS
+    describes its own: the difference image's robust pixel variance around the position (a
+    ``noise_half`` section: it holds the sky, read and reference noise as they are in the
+    difference, correlations aside), plus the source's Poisson variance, ``(S - sky) / GAIN``
+    from the science image's stamp when its ``sciimg`` is in the home (else from the positive
+    difference pixels, which lack a host galaxy's share).
+    """
+    h = hdu.header
+    wide = _section(hdu, x, y, config.noise_half)
+    sky = wide[np.isfinite(wide)]
+    if sky.size < 50:
+        return np.full_like(d, np.nan)
+    sky_var = float(mad_std(sky)) ** 2
+    gain = _hval(h, "GAIN")
+    if not gain > 0:
+        return np.where(np.isfinite(d), sky_var, np.nan)
+    src = np.clip(d, 0.0, None)
+    if sci_path.is_file():
+        with fits.open(sci_path, memmap=True) as hs:
+            sci = _image_hdu(hs)
+            s = _section(sci, x, y, config.half)
+            around = _section(sci, x, y, config.noise_half)
+        if np.isfinite(s).all() and np.isfinite(around).sum() >= 50:
+            src = np.clip(s - np.nanmedian(around), 0.0, None)
+    return np.where(np.isfinite(d), sky_var + np.nan_to_num(src) / gain, np.nan)
 
 
 def product_path(diff_path: Path, suffix: str) -> Path:
@@ -484,7 +518,7 @@ def forced_photometry(home: Home, engine: Engine, ra: float, dec: float,
                 hdu = _image_hdu(hd)
                 h = hdu.header
                 if str(path) not in wcscache:
-                    wcscache[str(path)] = _wcs(h)
+                    wcscache[str(path)] = header_wcs(h)
                 px, py = wcscache[str(path)].all_world2pix([ra], [dec], 0)
                 x, y = float(px[0]), float(py[0])
                 nx, ny = int(h["NAXIS1"]), int(h["NAXIS2"])
@@ -492,8 +526,13 @@ def forced_photometry(home: Home, engine: Engine, ra: float, dec: float,
                     continue  # in the footprint cone, off the pixels
                 xi, yi = round(x), round(y)
                 d = _section(hdu, xi, yi, config.half)
-            with fits.open(product_path(path, "scimrefdiffimgunc.fits"), memmap=True) as hu:
-                u = _section(_image_hdu(hu), xi, yi, config.half)
+                upath = product_path(path, "scimrefdiffimgunc.fits")
+                if upath.is_file():
+                    with fits.open(upath, memmap=True) as hu:
+                        v = _section(_image_hdu(hu), xi, yi, config.half) ** 2
+                else:  # an imported IPAC difference image: IRSA serves no uncertainty image
+                    v = _estimated_variance(hdu, d, product_path(path, "sciimg.fits"), xi, yi,
+                                            config)
             ppath = product_path(path, "diffimgpsf.fits")
             if str(ppath) not in psfcache:
                 psfcache[str(ppath)] = _read_psfs(ppath)
@@ -521,7 +560,7 @@ def forced_photometry(home: Home, engine: Engine, ra: float, dec: float,
         })
         meta.append(row)
         stamps.append(d)
-        variances.append(u * u)
+        variances.append(v)
         m = max(p.shape[0], n) | 1
         psfs.append(_crop(p[None], m)[0])
         offsets.append((x - xi, y - yi))

@@ -10,8 +10,11 @@ analytically rather than fit it.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
-from astropy.wcs import WCS
+from astropy.io import fits
+from astropy.wcs import WCS, FITSFixedWarning
 
 from zsds.core.instrument import (
     DISTORTION_K,
@@ -120,4 +123,22 @@ def pixel_scale_arcsec(w: WCS) -> float:
     return float(np.sqrt(abs(np.linalg.det(w.pixel_scale_matrix))) * 3600.0)
 
 
-__all__ = ["PIXEL_SCALE", "pixel_scale_arcsec", "quadrant_wcs"]
+def header_wcs(h: fits.Header) -> WCS:
+    """The WCS of an image header (TAN-SIP or IPAC's TPV), without astropy's fix-up chatter."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        return WCS(h)
+
+
+def image_footprint(h: fits.Header, shape: tuple[int, int]) -> tuple[float, float, float]:
+    """(ra, dec, radius) in degrees of a cone centred on an image that encloses it.
+
+    The radius is the half-diagonal at the nominal pixel scale: generous for ZTF's optics
+    (the scale varies by < 0.5% over a quadrant), and cheap enough for every image row.
+    """
+    ny, nx = shape
+    ra0, dec0 = header_wcs(h).all_pix2world([nx / 2 - 0.5], [ny / 2 - 0.5], 0)
+    return float(ra0[0]), float(dec0[0]), float(np.hypot(nx, ny) / 2 * PIXEL_SCALE / 3600.0)
+
+
+__all__ = ["PIXEL_SCALE", "header_wcs", "image_footprint", "pixel_scale_arcsec", "quadrant_wcs"]

@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,16 +27,15 @@ import numpy as np
 import pandas as pd
 from astropy.io import fits
 from astropy.table import Table
-from astropy.wcs import WCS, FITSFixedWarning
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 
 from zsds.core.home import Home
 from zsds.core.image import QuadrantImage
-from zsds.core.instrument import PIXEL_SCALE
 from zsds.core.naming import mjd_to_jd, nid_of, parse_night
 from zsds.core.photometry import flux_to_mag
 from zsds.core.psf import psf_from_hdu
+from zsds.core.wcs import header_wcs, image_footprint
 from zsds.db.engine import session
 from zsds.db.jobs import job
 from zsds.db.schema import (
@@ -124,12 +122,6 @@ def _table(path: Path) -> pd.DataFrame:
     return t.to_pandas() if len(t) else pd.DataFrame(columns=t.colnames)
 
 
-def _wcs(h: fits.Header) -> WCS:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FITSFixedWarning)
-        return WCS(h)
-
-
 def _psf(path: Path, required: bool):
     """The PSF model of a ``*psf`` product; None if there is none and it is not required."""
     if not required and not path.exists():
@@ -160,7 +152,8 @@ def read_science(home: Home, sciimg: str) -> tuple[QuadrantImage, pd.DataFrame]:
     data, hdr = _read(path)
     own = not _imported(hdr)
     mask = _optional(Path(base + "mskimg.fits"), own)
-    img = QuadrantImage(data, None, mask, _wcs(hdr), _psf(Path(base + "sciimgdao.psf"), own),
+    img = QuadrantImage(data, None, mask, header_wcs(hdr),
+                        _psf(Path(base + "sciimgdao.psf"), own),
                         hdr)
     cpath = Path(base + "psfcat.fits")
     cat = _table(cpath) if own or cpath.exists() else None
@@ -190,7 +183,8 @@ def read_reference(home: Home, ref: Reference) -> tuple[QuadrantImage, pd.DataFr
         from zsds.instcal.reprocess import coverage_mask
 
         mask = coverage_mask(data, _optional(Path(base + "refcov.fits"), False))
-    img = QuadrantImage(data, var, mask, _wcs(hdr), _psf(Path(base + "refpsf.fits"), own), hdr)
+    img = QuadrantImage(data, var, mask, header_wcs(hdr), _psf(Path(base + "refpsf.fits"), own),
+                        hdr)
     cpath = Path(base + "refpsfcat.fits")
     cat = _table(cpath) if own or cpath.exists() else None
     if img.psf is None or cat is None:
@@ -250,15 +244,13 @@ def cutouts(diff: DiffImage, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def _context(home: Home, cand: pd.DataFrame, refcat: pd.DataFrame, hdr: fits.Header
              ) -> pd.DataFrame:
-    ny, nx = int(hdr["NAXIS2"]), int(hdr["NAXIS1"])
-    wcs = _wcs(hdr)
-    ra0, dec0 = wcs.all_pix2world([nx / 2 - 0.5], [ny / 2 - 0.5], 0)
-    radius = np.hypot(nx, ny) / 2 * PIXEL_SCALE / 3600.0 + 0.03
+    ra0, dec0, radius = image_footprint(hdr, (int(hdr["NAXIS2"]), int(hdr["NAXIS1"])))
+    radius += 0.03
     parts = [nearest_reference(cand, refcat)]
     try:
-        ps1 = open_refcat(home.refcat, "ps1").cone(float(ra0[0]), float(dec0[0]), radius + 0.01)
-        gaia = open_refcat(home.refcat, "gaia").cone(float(ra0[0]), float(dec0[0]),
-                                                     radius + 0.03, epoch_mjd=hdr.get("OBSMJD"))
+        ps1 = open_refcat(home.refcat, "ps1").cone(ra0, dec0, radius + 0.01)
+        gaia = open_refcat(home.refcat, "gaia").cone(ra0, dec0, radius + 0.03,
+                                                     epoch_mjd=hdr.get("OBSMJD"))
         parts += [ps1_context(cand, ps1), gaia_context(cand, gaia)]
     except FileNotFoundError as exc:  # no local catalogue: context stays null
         log.warning("catalogue context skipped: %s", exc)
@@ -411,7 +403,7 @@ def find_diff_streaks(diff: DiffImage) -> pd.DataFrame:
     residual = ((st["star_ratio"] > STAR_RESIDUAL_RATIO)
                 & (st["length"] < STAR_RESIDUAL_MAX_FWHM * fwhm))
     st.loc[residual, "rb"] = 0.0
-    w = _wcs(h)
+    w = header_wcs(h)
     for tag, (xc, yc) in {"0": ("x0", "y0"), "1": ("x1", "y1"), "": ("xmid", "ymid")}.items():
         ra, dec = w.all_pix2world(st[xc].to_numpy(), st[yc].to_numpy(), 0)
         st[f"ra{tag}"], st[f"dec{tag}"] = ra, dec
@@ -478,13 +470,6 @@ def streak_records(streaks: pd.DataFrame, pid: int, sciimg: QuadrantProduct, h: 
             ssnamenr=ss if isinstance(ss, str) and ss else None,
             ssdistnr=rec.get("ssdistnr") if ss else None, record=rec))
     return out
-
-
-def image_footprint(h: fits.Header, shape: tuple[int, int]) -> tuple[float, float, float]:
-    """(ra, dec, radius) in degrees of a cone centred on an image that encloses it."""
-    ny, nx = shape
-    ra0, dec0 = _wcs(h).all_pix2world([nx / 2 - 0.5], [ny / 2 - 0.5], 0)
-    return float(ra0[0]), float(dec0[0]), float(np.hypot(nx, ny) / 2 * PIXEL_SCALE / 3600.0)
 
 
 def _night_of(h: fits.Header) -> dt.date:

@@ -6,10 +6,11 @@ original is never touched) into the IRSA layout of the home and registered as zs
 its own products:
 
 * science products (``sciimg``, ``mskimg``, ``psfcat``, ``sexcat``,
-  ``scimrefdiffimg.fits.fz``) go to ``products/sci/YYYY/MMDD/ffffff/`` with a
-  ``quadrant_products`` row each (``pid`` from the exposure id), plus the ``exposures`` row of
-  their exposure when it is new (from the header: ``EXPID``, else ``OBSMJD``; ``TELRA``/
-  ``TELDEC`` sexagesimal);
+  ``scimrefdiffimg.fits.fz``, ``diffimgpsf.fits``) go to ``products/sci/YYYY/MMDD/ffffff/``
+  with a ``quadrant_products`` row each (``pid`` from the exposure id), plus the ``exposures``
+  row of their exposure when it is new (from the header: ``EXPID``, else ``OBSMJD``; ``TELRA``/
+  ``TELDEC`` sexagesimal); a difference image also gets its ``diff_images`` row, so forced
+  photometry (:mod:`zsds.archive.forcedphot`) and the alert history use it as zsds's own;
 * a ``refimg`` becomes a new **version** of the quadrant's reference
   (``products/ref/.../q<Q>/v<NNN>/``, a ``references`` row with zsds's ``rfid``), and its
   ``refunc``, ``refcov``, ``refpsfcat``, ``refsexcat`` go next to it (the latest imported
@@ -37,14 +38,16 @@ from typing import Any
 from astropy.io import fits
 from sqlalchemy import Engine, delete, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from zsds.core.home import Home
 from zsds.core.instrument import rcid_of
 from zsds.core.naming import expid_of, nid_of, parse_night, parse_raw_name, pid_of, ref_product
 from zsds.core.rawformat import obs_mjd, pointing_deg
+from zsds.core.wcs import image_footprint
 from zsds.db.engine import session
 from zsds.db.jobs import job
-from zsds.db.schema import Exposure, Job, QuadrantProduct, Reference
+from zsds.db.schema import DiffImageRecord, Exposure, Job, QuadrantProduct, Reference
 from zsds.ingest.core import quarantine_file, sha256_of
 from zsds.ingest.ipac import (
     IpacProduct,
@@ -62,8 +65,8 @@ __all__ = ["IMPORT_STAGE", "ImportResult", "expand_paths", "import_file", "impor
 IMPORT_STAGE = "import"
 #: Import order: raw files, then science images before the products that refer to them, then
 #: reference images before theirs.
-_ORDER = {"raw": 0, "sciimg": 1, "mskimg": 2, "psfcat": 3, "sexcat": 3, "scimrefdiffimg": 4,
-          "refimg": 5, "refunc": 6, "refcov": 6, "refpsfcat": 6, "refsexcat": 6}
+_ORDER = {"raw": 0, "sciimg": 1, "mskimg": 2, "psfcat": 3, "sexcat": 3, "refimg": 4, "refunc": 5,
+          "refcov": 5, "refpsfcat": 5, "refsexcat": 5, "scimrefdiffimg": 6, "diffimgpsf": 7}
 _VERSION_RE = re.compile(r"/v(\d{3})/[^/]+$")
 
 ProgressFn = Callable[[str, int, int], None]
@@ -304,6 +307,34 @@ def _exposure(engine: Engine, prod: IpacProduct) -> tuple[int, dict[str, Any] | 
     }
 
 
+def _diff_image_row(s: Session, prod: IpacProduct, pid: int, expid: int,
+                    rel: str) -> DiffImageRecord:
+    """The ``diff_images`` row of an imported IPAC difference image, as zsds's own subtraction
+    records it, so that forced photometry and the alert history see it.
+
+    Its reference is the quadrant's latest reference in the home (IPAC's, when its refimg was
+    imported first), else IPAC's ``RFID`` from the header, else -999 (ZTF's "none"); ``jd`` is
+    the mid-exposure time, ``diffmaglim`` IPAC's ``DIFFMLIM`` when the header has it.
+    """
+    name, h = prod.name, prod.header
+    exp = s.get(Exposure, expid)
+    assert exp is not None and prod.shape is not None
+    rfid = s.scalars(select(Reference.rfid).where(
+        Reference.field == name.field, Reference.fid == name.filt.fid,
+        Reference.ccdid == name.ccdid, Reference.qid == name.qid
+    ).order_by(Reference.version.desc())).first()
+    if rfid is None:
+        rfid = next((int(h[k]) for k in ("RFID", "DBRFID") if k in h), -999)
+    ra, dec, radius = image_footprint(h, prod.shape)
+    jd = (obs_mjd(h) if "OBSJD" in h or "OBSMJD" in h else exp.mjd) + 2400000.5 \
+        + 0.5 * float(h.get("EXPTIME", exp.exptime)) / 86400.0
+    return DiffImageRecord(
+        pid=pid, expid=expid, nid=exp.nid, field=name.field, ccdid=name.ccdid, qid=name.qid,
+        rcid=rcid_of(name.ccdid, name.qid), fid=name.filt.fid, programid=exp.programid, jd=jd,
+        rfid=rfid, ra=ra, dec=dec, radius=radius, diffmaglim=header_float(h, "DIFFMLIM"),
+        magzp=header_float(h, "MAGZP"), relpath=rel, ncand=0)
+
+
 def _sciimg_row(engine: Engine, pid: int) -> QuadrantProduct | None:
     with session(engine) as s:
         row = s.scalars(select(QuadrantProduct).where(QuadrantProduct.pid == pid,
@@ -335,7 +366,7 @@ def _import_science(home: Home, engine: Engine, src: Path, prod: IpacProduct,
     expid, exp_row = _exposure(engine, prod)
     pid = pid_of(expid, name.ccdid, name.qid)
     sci = _sciimg_row(engine, pid)
-    if name.kind != "sciimg":
+    if name.kind not in ("sciimg", "diffimgpsf"):
         _check_shape(prod, home.path(sci.relpath) if sci is not None else None, "sciimg")
     if name.kind == "sciimg":
         qa = {"infobits": int(h.get("INFOBITS", 0) or 0), "seeing": seeing_arcsec(h),
@@ -361,6 +392,10 @@ def _import_science(home: Home, engine: Engine, src: Path, prod: IpacProduct,
                 ((QuadrantProduct.pid == pid) & (QuadrantProduct.kind == name.kind))
                 | (QuadrantProduct.relpath == rel)))
             s.add(QuadrantProduct(**row))
+            if name.kind == "scimrefdiffimg":
+                s.execute(delete(DiffImageRecord).where(DiffImageRecord.pid == pid))
+                s.flush()
+                s.add(_diff_image_row(s, prod, pid, expid, rel))
             s.flush()
             os.replace(tmp, dest)
     except IntegrityError as exc:

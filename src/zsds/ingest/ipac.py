@@ -60,6 +60,7 @@ SCI_SUFFIXES = {
     "psfcat.fits": "psfcat",
     "sexcat.fits": "sexcat",
     "scimrefdiffimg.fits.fz": "scimrefdiffimg",
+    "diffimgpsf.fits": "diffimgpsf",
 }
 #: Reference-product suffixes zsds imports.
 REF_SUFFIXES = {
@@ -76,6 +77,7 @@ PRODUCT_KINDS = {
     "psfcat": "PSF-fit catalogue",
     "sexcat": "SExtractor catalogue",
     "scimrefdiffimg": "difference image (tile-compressed)",
+    "diffimgpsf": "difference-image PSF (for forced photometry)",
     "refimg": "reference image",
     "refunc": "reference uncertainty image",
     "refcov": "reference depth-of-coverage image",
@@ -86,7 +88,6 @@ PRODUCT_KINDS = {
 NOT_IMPORTED = {
     "sciimgdao.psf": "DAOPhot lookup-table PSF (zsds fits its own PSF model)",
     "sciimgdaopsfcent.fits": "DAOPhot PSF at the image centre (zsds fits its own PSF model)",
-    "diffimgpsf.fits": "IPAC difference-image PSF (zsds subtracts with its own PSFs)",
     "sciimlog.txt": "a processing log",
     "diffimlog.txt": "a processing log",
     "log.txt": "a processing log",
@@ -311,6 +312,7 @@ _ACCEPTS = {
     "sexcat": ("sexcat",),
     "refsexcat": ("sexcat",),
     "scimrefdiffimg": ("scimrefdiffimg",),
+    "diffimgpsf": ("image",),
 }
 
 
@@ -472,6 +474,14 @@ def _check_image(kind: str, hdul: fits.HDUList, name: ProductName) -> IpacProduc
             raise ProductError("bad_value", f"{where} pixels are {data.dtype}, expected floats")
         if not np.isfinite(data).any():
             raise ProductError("bad_value", f"{where} has no finite pixel")
+    if kind == "diffimgpsf":
+        ny, nx = shape
+        if ny != nx or ny % 2 == 0 or ny > 255:
+            raise ProductError("bad_value", f"{where} PSF is {nx} x {ny}; expected a square "
+                                            "odd-sized stamp")
+        if data.dtype.kind != "f" or not np.all(np.isfinite(data)) or not data.sum() > 0:
+            raise ProductError("bad_value", f"{where} PSF pixels are not finite floats with a "
+                                            "positive sum")
     if kind == "mskimg" and data.dtype.kind not in "iu":
         raise ProductError("bad_value", f"{where} pixels are {data.dtype}, expected integers")
     if kind in ("mskimg", "refunc", "refcov"):
