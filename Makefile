@@ -11,7 +11,7 @@ $(PY):
 	$(PY) -m pip install -q --upgrade pip
 
 install: $(PY)
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[test,nbody]"
 
 demo: install
 	$(VENV)/bin/zsds demo --home $(HOME_DIR)
@@ -28,6 +28,7 @@ bench: install
 	$(PY) bench/bench_lc_search.py
 	$(PY) bench/bench_linking.py
 	$(PY) bench/bench_known.py
+	$(PY) bench/bench_nbody.py
 	$(PY) bench/bench_streaks.py
 	$(PY) bench/bench_archive.py
 	$(VENV)/bin/zsds bench realtime --json bench-realtime.json --plot bench-realtime.png

@@ -33,9 +33,9 @@ import time
 import numpy as np
 
 import zsds.instcal.run as icrun
+from zsds.bench.harness import timed_calls
 from zsds.bench.homes import QUICK_HOME
 from zsds.bench.products import read_calibrated
-from zsds.bench.realtime import timed_calls
 from zsds.calib.build import build_calibrations
 from zsds.core.fields import get_field
 from zsds.core.home import Home

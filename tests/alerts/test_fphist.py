@@ -8,7 +8,7 @@ import pandas as pd
 
 from zsds.alerts.fphist import FP_NONE, fp_hist_records, fp_window
 from zsds.alerts.packet import build_alert, read_alert_file, serialize_alert
-from zsds.archive.forcedphot import EXTRA_COLUMNS, LC_COLUMNS, empty_lc
+from zsds.diffim.forced import EXTRA_COLUMNS, LC_COLUMNS, empty_lc
 
 JD = 2461000.5
 

@@ -7,8 +7,9 @@ import pytest
 from sqlalchemy import text
 
 from zsds.archive import adql
+from zsds.core.sphere import angular_distance_deg
 from zsds.db import connect
-from zsds.lightcurves.search import angular_distance_deg, cone_search
+from zsds.lightcurves.search import cone_search
 
 # --------------------------------------------------------------------------- parsing
 

@@ -15,10 +15,11 @@ from fastapi.testclient import TestClient
 
 from zsds.archive.app import create_app
 from zsds.archive.auth import create_user
-from zsds.archive.forcedphot import (
+from zsds.archive.forcedphot import SERVICE_PASSWORD, SERVICE_USER
+from zsds.core.psf import moffat_stamps
+from zsds.db import connect
+from zsds.diffim.forced import (
     LC_COLUMNS,
-    SERVICE_PASSWORD,
-    SERVICE_USER,
     aperture_weights,
     forced_photometry,
     measure_stamps,
@@ -26,8 +27,6 @@ from zsds.archive.forcedphot import (
     read_lc_text,
     shift_psfs,
 )
-from zsds.core.psf import moffat_stamps
-from zsds.db import connect
 
 SERVICE = (SERVICE_USER, SERVICE_PASSWORD)
 EMAIL, PASS = "fp@example.org", "fp-secret"

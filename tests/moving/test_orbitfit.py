@@ -3,12 +3,17 @@
 Observations are simulated at I41 for ``simulate_population`` objects with a ZTF-like cadence
 (two visits 1 h apart on nights 0, 1, 3 and 5: an 8-observation, 5-day arc) and 0.15" noise.
 Run with ``-s`` to see the accuracy distributions and the time per fit.
+
+Everything here is two-body on purpose (the simulated truth, the fits and the predictions:
+``engine="two-body"``): these tests check the short-arc machinery (Gauss, the differential
+correction, outlier rejection) to the precision of a two-body universe. The N-body model and
+its "auto" choice are tested in ``test_orbitdet.py``.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -36,6 +41,7 @@ T0 = 60389.3  # 2024-03-20 07:12 UTC, opposition near RA 180 deg
 NIGHTS = np.array([0.0, 1.0, 3.0, 5.0])
 TIMES = (T0 + NIGHTS[:, None] + np.array([0.0, 1.0 / 24.0])[None, :]).ravel()
 SIGMA = 0.15  # arcsec per axis
+TWO_BODY = OrbitFitConfig(engine="two-body")
 N_MBA, N_HILDA, N_NEO = 200, 40, 40
 
 
@@ -59,7 +65,7 @@ class Sample:
 
 def _observe(orbits: Orbits, seed: int, sigma: float = SIGMA) -> Sample:
     n = len(orbits)
-    eph = ephemerides_grid(orbits, TIMES)
+    eph = ephemerides_grid(orbits, TIMES, engine="two-body")
     ra, dec, delta, elong = (eph[c].to_numpy().reshape(TIMES.size, n).T for c in
                              ("ra", "dec", "delta", "elong"))  # fmt: skip
     rng = np.random.default_rng(seed)
@@ -110,11 +116,11 @@ class Fits:
 
 @pytest.fixture(scope="module")
 def fitted(samples: dict[str, Sample]) -> dict[str, Fits]:
-    fit_orbits(samples["hilda"].frames[:2])  # warm up
+    fit_orbits(samples["hilda"].frames[:2], TWO_BODY)  # warm up
     out = {}
     for name, s in samples.items():
         t_wall, t_cpu = time.perf_counter(), time.process_time()
-        fits = fit_orbits(s.frames)
+        fits = fit_orbits(s.frames, TWO_BODY)
         n = len(fits)
         out[name] = Fits(
             fits,
@@ -133,8 +139,8 @@ def _stats(s: Sample, f: Fits) -> dict[str, np.ndarray]:
     fitted_orbits = Orbits.concatenate([f.fits[k].orbit for k in good])
     for days in (1.0, 7.0):
         t = TIMES[-1] + days
-        truth = ephemerides_grid(s.orbits[good], [t])
-        model = predict(fitted_orbits, t)
+        truth = ephemerides_grid(s.orbits[good], [t], engine="two-body")
+        model = predict(fitted_orbits, t, engine="two-body")
         err = np.full(len(f.fits), np.nan)
         err[good] = _sep_arcsec(truth.ra, truth.dec, model.ra, model.dec)
         pred[days] = err
@@ -282,7 +288,7 @@ def test_false_linkage_rejected(samples):
                 frame = s.frames[ia].copy()
                 frame.iloc[split:, 1:3] = s.frames[ib].iloc[split:, 1:3].to_numpy()
                 groups.append(frame)
-    fits = fit_orbits(groups)
+    fits = fit_orbits(groups, TWO_BODY)
     assert not any(f.ok for f in fits)
     rms = np.array([f.rms_arcsec for f in fits])
     assert np.all(~np.isfinite(rms) | (rms > 3.0))
@@ -300,14 +306,14 @@ def test_outlier_rejected(samples):
         frame.loc[j, "ra"] += 10.0 / 3600 * np.cos(pa) / np.cos(np.deg2rad(frame.loc[j, "dec"]))
         groups.append(frame)
         bad_rows.append(j)
-    fits = fit_orbits(groups)
+    fits = fit_orbits(groups, TWO_BODY)
     for f, j in zip(fits, bad_rows, strict=True):
         caught.append(f.ok and f.rejected[j] and f.rejected.sum() == 1)
         assert abs(f.residuals[j]).max() > 5.0  # the outlier's residual is reported
     assert np.mean(caught) >= 0.95
     assert np.median([f.rms_arcsec for f in fits]) < 0.15
     # Without rejection the same data fail.
-    f = fit_orbit(groups[0], reject_sigma=1e9)
+    f = fit_orbit(groups[0], reject_sigma=1e9, config=TWO_BODY)
     assert not f.ok and not f.rejected.any()
 
 
@@ -316,7 +322,7 @@ def test_fit_orbit_api(samples):
     # Unsorted rows, no sigma column, explicit obscode: results come back in input order.
     frame = s.frames[3].drop(columns="sigma").iloc[::-1].reset_index(drop=True)
     frame["obscode"] = "I41"
-    fit = fit_orbit(frame, designation="K24A00A")
+    fit = fit_orbit(frame, designation="K24A00A", config=TWO_BODY)
     assert fit.ok, fit.message
     assert fit.orbit is not None and fit.orbit.designation[0] == "K24A00A"
     assert fit.n_obs == fit.n_used == 8 and fit.dof == 10
@@ -336,31 +342,31 @@ def test_fit_orbit_api(samples):
     dx = np.concatenate([r - rt[0], v - vt[0]])
     assert dx @ np.linalg.solve(fit.covariance, dx) < 6 * 25
     # Residuals in input order match an independent prediction.
-    eph = predict(fit, frame["mjd"].to_numpy())
+    eph = predict(fit, frame["mjd"].to_numpy(), engine="two-body")
     d = _sep_arcsec(eph.ra, eph.dec, frame.ra, frame.dec)
     np.testing.assert_allclose(d, np.hypot(*fit.residuals.T), atol=2e-3)
 
     # fit_orbits gives the same answer; an initial orbit is accepted; trf works too.
-    (again,) = fit_orbits([frame], designations=["K24A00A"])
+    (again,) = fit_orbits([frame], TWO_BODY, designations=["K24A00A"])
     np.testing.assert_allclose(again.state[0], r, rtol=1e-9)
-    with_init = fit_orbit(frame, initial=s.orbits[3:4])
+    with_init = fit_orbit(frame, initial=s.orbits[3:4], config=TWO_BODY)
     assert with_init.ok and with_init.chi2 <= fit.chi2 * (1 + 1e-6)
-    trf = fit_orbit(frame, config=OrbitFitConfig(method="trf"))
+    trf = fit_orbit(frame, config=replace(TWO_BODY, method="trf"))
     assert trf.ok and trf.chi2 == pytest.approx(fit.chi2, rel=1e-4)
 
     # Too few observations, and a strict rms threshold.
-    few = fit_orbit(frame.iloc[:3])
+    few = fit_orbit(frame.iloc[:3], config=TWO_BODY)
     assert not few.ok and few.orbit is None and "too few" in few.message
-    strict = fit_orbit(frame, config=OrbitFitConfig(max_rms_arcsec=0.01))
+    strict = fit_orbit(frame, config=replace(TWO_BODY, max_rms_arcsec=0.01))
     assert not strict.ok and "rms" in strict.message
 
 
 def test_geocentric_obscode(samples):
     """Observations from the geocentre ("500") fit as well (the observer comes per row)."""
     s = samples["mba"]
-    eph = ephemerides_grid(s.orbits[5:6], TIMES, obscode="500")
+    eph = ephemerides_grid(s.orbits[5:6], TIMES, obscode="500", engine="two-body")
     frame = pd.DataFrame({"mjd": TIMES, "ra": eph.ra, "dec": eph.dec, "obscode": "500"})
-    fit = fit_orbit(frame, config=OrbitFitConfig(default_sigma_arcsec=0.01))
+    fit = fit_orbit(frame, config=replace(TWO_BODY, default_sigma_arcsec=0.01))
     assert fit.ok
     assert fit.rms_arcsec < 1e-3
     assert fit.orbit.a[0] == pytest.approx(s.orbits.a[5], rel=1e-6)

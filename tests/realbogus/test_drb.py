@@ -216,7 +216,7 @@ def test_drb_quality_on_a_new_simulated_night(model, tmp_path):
     auc = roc_auc_score(y, s)
     called = s >= model.threshold
     fpr, fnr = called[y == 0].mean(), (~called[y == 1]).mean()
-    # Measured with zsds_drb_v1 (310 real, 444 bogus): AUC 0.995, FPR 0.007, FNR 0.058.
+    # Measured with zsds_drb_v1 (310 real, 444 bogus): AUC 0.996, FPR 0.011, FNR 0.061.
     assert auc > 0.98, auc
     assert fpr < 0.03, fpr
     assert fnr < 0.12, fnr

@@ -1,6 +1,5 @@
 """Tests for zsds.solar.observer and zsds.solar.ephemeris."""
 
-import time
 
 import astropy.units as u
 import numpy as np
@@ -82,7 +81,8 @@ def test_columns_and_shapes():
 
 def test_light_time_is_delta_over_c_and_shift():
     orb = _mba(50)
-    df = ephemerides(orb, T0)
+    # Compared with two-body states below (the epoch is 10 days away: "auto" would be N-body).
+    df = ephemerides(orb, T0, engine="two-body")
     np.testing.assert_allclose(df["light_time"], df["delta"] / C_AU_PER_DAY, rtol=1e-10)
     # Instantaneous (no light-time) geometry differs by the transverse motion over lt.
     obs, _ = observer_heliocentric_posvel(np.full(len(orb), T0))
@@ -130,7 +130,8 @@ def test_against_astropy_mars():
     v = ((helio[2] - helio[0]) / (2 * h))[None]
     mars = state_to_elements(r, v, 60400.0, ["Mars"], [-1.5])
     t_obs = np.array([60400.0, 60400.3, 60400.6])
-    eph = ephemerides(mars[np.zeros(3, int)], t_obs)
+    # Two-body on purpose: Mars itself is a perturber of the N-body engine.
+    eph = ephemerides(mars[np.zeros(3, int)], t_obs, engine="two-body")
     # Reference: barycentric Mars at t - lt minus the barycentric observer, all from astropy.
     obs_helio = observer_heliocentric(t_obs)
     t = Time(t_obs, format="mjd", scale="utc")
@@ -158,13 +159,11 @@ def test_topocentric_parallax():
     assert 0.05 * bound < sep <= bound * 1.001
 
 
-def test_grid_performance():
+def test_grid_of_many_orbits():
+    """2000 orbits x 100 epochs through the vectorised two-body path (its speed is measured by
+    bench/bench_known.py and bench/bench_nbody.py, not here)."""
     orb = _mba(2000)
     epochs = T0 + np.linspace(0, 30, 100)
-    ephemerides_grid(orb[:2], epochs[:2])  # warm astropy caches
-    t = time.perf_counter()
-    df = ephemerides_grid(orb, epochs)
-    elapsed = time.perf_counter() - t
+    df = ephemerides_grid(orb, epochs, engine="two-body")
     assert len(df) == 200_000
     assert np.isfinite(df[["ra", "dec", "V"]].to_numpy()).all()
-    assert elapsed < 4.0  # spec: < 2 s on a developer machine; slack for loaded CI

@@ -7,15 +7,22 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from zsds.streaks import FEATURE_COLUMNS, RB_FEATURES, features_table, fit_streak, streak_rb
+from zsds.streaks import (
+    FEATURE_COLUMNS,
+    RB_FEATURES,
+    features,
+    features_table,
+    fit_streak,
+    streak_rb,
+)
 from zsds.streaks.features import (
     MODEL_PATH,
+    StreakModelError,
     load_streak_rb,
     streak_features,
-    train_streak_rb,
-    training_set,
 )
 from zsds.streaks.simulate import render_points, render_trails
+from zsds.streaks.train import save_streak_rb, train_streak_rb, training_set
 
 FWHM = 2.5
 
@@ -77,7 +84,31 @@ def test_rb_separates_real_from_bogus_on_held_out_seed() -> None:
 def test_training_is_deterministic() -> None:
     a = train_streak_rb(seed=3, n_images=2, size=320)
     b = train_streak_rb(seed=3, n_images=2, size=320)
+    assert a["format"] == features.MODEL_FORMAT
     assert a["n_real"] == b["n_real"] and a["n_bogus"] == b["n_bogus"]
     feats = pd.DataFrame(np.random.default_rng(4).normal(2.0, 2.0, (10, len(RB_FEATURES))),
                          columns=list(RB_FEATURES))
     np.testing.assert_array_equal(streak_rb(feats, a), streak_rb(feats, b))
+
+
+@pytest.mark.parametrize("content", [None, b"not a joblib file", "other-format"])
+def test_a_missing_or_stale_model_is_an_error_never_retrained(tmp_path, monkeypatch,
+                                                              content) -> None:
+    """Loading never trains nor writes a model: a missing, unreadable or stale file is an error
+    naming it and the command that trains one, and nothing is written."""
+    path = tmp_path / "models" / "streak_rb.joblib"
+    if content == "other-format":
+        save_streak_rb({"format": "zsds-streak-rb/0", "features": ["len_fwhm"]}, path)
+    elif content is not None:
+        path.parent.mkdir()
+        path.write_bytes(content)
+    before = sorted(tmp_path.rglob("*"))
+    monkeypatch.setattr(features, "MODEL_PATH", path)
+    load_streak_rb.cache_clear()
+    try:
+        with pytest.raises(StreakModelError, match="zsds rb train-streaks") as err:
+            load_streak_rb()
+        assert str(path) in str(err.value)
+        assert sorted(tmp_path.rglob("*")) == before
+    finally:
+        load_streak_rb.cache_clear()

@@ -50,7 +50,9 @@ FILE_MODE = 0o666
 def _new_temporary(path: Path) -> tuple[int, Path]:
     """Open a new temporary file next to ``path`` (mode :data:`FILE_MODE` & ~umask)."""
     while True:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        # The writer's process id lets a later run tell a temporary file left by a killed
+        # writer (zsds.io.fitsio.remove_stale_temporaries).
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
         try:
             return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE), tmp
         except FileExistsError:  # pragma: no cover - 48 random bits

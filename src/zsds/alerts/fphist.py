@@ -3,7 +3,7 @@ forced photometry.
 
 IPAC fills ``fp_hists`` with forced PSF-fit photometry at the candidate's position on the
 difference images of the 30 days before it (every field and readout channel covering the
-position). zsds measures the same with :func:`zsds.archive.forcedphot.forced_photometry` (one
+position). zsds measures the same with :func:`zsds.diffim.forced.forced_photometry` (one
 row per difference image, ZFPS ``lc.txt`` columns plus the nearest reference source's
 position); :func:`fp_hist_records` maps those rows onto ``fp_hist`` records with ZTF's
 conventions: -99999 where there is no flux (``procstatus`` not 0) or no reference-catalogue
@@ -63,7 +63,7 @@ def fp_hist_records(lc: pd.DataFrame, before_jd: float, *, exclude_pid: int | No
     Parameters
     ----------
     lc
-        :func:`zsds.archive.forcedphot.forced_photometry` rows (with ``extra=True`` for the
+        :func:`zsds.diffim.forced.forced_photometry` rows (with ``extra=True`` for the
         nearest source's position; without, ``ranr``/``decnr`` are -99999).
     before_jd
         Only rows with ``jd`` strictly before it (the candidate's own epoch is not history).

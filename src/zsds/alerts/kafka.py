@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import Any, NamedTuple
 
 from confluent_kafka import (
+    OFFSET_BEGINNING,
     TIMESTAMP_NOT_AVAILABLE,
     Consumer,
     KafkaError,
@@ -109,6 +110,16 @@ def parse_topic(topic: str) -> tuple[dt.date, int]:
 # --------------------------------------------------------------------------------------------
 # Producer
 # --------------------------------------------------------------------------------------------
+class FlushReport(NamedTuple):
+    """What :meth:`AlertProducer.flush_report` learnt: candids ``delivered`` (acknowledged)
+    and ``failed`` (refused, with ``errors``), and messages ``remaining`` in the queue."""
+
+    delivered: list[int]
+    failed: list[int]
+    errors: list[str]
+    remaining: int
+
+
 class AlertProducer:
     """Idempotent Kafka producer of alert packets.
 
@@ -147,12 +158,14 @@ class AlertProducer:
         self.bootstrap = bootstrap
         self._producer = Producer(settings)
         self._delivered: list[int] = []
+        self._failed: list[int] = []
         self._errors: list[str] = []
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         key = msg.key()
         candid = int(key) if key is not None else -1
         if err is not None:
+            self._failed.append(candid)
             self._errors.append(f"candid {candid} to {msg.topic()}: {err.str()}")
         else:
             self._delivered.append(candid)
@@ -205,12 +218,34 @@ class AlertProducer:
             Candids acknowledged and error messages since the previous flush; messages still
             queued after ``timeout`` are reported as one error.
         """
+        report = self.flush_report(timeout)
+        errors = report.errors
+        if report.remaining:
+            errors.append(f"{report.remaining} message(s) not delivered within {timeout:g} s")
+        return report.delivered, errors
+
+    def flush_report(self, timeout: float = 30.0) -> FlushReport:
+        """Wait for outstanding deliveries and say what became of each message.
+
+        Unlike :meth:`flush`, messages still queued after ``timeout`` are not reported as an
+        error: they stay queued (librdkafka keeps retrying them) and their delivery reports
+        come with a later call.
+
+        Returns
+        -------
+        FlushReport
+            Candids acknowledged and refused (with the error messages) since the previous
+            call, and how many messages are still queued.
+        """
         remaining = self._producer.flush(timeout)
-        delivered, errors = self._delivered, self._errors
-        self._delivered, self._errors = [], []
-        if remaining:
-            errors.append(f"{remaining} message(s) not delivered within {timeout:g} s")
-        return delivered, errors
+        report = FlushReport(self._delivered, self._failed, self._errors, remaining)
+        self._delivered, self._failed, self._errors = [], [], []
+        return report
+
+    def purge(self) -> None:
+        """Drop every message still queued (their delivery reports say so)."""
+        self._producer.purge()
+        self._producer.poll(0)
 
     def cluster_id(self, timeout: float = 10.0) -> str:
         """The id of the cluster this producer writes to (see :func:`cluster_id`)."""
@@ -369,6 +404,76 @@ def consume_alerts(
                 _commit(consumer)
         finally:
             consumer.close()
+
+
+def topic_keys(bootstrap: str, topic: str, *, idle_timeout: float = 2.0,
+               timeout: float = 60.0) -> list[tuple[int, str]]:
+    """Every message of a topic as ``(candid, sha256 header)``, in partition order.
+
+    Reads every partition from its beginning without a consumer group (nothing is joined or
+    committed), until no message came for ``idle_timeout`` seconds (end offsets are not
+    trusted: Tansu reports them wrong, see ``KAFKA.md``). A candid appears as many times as
+    the topic holds it.
+
+    Parameters
+    ----------
+    bootstrap
+        ``host:port``.
+    topic
+        The topic (one that does not exist gives an empty list).
+    idle_timeout
+        Seconds without a message that mean the end was reached.
+    timeout
+        Give up (TimeoutError) after this many seconds in all.
+
+    Returns
+    -------
+    list of (int, str)
+        The key of each message as a candid, with the hex digest of its ``sha256`` header
+        ("" without one); messages whose key is not a candid are left out.
+    """
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "zsds-topic-keys",
+                         "enable.auto.commit": False, "enable.partition.eof": False,
+                         "logger": log})
+    out: list[tuple[int, str]] = []
+    try:
+        meta = consumer.list_topics(topic, timeout=min(timeout, 10.0))
+        info = meta.topics.get(topic)
+        if info is None or info.error is not None or not info.partitions:
+            return out
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in info.partitions])
+        start = last = time.monotonic()
+        while time.monotonic() - last < idle_timeout:
+            if time.monotonic() - start > timeout:
+                raise TimeoutError(f"reading {topic} at {bootstrap} took over {timeout:g} s")
+            msg = consumer.poll(0.2)
+            if msg is None:
+                continue
+            err = msg.error()
+            if err is not None:
+                if err.fatal():
+                    raise KafkaException(err)
+                continue
+            last = time.monotonic()
+            key = msg.key()
+            if key is None or not key.isdigit():
+                continue
+            headers = dict(msg.headers() or ())
+            out.append((int(key), headers.get("sha256", b"").decode(errors="replace")))
+    finally:
+        consumer.close()
+    return out
+
+
+def topic_digests(bootstrap: str, topic: str, *, idle_timeout: float = 2.0,
+                  timeout: float = 60.0) -> dict[int, str]:
+    """What a topic holds: candid -> ``sha256`` header of its (last) message.
+
+    See :func:`topic_keys`. The publisher reads a topic it finds already there before sending
+    to it, so a packet delivered by a process killed before it could record the delivery is
+    recorded now rather than sent twice.
+    """
+    return dict(topic_keys(bootstrap, topic, idle_timeout=idle_timeout, timeout=timeout))
 
 
 def _topics_missing(consumer: Consumer, names: Sequence[str]) -> bool:

@@ -25,6 +25,8 @@ recorded per broker cluster id and topic (``alert_deliveries``) with the digest 
 sent, so a new (or wiped and restarted) cluster gets every packet and sending to the same
 cluster again sends nothing -- not even a packet rebuilt since by a re-processing, which is
 reported -- unless ``resend``: a candidate is never streamed twice to a cluster by default.
+A cluster that is down keeps nothing from being archived: its packets are reported undelivered
+and sent when it is back (:class:`Publisher`).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from astropy.io import fits
+from confluent_kafka import KafkaError, KafkaException
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
@@ -49,6 +52,7 @@ from zsds.alerts.kafka import (
     AlertProducer,
     StreamConfig,
     ensure_topic,
+    topic_digests,
     topic_name,
 )
 from zsds.alerts.packet import build_alert, decode_alert_packet, serialize_alert
@@ -111,6 +115,16 @@ class PublishResult:
     #: Skipped packets whose archived bytes differ from those delivered (rebuilt by a
     #: re-processing after their delivery): ``resend`` sends them.
     changed: list[int] = field(default_factory=list)
+    #: Packets not delivered because the cluster is unreachable (or did not acknowledge in
+    #: time): kept in the archive, unrecorded.
+    unsent: int = 0
+    #: Candids acknowledged now (recorded).
+    delivered: list[int] = field(default_factory=list)
+    #: Candids the cluster already had (``skipped``, and ``found``).
+    already: list[int] = field(default_factory=list)
+    #: Packets found on the cluster though not recorded as delivered (a publisher killed
+    #: between a delivery and its record): recorded now, not sent again.
+    found: int = 0
 
 
 @dataclass
@@ -120,7 +134,7 @@ class SendSummary:
     ``packets`` archived packets of the night (per ``topics``); ``missing`` passing candidates
     of the night without one (a quadrant whose packets were not built); ``sent`` delivered
     now, ``already_sent`` delivered before to this cluster (``cluster_id``), ``changed`` those
-    of them rebuilt since with other bytes.
+    of them rebuilt since with other bytes, ``unsent`` the others (not delivered).
     """
 
     packets: int = 0
@@ -128,6 +142,8 @@ class SendSummary:
     sent: int = 0
     already_sent: int = 0
     changed: int = 0
+    #: Archived packets not delivered (cluster unreachable, broker error, unreadable file).
+    unsent: int = 0
     errors: list[str] = field(default_factory=list)
     topics: dict[str, int] = field(default_factory=dict)
     cluster_id: str | None = None
@@ -178,7 +194,7 @@ def make_packets(
     list of Packet
         One per packet written, in (jd, candid) order.
     """
-    from zsds.archive.forcedphot import forced_photometry
+    from zsds.diffim.forced import forced_photometry
 
     date = parse_night(night)
     nid = nid_of(date)
@@ -308,6 +324,19 @@ class Publisher:
     ``alert_deliveries`` says this cluster already has (reporting those rebuilt since with
     other bytes). Not thread-safe; use as a context manager.
 
+    **A broker that is down** (issue 19) never stops the caller: :meth:`publish` reports the
+    packets as not delivered (``unsent``) with one error line per outage, keeps them archived
+    and unrecorded, and does not knock again for ``retry_after`` seconds (so a night is not
+    slowed by a connection timeout per quadrant). A packet is recorded only once the broker
+    acknowledged it: messages still queued when a :meth:`publish` gives up waiting stay in the
+    producer (librdkafka retries them) and are recorded by a later call when acknowledged;
+    they are not produced a second time meanwhile, so a slow acknowledgement never makes a
+    duplicate. **A publisher killed** between a delivery and its record (kill -9 of the
+    executive) leaves packets on the cluster that ``alert_deliveries`` does not know: the
+    first time a publisher sends to a topic that already exists, it reads the topic's keys
+    (:func:`~zsds.alerts.kafka.topic_digests`) and records the packets it finds there instead
+    of sending them again (with ``resend``, it sends them anyway).
+
     Parameters
     ----------
     engine
@@ -318,28 +347,114 @@ class Publisher:
         Topic and producer settings.
     producer_config
         Extra librdkafka settings of the producer.
+    connect_timeout
+        Seconds to wait for the cluster's metadata (its id) before calling it unreachable.
+    retry_after
+        Seconds during which :meth:`publish` does not try an unreachable cluster again
+        (``force`` tries at once).
     """
 
     def __init__(self, engine: Engine, bootstrap: str, config: StreamConfig = DEFAULT_STREAM,
-                 *, producer_config: dict[str, Any] | None = None) -> None:
+                 *, producer_config: dict[str, Any] | None = None,
+                 connect_timeout: float = 10.0, retry_after: float = 30.0) -> None:
         self.engine = engine
         self.bootstrap = bootstrap
         self.config = config
+        self.connect_timeout = connect_timeout
+        self.retry_after = retry_after
         self._producer = AlertProducer(bootstrap, compression=config.compression,
                                        config=producer_config)
         self._topics: set[tuple[str, str]] = set()
-        #: Cluster id of the last :meth:`publish`.
+        #: Produced and not yet acknowledged: candid -> (packet, sha256 of its bytes).
+        self._pending: dict[int, tuple[Packet, str]] = {}
+        self._down_until = 0.0
+        #: Cluster id of the last :meth:`publish` that reached the cluster.
         self.cluster_id: str | None = None
+        #: Why the cluster was last found unreachable (None while it answers).
+        self.unreachable: str | None = None
 
-    def _ensure_topics(self, cluster: str, topics: set[str]) -> None:
+    @property
+    def in_flight(self) -> int:
+        """Packets produced and not yet acknowledged (nor refused)."""
+        return len(self._pending)
+
+    def _ensure_topics(self, cluster: str, topics: set[str]) -> set[str]:
+        """Create the topics this publisher has not seen on ``cluster``; return those of them
+        that already existed (written by an earlier process, maybe one that died between a
+        delivery and its record), which count as seen once read (:meth:`_reconcile`)."""
+        existed = set()
         for topic in sorted(topics):
             if (cluster, topic) not in self._topics:
-                ensure_topic(self.bootstrap, topic, self.config.partitions,
-                             replication=self.config.replication)
-                self._topics.add((cluster, topic))
+                if ensure_topic(self.bootstrap, topic, self.config.partitions,
+                                replication=self.config.replication,
+                                timeout=self.connect_timeout):
+                    self._topics.add((cluster, topic))
+                else:
+                    existed.add(topic)
+        return existed
+
+    def _record(self, cluster: str, delivered: Sequence[tuple[Packet, str]]) -> None:
+        """Record packets (with the digest of the bytes delivered) as on ``cluster``."""
+        now = dt.datetime.now(dt.UTC)
+        with session(self.engine) as s:
+            for p, digest in delivered:
+                row = s.get(AlertDelivery, (p.candid, cluster, p.topic))
+                if row is None:
+                    s.add(AlertDelivery(candid=p.candid, cluster_id=cluster, topic=p.topic,
+                                        sha256=digest, bootstrap=self.bootstrap, sent_at=now))
+                else:
+                    row.sha256, row.bootstrap, row.sent_at = digest, self.bootstrap, now
+                rec = s.get(AlertRecord, p.candid)
+                if rec is not None:
+                    rec.sent_at, rec.sent_to = now, f"{self.bootstrap} ({cluster})"
+
+    def _reconcile(self, cluster: str, topics: set[str],
+                   todo: list[tuple[Packet, bytes, Message]], result: PublishResult
+                   ) -> list[tuple[Packet, bytes, Message]]:
+        """Read the topics that were there before this publisher: packets found on them are
+        recorded (``found``) instead of sent; the rest of ``todo`` is returned."""
+        on_broker: dict[str, dict[int, str]] = {
+            t: topic_digests(self.bootstrap, t, timeout=max(30.0, 3 * self.connect_timeout))
+            for t in sorted(topics)}
+        found = [(p, on_broker[p.topic][p.candid] or dict(m.headers)["sha256"].decode())
+                 for p, _, m in todo if p.candid in on_broker.get(p.topic, {})]
+        if found:
+            self._record(cluster, found)
+            result.found += len(found)
+            result.already += [p.candid for p, _ in found]
+        seen = {p.candid for p, _ in found}
+        return [t for t in todo if t[0].candid not in seen]
+
+    def _down(self, result: PublishResult, why: str, n: int) -> None:
+        """Mark the cluster unreachable; one error line for the outage."""
+        if self.unreachable is None:
+            result.errors.append(f"Kafka at {self.bootstrap} unreachable ({why}): {n} "
+                                 "packet(s) kept in the archive, not recorded as delivered")
+        self.unreachable = why
+        self._down_until = time.monotonic() + self.retry_after
+
+    def _settle(self, result: PublishResult, timeout: float) -> None:
+        """Wait up to ``timeout`` s for acknowledgements; record those that came."""
+        if not self._pending:
+            return
+        report = self._producer.flush_report(timeout)
+        for candid in report.failed:
+            self._pending.pop(candid, None)  # refused: tried again by a later call
+        result.errors += report.errors
+        acked = [(self._pending.pop(c)) for c in report.delivered if c in self._pending]
+        if report.remaining and timeout > 0:
+            self._down(result, f"{report.remaining} message(s) not acknowledged within "
+                               f"{timeout:g} s", report.remaining)
+        if not acked:
+            return
+        # Acknowledged by the cluster the last publish reached (a late acknowledgement of an
+        # earlier call comes from the broker connected now).
+        self._record(self.cluster_id or f"bootstrap:{self.bootstrap}", acked)
+        result.sent += len(acked)
+        result.delivered += [p.candid for p, _ in acked]
 
     def publish(self, packets: Sequence[Packet], resend: bool = False,
-                timeout: float = 60.0) -> PublishResult:
+                timeout: float = 60.0, *, force: bool = False) -> PublishResult:
         """Send archived packets (their files' bytes) that this cluster does not have yet.
 
         Parameters
@@ -350,20 +465,34 @@ class Publisher:
             Send them even where ``alert_deliveries`` says the cluster has them.
         timeout
             Seconds to wait for the broker's acknowledgements.
+        force
+            Try the cluster even within ``retry_after`` of finding it unreachable.
 
         Returns
         -------
         PublishResult
-            ``sent`` acknowledged now (and recorded), ``skipped`` already there (``changed``:
-            those whose archived bytes differ from the ones delivered), ``errors`` packets
-            not delivered (unreadable file or corrupt packet, broker error); those are not
-            recorded, so the next call tries them again.
+            ``sent`` acknowledged now (and recorded; ``delivered`` their candids, which may
+            include packets of an earlier call acknowledged late), ``skipped`` already there
+            (``changed``: those whose archived bytes differ from the ones delivered; their
+            candids in ``already``), ``unsent`` not delivered because the cluster is
+            unreachable, ``errors`` packets not delivered (unreadable file or corrupt packet,
+            broker error, broker unreachable); none of those is recorded, so the next call
+            tries them again.
         """
         result = PublishResult()
-        if not packets:
+        self._settle(result, 0.0)  # acknowledgements that came since the last call
+        if not packets and not self._pending:
             return result
-        cluster = self._producer.cluster_id()
-        self.cluster_id = cluster
+        if not force and time.monotonic() < self._down_until:
+            result.unsent = sum(1 for p in packets if p.candid not in result.delivered)
+            return result
+        try:
+            cluster = self._producer.cluster_id(self.connect_timeout)
+        except KafkaException as exc:
+            self._down(result, exc.args[0].str(), len(packets))
+            result.unsent = sum(1 for p in packets if p.candid not in result.delivered)
+            return result
+        self.cluster_id, self.unreachable, self._down_until = cluster, None, 0.0
         with session(self.engine) as s:
             done = {(d.candid, d.topic): d.sha256 for d in s.execute(
                 select(AlertDelivery).where(AlertDelivery.cluster_id == cluster,
@@ -371,6 +500,8 @@ class Publisher:
             ).scalars()}
         todo: list[tuple[Packet, bytes, Message]] = []
         for p in packets:
+            if p.candid in self._pending:  # produced, acknowledgement still to come
+                continue
             try:
                 payload = Path(p.path).read_bytes()
                 msg = packet_message(payload)
@@ -380,40 +511,49 @@ class Publisher:
             before = done.get((p.candid, p.topic))
             if before is not None and not resend:
                 result.skipped += 1
+                result.already.append(p.candid)
                 if before != dict(msg.headers)["sha256"].decode():
                     result.changed.append(p.candid)
                 continue
             todo.append((p, payload, msg))
-        if not todo:
-            return result
-        self._ensure_topics(cluster, {p.topic for p, _, _ in todo})
-        for p, payload, msg in todo:
-            self._producer.produce(p.topic, p.candid, payload, timestamp_ms=msg.timestamp_ms,
-                                   headers=msg.headers)
-        delivered, errors = self._producer.flush(timeout)
-        result.errors += errors
-        acked = set(delivered)
-        now = dt.datetime.now(dt.UTC)
-        with session(self.engine) as s:
-            for p, _, msg in todo:
-                if p.candid not in acked:
-                    continue
-                digest = dict(msg.headers)["sha256"].decode()
-                row = s.get(AlertDelivery, (p.candid, cluster, p.topic))
-                if row is None:
-                    s.add(AlertDelivery(candid=p.candid, cluster_id=cluster, topic=p.topic,
-                                        sha256=digest, bootstrap=self.bootstrap, sent_at=now))
-                else:
-                    row.sha256, row.bootstrap, row.sent_at = digest, self.bootstrap, now
-                rec = s.get(AlertRecord, p.candid)
-                if rec is not None:
-                    rec.sent_at, rec.sent_to = now, f"{self.bootstrap} ({cluster})"
-                result.sent += 1
+        if todo:
+            try:
+                existed = self._ensure_topics(cluster, {p.topic for p, _, _ in todo})
+                if existed and not resend:
+                    todo = self._reconcile(cluster, existed, todo, result)
+                self._topics |= {(cluster, t) for t in existed}
+            except (KafkaException, TimeoutError) as exc:
+                why = (exc.args[0].str() if isinstance(exc, KafkaException)
+                       and isinstance(exc.args[0], KafkaError) else str(exc) or "timed out")
+                self._down(result, f"topics: {why}", len(todo))
+                result.unsent = len(todo)
+                return result
+            for p, payload, msg in todo:
+                self._producer.produce(p.topic, p.candid, payload,
+                                       timestamp_ms=msg.timestamp_ms, headers=msg.headers)
+                self._pending[p.candid] = (p, dict(msg.headers)["sha256"].decode())
+        self._settle(result, timeout)
+        result.unsent = sum(1 for p, _, _ in todo if p.candid in self._pending)
         return result
 
-    def close(self) -> None:
-        """Flush what is still queued and release the producer."""
-        self._producer.__exit__(None, None, None)
+    def close(self, timeout: float = 10.0) -> PublishResult:
+        """Wait (up to ``timeout`` s) for the acknowledgements still due and record them,
+        then release the producer. Messages still unacknowledged are dropped, unrecorded: a
+        later publish sends them again.
+
+        Returns
+        -------
+        PublishResult
+            The late acknowledgements (``sent``) and what was dropped (``unsent``).
+        """
+        result = PublishResult()
+        if self._pending:
+            self._settle(result, timeout)
+        if self._pending:
+            result.unsent = len(self._pending)
+            self._producer.purge()
+            self._pending.clear()
+        return result
 
     def __enter__(self) -> Publisher:
         return self
@@ -432,7 +572,8 @@ def send_night(
 ) -> SendSummary:
     """Publish a night's archived packets to the cluster at ``kafka`` (``host:port``); without
     it, only count them. Nothing is built here: packets come from the archive
-    (:func:`archived_packets`)."""
+    (:func:`archived_packets`). An unreachable cluster is reported (``errors``, ``unsent``),
+    never raised."""
     packets, missing = archived_packets(home, engine, night)
     summary = SendSummary(packets=len(packets), missing=missing)
     for p in packets:
@@ -440,9 +581,14 @@ def send_night(
     if kafka is None:
         return summary
     t0 = time.perf_counter()
-    with Publisher(engine, kafka, config) as publisher:
+    publisher = Publisher(engine, kafka, config)
+    try:
         res = publisher.publish(packets, resend)
-    summary.sent, summary.already_sent, summary.errors = res.sent, res.skipped, res.errors
+    finally:
+        late = publisher.close()  # acknowledgements still due, recorded
+    summary.sent, summary.already_sent = res.sent + late.sent, res.skipped + res.found
+    summary.errors = res.errors + late.errors
+    summary.unsent = summary.packets - summary.sent - summary.already_sent
     summary.changed = len(res.changed)
     summary.cluster_id = publisher.cluster_id
     summary.seconds_kafka = time.perf_counter() - t0

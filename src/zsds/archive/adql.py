@@ -79,8 +79,9 @@ from zsds.archive.limits import (
     check_cone_radius,
     check_int64,
 )
+from zsds.core.sphere import angular_distance_deg, unit_vectors
 from zsds.db.schema import ArchiveImage, LightCurveObject
-from zsds.lightcurves.search import angular_distance_deg, cone_ranges
+from zsds.lightcurves.search import cone_ranges
 
 
 class ADQLError(ValueError):
@@ -588,11 +589,6 @@ def _int64(value: int, what: str, pos: int) -> int:
 # =========================================================================== regions
 
 
-def _unit(ra: Any, dec: Any) -> np.ndarray:
-    r, d = np.radians(np.asarray(ra, float)), np.radians(np.asarray(dec, float))
-    return np.stack([np.cos(d) * np.cos(r), np.cos(d) * np.sin(r), np.sin(d)], axis=-1)
-
-
 def gnomonic(ra: Any, dec: Any, ra0: float, dec0: float) -> tuple[np.ndarray, np.ndarray,
                                                                    np.ndarray]:
     """:func:`zsds.archive.index.gnomonic` with a front-side mask instead of the cosine."""
@@ -636,7 +632,7 @@ class Region:
             raise ADQLError("a polygon needs at least 3 vertices")
         for a, d in zip(ras, decs, strict=True):
             _check_pos(a, d)
-        v = _unit(ras, decs).sum(axis=0)
+        v = unit_vectors(ras, decs).sum(axis=0)
         norm = np.linalg.norm(v)
         if norm < 1e-9:
             raise ADQLError("polygon vertices must lie within one hemisphere")

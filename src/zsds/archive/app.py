@@ -22,10 +22,12 @@ from sqlalchemy import Engine
 
 from zsds import __version__
 from zsds.archive import security
+from zsds.archive.auth import authorize
 from zsds.archive.context import ArchiveConfig, ArchiveContext
-from zsds.archive.policy import authorize
+from zsds.archive.lightcurve import matchfile_unavailable_handler
 from zsds.core.home import ENV_DB_URL, ENV_HOME, Home
 from zsds.db import connect, init_db
+from zsds.lightcurves.query import MatchfileUnavailable
 
 #: Routers, in mounting order (the web UI last: it owns ``/``).
 ROUTERS = ("auth", "ibe", "lightcurve", "forcedphot", "vo", "depot", "web_ops", "web")
@@ -72,6 +74,8 @@ def create_app(home: Home, engine: Engine | None = None, config: ArchiveConfig |
     )
     app.state.ctx = ArchiveContext(home=home, engine=engine, config=cfg)
     security.install(app, max_body_bytes=cfg.max_body_bytes, force_https=cfg.secure_cookies)
+    # A light-curve object whose matchfile is missing or damaged: a 404, not a 500.
+    app.add_exception_handler(MatchfileUnavailable, matchfile_unavailable_handler)
     if STATIC.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC), name="static")
     for name in ROUTERS:

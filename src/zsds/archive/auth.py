@@ -34,7 +34,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from sqlalchemy import Engine, delete, select, update
 
 from zsds.archive.context import ArchiveContext, Ctx
-from zsds.archive.policy import READ_ONLY_POSTS, request_access
+from zsds.archive.policy import READ_ONLY_POSTS, Access, Rule, login_required
 from zsds.archive.security import (
     SAFE_METHODS,
     client_address,
@@ -264,6 +264,34 @@ def request_user(request: Request, ctx: ArchiveContext) -> User | None:
     user = _resolve_user(request, ctx)
     request.state.zsds_user = (user,)
     return user
+
+
+def authorize(request: Request) -> Access:
+    """App-wide FastAPI dependency: resolve the caller, enforce the route's :class:`Rule` and
+    keep the caller's :class:`Access` on ``request.state.access``."""
+    ctx = request.app.state.ctx
+    route = request.scope.get("route")
+    rule = ctx.policy.route_rule(getattr(route, "path", None))
+    if rule is Rule.PUBLIC:
+        # Nothing restricted here: the caller is resolved only if the route asks (a cone
+        # search with Basic credentials does not pay for a password hash).
+        return Access(ctx.policy, None)
+    user = request_user(request, ctx)
+    access = Access(ctx.policy, user)
+    request.state.access = access
+    if rule is Rule.LOGIN and user is None:
+        raise login_required()
+    return access
+
+
+def request_access(request: Request) -> Access:
+    """The :class:`Access` of a request (resolved by :func:`authorize`, or now)."""
+    access = getattr(request.state, "access", None)
+    if access is None:
+        ctx = request.app.state.ctx
+        access = Access(ctx.policy, request_user(request, ctx))
+        request.state.access = access
+    return access
 
 
 def current_user(request: Request) -> User | None:

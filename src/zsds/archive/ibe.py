@@ -35,10 +35,11 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from sqlalchemy import and_, text
 
 from zsds.archive import index, tables
+from zsds.archive.auth import request_access
 from zsds.archive.context import ArchiveContext, Ctx
 from zsds.archive.cutout import CutoutError, cutout_fits
 from zsds.archive.index import obsdate as irsa_date
-from zsds.archive.policy import Access, request_access
+from zsds.archive.policy import Access
 from zsds.archive.where import WhereError, translate_where
 
 router = APIRouter(tags=["ibe"])

@@ -5,7 +5,9 @@ Objects are found in ``lc_objects`` (by ``ID`` or by a ``POS``/``CIRCLE`` cone t
 :func:`zsds.lightcurves.query.lightcurve_table`, which already returns IRSA's columns in
 IRSA's order. Parameter names are case-insensitive; ``+`` and ``%20`` both separate values.
 Integers beyond 64 bits and cone radii below 0.01 arcsec are refused with a 400
-(:mod:`zsds.archive.limits`).
+(:mod:`zsds.archive.limits`). An object whose matchfile is missing or unreadable on disk is
+a 404 naming it (:class:`~zsds.lightcurves.query.MatchfileUnavailable`), in the requested
+format; :func:`matchfile_unavailable_handler` answers it for every other route.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ import numpy as np
 import pandas as pd
 from astropy.table import Table
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
+from zsds.archive.auth import request_access
 from zsds.archive.context import ArchiveContext, Ctx
 from zsds.archive.limits import LimitError, check_cone_radius, check_int64
-from zsds.archive.policy import request_access
 from zsds.archive.tables import (
     FormatError,
     ibe_error,
@@ -31,7 +34,7 @@ from zsds.archive.tables import (
     votable_error,
 )
 from zsds.db.schema import LightCurveObject
-from zsds.lightcurves.query import IRSA_LC_COLUMNS, lightcurve_table
+from zsds.lightcurves.query import IRSA_LC_COLUMNS, MatchfileUnavailable, lightcurve_table
 from zsds.lightcurves.search import cone_search
 
 router = APIRouter(tags=["light curves"])
@@ -316,7 +319,17 @@ def nph_light_curves(request: Request,
         return _error("FORMAT: use VOTABLE, IPAC_TABLE, HTML, CSV or TSV", fmt)
     if q.collection == "ztf" and not request_access(request).logged_in:
         return _error("COLLECTION=ztf (proprietary data) requires a login", q.fmt, 401)
-    table = run_query(ctx, q)
+    try:
+        table = run_query(ctx, q)
+    except MatchfileUnavailable as exc:
+        return _error(str(exc), q.fmt, 404)
     collection = (q.collection or ctx.config.collection)
     return table_response(table, q.fmt, title=f"ZTF light curves ({collection})",
                           infos={"collection": collection})
+
+
+async def matchfile_unavailable_handler(request: Request, exc: Exception) -> JSONResponse:
+    """Answer :class:`~zsds.lightcurves.query.MatchfileUnavailable` raised by any route (the
+    web UI's light-curve, periodogram and plot APIs) with a 404 naming the object and its
+    matchfile (relative to the home)."""
+    return JSONResponse({"detail": str(exc)}, status_code=404)

@@ -12,9 +12,10 @@ Restricted ("depot") content is readable by logged-in users only:
 * **images** flagged ``restricted`` in the image index (``archive_images.restricted``);
 * the proprietary light-curve collection (``COLLECTION=ztf``).
 
-The policy is applied in one place: the app-wide dependency :func:`authorize` runs before
-every route, resolves the caller once (:func:`zsds.archive.auth.request_user`, with its CSRF
-and login-throttling checks), looks the route up in :data:`ROUTES` and
+The policy is applied in one place: the app-wide dependency
+:func:`zsds.archive.auth.authorize` runs before every route, resolves the caller once
+(:func:`zsds.archive.auth.request_user`, with its CSRF and login-throttling checks), looks
+the route up in :data:`ROUTES` and
 
 * refuses an anonymous caller with 401 on a :attr:`Rule.LOGIN` route -- and on any route
   that is not listed: a new route is depot-only until it is classified;
@@ -33,7 +34,7 @@ import fnmatch
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import HTTPException, Request
+from fastapi import HTTPException
 
 from zsds.db.schema import ArchiveImage, User
 
@@ -172,35 +173,3 @@ class Access:
         """Raise 401 for an anonymous caller (``what`` says why)."""
         if not self.logged_in:
             raise login_required(f"{what} requires a login")
-
-
-def authorize(request: Request) -> Access:
-    """App-wide FastAPI dependency: resolve the caller, enforce the route's :class:`Rule` and
-    keep the caller's :class:`Access` on ``request.state.access``."""
-    from zsds.archive.auth import request_user
-
-    ctx = request.app.state.ctx
-    route = request.scope.get("route")
-    rule = ctx.policy.route_rule(getattr(route, "path", None))
-    if rule is Rule.PUBLIC:
-        # Nothing restricted here: the caller is resolved only if the route asks (a cone
-        # search with Basic credentials does not pay for a password hash).
-        return Access(ctx.policy, None)
-    user = request_user(request, ctx)
-    access = Access(ctx.policy, user)
-    request.state.access = access
-    if rule is Rule.LOGIN and user is None:
-        raise login_required()
-    return access
-
-
-def request_access(request: Request) -> Access:
-    """The :class:`Access` of a request (resolved by :func:`authorize`, or now)."""
-    access = getattr(request.state, "access", None)
-    if access is None:
-        from zsds.archive.auth import request_user
-
-        ctx = request.app.state.ctx
-        access = Access(ctx.policy, request_user(request, ctx))
-        request.state.access = access
-    return access

@@ -44,9 +44,10 @@ from sqlalchemy import and_, func, or_
 from starlette.concurrency import run_in_threadpool
 
 from zsds.archive import adql
+from zsds.archive.auth import request_access
 from zsds.archive.context import ArchiveContext, Ctx
 from zsds.archive.limits import MAX_GEOMETRY_TERMS, LimitError, check_cone_radius
-from zsds.archive.policy import Access, request_access
+from zsds.archive.policy import Access
 from zsds.archive.security import client_address
 from zsds.archive.tables import (
     MEDIA,

@@ -30,6 +30,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 from sqlalchemy import and_
 
 from zsds.archive import params
+from zsds.archive.auth import request_access
 from zsds.archive.context import ArchiveContext, Ctx
 from zsds.archive.index import images_at, obsdate
 from zsds.archive.limits import (
@@ -48,13 +49,12 @@ from zsds.archive.plots import (
     render_png,
     wcs_of,
 )
-from zsds.archive.policy import Access, request_access
+from zsds.archive.policy import Access
 from zsds.archive.security import safe_next
 from zsds.archive.templating import render
 from zsds.db.schema import ArchiveImage
 from zsds.lightcurves.build import BAD_CATFLAGS
-from zsds.lightcurves.matchfile import read_matchfile
-from zsds.lightcurves.query import lightcurve_points
+from zsds.lightcurves.query import lightcurve_points, read_exposures
 from zsds.lightcurves.search import cone_search, get_object
 
 router = APIRouter(tags=["web UI"])
@@ -566,7 +566,7 @@ def _curve(ctx: ArchiveContext, obj: dict[str, Any]) -> dict[str, Any]:
     oid = int(obj["oid"])
     pts = lightcurve_points(ctx.home, pd.DataFrame([obj]))[oid]
     pts = pts[np.argsort(pts["mjd"], kind="stable")]
-    exps = read_matchfile(ctx.home.path(obj["matchfile"]), objects_only=True).exposures
+    exps = read_exposures(ctx.home, obj["matchfile"], oid)
     # Every exposure of the matchfile covers the object's quadrant: where it was not detected
     # the exposure's limiting magnitude is an upper limit.
     miss = exps[~np.isin(exps["expid"], pts["expid"])]

@@ -53,11 +53,12 @@ from sqlalchemy import Select, and_, false, func, or_, select
 from starlette.concurrency import run_in_threadpool
 
 from zsds.archive import params
+from zsds.archive.auth import request_access
 from zsds.archive.context import ArchiveContext, Ctx
 from zsds.archive.index import images_at
 from zsds.archive.limits import INT64_MAX, MAX_EPHEMERIS_ROWS
 from zsds.archive.params import MJD_JD
-from zsds.archive.policy import Access, request_access
+from zsds.archive.policy import Access
 from zsds.archive.tables import FormatError, parse_format, table_response
 from zsds.archive.templating import render
 from zsds.core.naming import NID_EPOCH, nid_of, parse_night

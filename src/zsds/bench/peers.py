@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from zsds.bench.harness import real_quadrant_inputs, timed_calls
 from zsds.core.home import Home
 
 __all__ = ["PEER_STEP", "PeerInputs", "fft_floor", "load_peer_inputs", "run_peers",
@@ -407,7 +408,6 @@ def run_peers(home: Home, pid: int, config) -> dict:
             ref, sci.wcs, shape, scfg.bad_bits))
         # Subtraction: zsds's whole stage (its ZOGY tiles timed inside), the FFT floor, sfft.
         import zsds.diffim.stage as dstage
-        from zsds.bench.realtime import timed_calls
 
         calls: dict = {}
         with timed_calls(dstage, ("zogy",), calls):
@@ -452,7 +452,6 @@ def run_real_peers(folder: Path, config) -> dict:
     """zsds's extraction against sep's and photutils' on the real ZTF quadrant."""
     from threadpoolctl import threadpool_limits
 
-    from zsds.bench.realtime import real_quadrant_inputs
     from zsds.core.masks import BAD_PIXEL_BITS
 
     q = real_quadrant_inputs(folder, config.real_cutout)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +19,10 @@ from astropy.io import fits
 from astropy.time import Time
 from sqlalchemy import Engine, select
 
-from zsds.calib.bias import BiasConfig, make_master_bias
-from zsds.calib.flat import FlatConfig, make_hifreq_flat
+from zsds.calib.bias import make_master_bias
+from zsds.calib.config import CalibBuildConfig
+from zsds.calib.flat import make_hifreq_flat
+from zsds.config import PipelineConfig, record_config
 from zsds.core.home import Home
 from zsds.core.instrument import Filter
 from zsds.core.naming import BIAS_CODE, cal_product, parse_night
@@ -31,16 +33,6 @@ from zsds.split import read_raw_ccd, split_quadrant
 
 #: Days either side of the night during which a product is valid.
 VALIDITY_DAYS = {"bias": 7.0, "hifreqflat": 30.0}
-
-
-@dataclass(frozen=True)
-class CalibBuildConfig:
-    """Options of the calibration-frame pipelines."""
-
-    bias: BiasConfig = field(default_factory=BiasConfig)
-    flat: FlatConfig = field(default_factory=FlatConfig)
-    min_bias: int = 3
-    min_flat: int = 2
 
 
 @dataclass(frozen=True)
@@ -105,15 +97,21 @@ def _header(kind: str, nframes: int, night: dt.date, qa: dict) -> fits.Header:
 
 
 def build_calibrations(
-    home: Home, engine: Engine, night: str | dt.date, config: CalibBuildConfig = CalibBuildConfig(),
-    ccd: int | None = None,
+    home: Home, engine: Engine, night: str | dt.date,
+    config: PipelineConfig | CalibBuildConfig | None = None, ccd: int | None = None,
 ) -> CalibBuildResult:
     """Build master biases and high-frequency flats for a night from ingested raw frames
     (of one CCD if ``ccd`` is given: the executive builds one CCD per task, as the frames of a
     CCD are held in memory together).
 
+    ``config`` is the pipeline configuration (its ``calib`` and ``split`` settings are used),
+    or these settings alone (every other stage at its defaults), or ``None`` (the defaults);
+    it is recorded in ``configs`` and its hash in every product's header (``CFGHASH``).
     Idempotent: products are rewritten in place (atomically) and their database rows updated.
     """
+    pipeline = PipelineConfig.of(config)
+    config, split = pipeline.calib, pipeline.split
+    cfg_hash = record_config(engine, pipeline)
     date = parse_night(night)
     products: dict[tuple[str, str, int, int], Path] = {}
     skipped: list[str] = []
@@ -121,7 +119,7 @@ def build_calibrations(
     for path, ccdid, _fid, _mjd in _raw_frames(home, engine, date, "bias", ccd):
         raw = read_raw_ccd(path)
         for qid in (1, 2, 3, 4):
-            biases[(ccdid, qid)].append(split_quadrant(raw, qid).data)
+            biases[(ccdid, qid)].append(split_quadrant(raw, qid, split).data)
     masters = {}
     for ccdid, qid in sorted(biases):
         frames = biases.pop((ccdid, qid))  # frees each quadrant's stack once used
@@ -137,7 +135,8 @@ def build_calibrations(
             ("biascmask.fits", res.cmask.astype(np.int16)),
         ):
             p = home.path(cal_product(date, "bias", BIAS_CODE, ccdid, qid, suffix))
-            write_image(p, np.asarray(data, np.float32 if data.dtype != np.int16 else np.int16), h)
+            write_image(p, np.asarray(data, np.float32 if data.dtype != np.int16 else np.int16), h,
+                        config_hash=cfg_hash)
         products[("bias", BIAS_CODE, ccdid, qid)] = p.with_name(p.name.replace("biascmask", "bias"))
         _record(
             engine,
@@ -154,7 +153,7 @@ def build_calibrations(
     for path, ccdid, fid, _mjd in _raw_frames(home, engine, date, "dome", ccd):
         raw = read_raw_ccd(path)
         for qid in (1, 2, 3, 4):
-            flats[(Filter(fid).code, ccdid, qid)].append(split_quadrant(raw, qid).data)
+            flats[(Filter(fid).code, ccdid, qid)].append(split_quadrant(raw, qid, split).data)
     for fc, ccdid, qid in sorted(flats):
         frames = flats.pop((fc, ccdid, qid))
         mb = masters.get((ccdid, qid))
@@ -175,7 +174,8 @@ def build_calibrations(
             p = home.path(cal_product(date, "hifreqflat", fc, ccdid, qid, suffix))
             arr = np.asarray(data)
             write_image(
-                p, arr.astype(np.int16) if arr.dtype.kind in "biu" else arr.astype(np.float32), h
+                p, arr.astype(np.int16) if arr.dtype.kind in "biu" else arr.astype(np.float32), h,
+                config_hash=cfg_hash,
             )
         main = home.path(cal_product(date, "hifreqflat", fc, ccdid, qid, "hifreqflat.fits"))
         products[("hifreqflat", fc, ccdid, qid)] = main

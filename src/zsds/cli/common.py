@@ -94,3 +94,23 @@ def fail_if(problems: list[str], home: Home, command: str) -> None:
     if problems:
         raise click.ClickException(f"{command}: {'; '.join(problems)}; see zsds status "
                                    f"--home {home.root}")
+
+
+def config_option(fn: Callable) -> Callable:
+    """``--config FILE.toml``: the pipeline configuration (default: every stage's defaults;
+    ``zsds config show`` prints them as such a file)."""
+    return click.option(
+        "--config",
+        "config_file",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        default=None,
+        help="pipeline configuration (TOML; default: the defaults, see `zsds config show`)",
+    )(fn)
+
+
+def pipeline_config(config_file: Path | None):
+    """The :class:`~zsds.config.PipelineConfig` of ``--config`` (the defaults without one);
+    an unknown key or a bad value is a one-line error naming the key and the file."""
+    from zsds.config import load_config
+
+    return load_config(config_file)

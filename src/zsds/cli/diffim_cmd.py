@@ -7,10 +7,12 @@ from pathlib import Path
 import click
 
 from zsds.cli.common import (
+    config_option,
     console,
     fail_if,
     home_option,
     open_db,
+    pipeline_config,
     progress_bar,
     user_errors,
 )
@@ -23,14 +25,16 @@ from zsds.core.home import Home
 @click.option("--exposure", "expid", type=int, default=None, help="only this exposure id")
 @click.option("--ccd", type=int, default=None, help="only this CCD")
 @click.option("--quad", type=int, default=None, help="only this quadrant (1-4)")
+@config_option
 @user_errors
-def subtract_cmd(home, db_url, night, expid, ccd, quad) -> None:
+def subtract_cmd(home, db_url, night, expid, ccd, quad, config_file) -> None:
     """ZOGY subtraction, candidates, real-bogus, objects and alert packets for a night's
     quadrants (each quadrant's packets are built and archived right after it, as the
     executive does; ``zsds alerts send`` publishes them)."""
     from zsds.alerts.send import build_quadrant_packets
     from zsds.diffim.run import subtract_night
 
+    pipeline = pipeline_config(config_file)
     h = Home.resolve(home, db_url)
     engine = open_db(h)
     packets: list = []
@@ -46,7 +50,7 @@ def subtract_cmd(home, db_url, night, expid, ccd, quad) -> None:
 
     prog, update = progress_bar("subtract")
     with prog:
-        outcomes = subtract_night(h, engine, night, expid, ccd, quad,
+        outcomes = subtract_night(h, engine, night, expid, ccd, quad, pipeline,
                                   progress=lambda d, t, item: update(item, d, t),
                                   after=build_packets)
     ok = [o for o in outcomes if o.ok]
@@ -157,9 +161,12 @@ def rb_train_drb(data, work, out, passes, epochs, threads, seed, target_fpr, ale
     with PyTorch (the `train` extra) on some images, its threshold chosen on others, and
     measured on the rest.
     """
+    import shlex
+    import sys
     import time
     from dataclasses import replace
 
+    from zsds import __version__ as zsds_version
     from zsds.realbogus.drb import DRB_VERSION
     from zsds.realbogus.drb_data import TripletSet, build_training_set
     from zsds.realbogus.drb_train import DRBTrainConfig, compare_with_braai, train_drb
@@ -170,7 +177,8 @@ def rb_train_drb(data, work, out, passes, epochs, threads, seed, target_fpr, ale
     except ImportError as exc:
         raise click.ClickException("training needs PyTorch: pip install 'zsds[train]'") from exc
     t0 = time.perf_counter()
-    if data is not None and data.exists():
+    read_data = data is not None and data.exists()
+    if read_data:
         ts = TripletSet.load(data)
         console.print(f"read {len(ts)} triplets from {data}")
     else:
@@ -184,9 +192,21 @@ def rb_train_drb(data, work, out, passes, epochs, threads, seed, target_fpr, ale
     cfg = DRBTrainConfig(epochs=epochs, seed=seed, threads=threads, target_fpr=target_fpr)
     model, rep = train_drb(ts, cfg, log=lambda line: console.print(line))
     cmp = compare_with_braai(model, alert_dirs) if alert_dirs else None
+    meta = dict(model.meta)
     if cmp is not None:
-        meta = dict(model.meta, braai_comparison={k: v for k, v in cmp.items() if k != "scores"})
-        model = replace(model, meta=_jsonable(meta))
+        meta["braai_comparison"] = {k: v for k, v in cmp.items() if k != "scores"}
+    # How these weights were made, so that a reviewer can rerun it.
+    argv = sys.argv[1:] if Path(sys.argv[0]).name == "zsds" else None
+    command = (shlex.join(["zsds", *argv]) if argv
+               else click.get_current_context().command_path)
+    meta["provenance"] = {
+        "command": command,
+        "triplets": (f"read from {data} (simulated by an earlier run)" if read_data
+                     else "simulated by this run"),
+        "zsds_version": zsds_version,
+        "seconds_to_weights": round(time.perf_counter() - t0, 1),
+    }
+    model = replace(model, meta=_jsonable(meta))
     dest = out or (Path(__file__).resolve().parents[1] / "realbogus" / "models"
                    / f"{DRB_VERSION}.npz")
     path = model.save(dest)

@@ -16,14 +16,17 @@ from zsds import __version__
 from zsds.cli.alerts_cmd import alerts, eval_alerts
 from zsds.cli.bench_cmd import bench
 from zsds.cli.common import (
+    config_option,
     console,
     fail_if,
     home_option,
     open_db,
     parse_int_list,
+    pipeline_config,
     progress_bar,
     user_errors,
 )
+from zsds.cli.config_cmd import config_group
 from zsds.cli.diffim_cmd import eval_subtract, rb, subtract_cmd
 from zsds.cli.import_cmd import import_cmd
 from zsds.cli.lightcurves_cmd import (
@@ -34,8 +37,10 @@ from zsds.cli.lightcurves_cmd import (
 )
 from zsds.cli.moving_cmd import eval_known, eval_linking, eval_streaks, moving
 from zsds.cli.night_cmd import night, status
+from zsds.cli.reliability_cmd import eval_reliability
 from zsds.cli.send_cmd import alerts_send
 from zsds.cli.serve_cmd import serve, users
+from zsds.cli.streaks_cmd import rb_train_streaks
 from zsds.core.home import Home
 
 
@@ -157,14 +162,16 @@ def calib() -> None:
 
 @calib.command("build")
 @home_option
+@config_option
 @click.option("--night", required=True, help="UT date of the night, YYYY-MM-DD")
 @user_errors
-def calib_build(home, db_url, night) -> None:
+def calib_build(home, db_url, config_file, night) -> None:
     """Build master biases and hi-nu flats for a night from the ingested frames."""
     from zsds.calib.build import build_calibrations
 
+    pipeline = pipeline_config(config_file)
     h = Home.resolve(home, db_url)
-    res = build_calibrations(h, open_db(h), night)
+    res = build_calibrations(h, open_db(h), night, pipeline)
     kinds: dict[str, int] = {}
     for kind, *_ in res.products:
         kinds[kind] = kinds.get(kind, 0) + 1
@@ -181,24 +188,25 @@ def calib_build(home, db_url, night) -> None:
 @click.option("--ccd", type=int, default=None, help="only this CCD")
 @click.option("--quad", type=int, default=None, help="only this quadrant (1-4)")
 @click.option("--no-cosmics", is_flag=True, help="skip cosmic-ray detection (faster)")
+@config_option
 @user_errors
-def calibrate(home, db_url, night, expid, ccd, quad, no_cosmics) -> None:
+def calibrate(home, db_url, night, expid, ccd, quad, no_cosmics, config_file) -> None:
     """Instrumental calibration of a night's science quadrants (sciimg, mskimg, catalogs, PSF)."""
     import dataclasses
 
     from zsds.core.instrument import check_ccd_quad
     from zsds.instcal.run import calibrate_night
-    from zsds.instcal.stage import InstCalConfig
 
     if ccd is not None:
         check_ccd_quad(ccd)
     if quad is not None:
         check_ccd_quad(1, quad)
     h = Home.resolve(home, db_url)
-    config = InstCalConfig()
+    config = pipeline_config(config_file)
     if no_cosmics:
-        config = dataclasses.replace(config, mask=dataclasses.replace(config.mask,
-                                                                      cosmic_rays=False))
+        ic = config.instcal
+        config = dataclasses.replace(config, instcal=dataclasses.replace(
+            ic, mask=dataclasses.replace(ic.mask, cosmic_rays=False)))
     prog, update = progress_bar("calibrate")
     with prog:
         outcomes = calibrate_night(h, open_db(h), night, expid, ccd, quad, config, update)
@@ -224,8 +232,9 @@ def refs() -> None:
 @click.option("--ccd", type=int, default=None, help="only this CCD")
 @click.option("--quad", type=int, default=None, help="only this quadrant (1-4)")
 @click.option("--filter", "filt", default=None, help="only this filter (g, r, i)")
+@config_option
 @user_errors
-def refs_build(home, db_url, field, ccd, quad, filt) -> None:
+def refs_build(home, db_url, field, ccd, quad, filt, config_file) -> None:
     """Build (or rebuild, as a new version) references where enough good epochs exist."""
     from zsds.core.fields import get_field
     from zsds.core.instrument import Filter, check_ccd_quad
@@ -238,10 +247,12 @@ def refs_build(home, db_url, field, ccd, quad, filt) -> None:
     if quad is not None:
         check_ccd_quad(1, quad)
     fobj = Filter.parse(filt) if filt else None
+    pipeline = pipeline_config(config_file)
     h = Home.resolve(home, db_url)
     prog, update = progress_bar("references")
     with prog:
-        outcomes = build_references(h, open_db(h), field, ccd, quad, fobj, progress=update)
+        outcomes = build_references(h, open_db(h), field, ccd, quad, fobj, pipeline,
+                                    progress=update)
     built = [o for o in outcomes if o.ok]
     for o in outcomes:
         if not o.ok:
@@ -452,6 +463,7 @@ def demo(home, db_url, night, exposures, workers) -> None:
 cli.add_command(import_cmd)
 cli.add_command(subtract_cmd)
 cli.add_command(rb)
+rb.add_command(rb_train_streaks)
 alerts.add_command(alerts_send)
 cli.add_command(alerts)
 cli.add_command(night)
@@ -465,10 +477,12 @@ cli.add_command(moving)
 evaluate.add_command(eval_linking)
 evaluate.add_command(eval_known)
 evaluate.add_command(eval_streaks)
+evaluate.add_command(eval_reliability)
 simulate.add_command(simulate_survey_cmd)
 cli.add_command(serve)
 cli.add_command(users)
 cli.add_command(bench)
+cli.add_command(config_group)
 
 if __name__ == "__main__":  # pragma: no cover
     cli()

@@ -6,10 +6,12 @@ import click
 from rich.table import Table
 
 from zsds.cli.common import (
+    config_option,
     console,
     fail_if,
     home_option,
     open_db,
+    pipeline_config,
     progress_bar,
     user_errors,
 )
@@ -23,6 +25,7 @@ def _exec_options(fn):
                       help="local cluster worker processes (default: one per core)")(fn)
     fn = click.option("--kafka", default=None, metavar="HOST:PORT",
                       help="publish alerts to this Kafka broker (default: archive only)")(fn)
+    fn = config_option(fn)
     return home_option(fn)
 
 
@@ -36,7 +39,9 @@ def print_summary(s) -> None:
                                 f"without reference, {s.failed} failed, {s.skipped_done} "
                                 "already done"),
         ("candidates", s.candidates),
-        ("alerts", f"{s.alerts} archived, {s.alerts_sent} sent to Kafka"),
+        ("alerts", f"{s.alerts} archived, {s.alerts_sent} sent to Kafka"
+                   + (f", {s.alerts_unsent} not delivered (broker unreachable)"
+                      if s.alerts_unsent else "")),
         ("latency p50 / p90 / p95 / max",
          " / ".join("-" if v is None else f"{v:.1f} s" for v in
                     (s.latency_p50_s, s.latency_p90_s, s.latency_p95_s, s.latency_max_s))),
@@ -65,13 +70,17 @@ def night() -> None:
 @click.option("--redo", is_flag=True, help="process everything again (default: skip done)")
 @click.option("--no-refs", is_flag=True, help="do not build references at the end")
 @user_errors
-def night_run(home, db_url, scheduler, workers, kafka, night_, redo, no_refs) -> None:
+def night_run(home, db_url, config_file, scheduler, workers, kafka, night_, redo,
+              no_refs) -> None:
     """Process everything waiting for a night, start to end."""
     from zsds.executive import ExecConfig, Executive
 
+    pipeline = pipeline_config(config_file)
     h = Home.resolve(home, db_url)
     cfg = ExecConfig(scheduler=scheduler, n_workers=workers, kafka=kafka, redo=redo,
-                     build_refs=not no_refs)
+                     build_refs=not no_refs, pipeline=pipeline)
+    console.print(f"configuration {pipeline.config_hash()}"
+                  + (f" ({config_file})" if config_file else " (defaults)"))
     prog, update = progress_bar(f"night {night_}")
     with prog, Executive(h, open_db(h), cfg, progress=update) as ex:
         s = ex.run_night(night_)
@@ -84,12 +93,14 @@ def night_run(home, db_url, scheduler, workers, kafka, night_, redo, no_refs) ->
 @click.option("--idle", type=float, default=None,
               help="stop after this many seconds without new files (default: run until Ctrl-C)")
 @user_errors
-def night_watch(home, db_url, scheduler, workers, kafka, idle) -> None:
+def night_watch(home, db_url, config_file, scheduler, workers, kafka, idle) -> None:
     """Follow HOME/incoming and process each raw file as it lands."""
     from zsds.executive import ExecConfig, Executive
 
+    pipeline = pipeline_config(config_file)
     h = Home.resolve(home, db_url)
-    cfg = ExecConfig(scheduler=scheduler, n_workers=workers, kafka=kafka, build_refs=False)
+    cfg = ExecConfig(scheduler=scheduler, n_workers=workers, kafka=kafka, build_refs=False,
+                     pipeline=pipeline)
     console.print(f"watching {h.incoming} (Ctrl-C to stop)")
     with Executive(h, open_db(h), cfg) as ex:
         try:

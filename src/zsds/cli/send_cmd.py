@@ -51,5 +51,6 @@ def alerts_send(home, db_url, night, kafka, resend, partitions, replication) -> 
                    "cluster and differ from what it has: --resend sends them again", err=True)
     for e in s.errors[:10]:
         click.echo(f"delivery error: {e}", err=True)
-    if s.errors:
-        raise click.ClickException(f"{len(s.errors)} packets were not delivered")
+    if s.errors or s.unsent:
+        raise click.ClickException(f"{s.unsent} packet(s) were not delivered; they stay in "
+                                   "the archive: run this command again to deliver them")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 
 def clip_segment(x0: float, y0: float, x1: float, y1: float,
                  xlim: tuple[float, float], ylim: tuple[float, float]
@@ -35,3 +37,13 @@ def clip_segment(x0: float, y0: float, x1: float, y1: float,
         else:
             t1 = min(t1, t)
     return None if t0 > t1 else (t0, t1)
+
+
+def point_segment_distance(px: float, py: float, seg: tuple[float, float, float, float]
+                           ) -> float:
+    """Distance from the point (px, py) to the segment ``(x0, y0, x1, y1)`` (same units)."""
+    x0, y0, x1, y1 = seg
+    vx, vy = x1 - x0, y1 - y0
+    L2 = vx * vx + vy * vy
+    t = 0.0 if L2 == 0 else min(1.0, max(0.0, ((px - x0) * vx + (py - y0) * vy) / L2))
+    return float(math.hypot(px - x0 - t * vx, py - y0 - t * vy))

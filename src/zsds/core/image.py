@@ -160,3 +160,14 @@ def input_variance(img: QuadrantImage) -> np.ndarray:
     if "SKYSIG" in h:
         return np.full(img.shape, float(h["SKYSIG"]) ** 2, np.float32)
     raise ValueError("input has no variance map and no GAIN/READNOI or SKYSIG header keywords")
+
+
+def extract_stamps(
+    image: np.ndarray, ix: np.ndarray, iy: np.ndarray, half: int, fill=0.0
+) -> np.ndarray:
+    """(N, 2 half + 1, 2 half + 1) cut-outs centred on integer pixels; outside -> ``fill``."""
+    pad = np.pad(image, half, constant_values=fill)
+    g = np.arange(-half, half + 1)
+    return pad[
+        (iy + half)[:, None, None] + g[None, :, None], (ix + half)[:, None, None] + g[None, None, :]
+    ]

@@ -25,7 +25,7 @@ from zsds.core.instrument import (
 )
 
 
-def _sip_inverse(
+def sip_inverse(
     a: np.ndarray, b: np.ndarray, crpix: np.ndarray, nx: int, ny: int, order: int = 4
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fit inverse SIP polynomials (AP, BP) on a grid covering the image, by least squares."""
@@ -111,7 +111,7 @@ def quadrant_wcs(
     b = np.zeros((4, 4))
     a[3, 0], a[2, 1], a[1, 2] = k * qf[0, 0], 2 * k * qf[0, 1], k * qf[1, 1]
     b[2, 1], b[1, 2], b[0, 3] = k * qf[0, 0], 2 * k * qf[0, 1], k * qf[1, 1]
-    ap, bp = _sip_inverse(a, b, w.wcs.crpix, nx, ny)
+    ap, bp = sip_inverse(a, b, w.wcs.crpix, nx, ny)
     w.wcs.ctype = ["RA---TAN-SIP", "DEC--TAN-SIP"]
     w.sip = Sip(a, b, ap, bp, w.wcs.crpix)
     w.wcs.set()
@@ -141,4 +141,5 @@ def image_footprint(h: fits.Header, shape: tuple[int, int]) -> tuple[float, floa
     return float(ra0[0]), float(dec0[0]), float(np.hypot(nx, ny) / 2 * PIXEL_SCALE / 3600.0)
 
 
-__all__ = ["PIXEL_SCALE", "header_wcs", "image_footprint", "pixel_scale_arcsec", "quadrant_wcs"]
+__all__ = ["PIXEL_SCALE", "header_wcs", "image_footprint", "pixel_scale_arcsec", "quadrant_wcs",
+           "sip_inverse"]

@@ -11,6 +11,8 @@ The row is ``running`` (with this host and process id) while the block runs; ``d
 the block chose) when it ends; ``failed`` with the error and a short traceback when it raises,
 and the exception propagates. So no error can leave a job ``running``: only a process that
 died (kill -9, a lost machine) can, and :func:`is_stale` tells those apart from live ones.
+Recording the end state is tried again once when the database dropped the connection, so a
+connection lost at that moment does not leave the job ``running`` either.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
 from zsds.db.engine import session
 from zsds.db.schema import Job
@@ -109,11 +112,25 @@ def job(engine: Engine, stage: str, key: str, inputs: dict | None = None
         yield run
     except BaseException as exc:
         try:
-            record_job(engine, stage, key, "failed", error_text(exc))
+            _record_end(engine, stage, key, "failed", error_text(exc))
         except Exception:  # the database may be what failed: keep the original error
             log.exception("could not record job %s %s as failed", stage, key)
         raise
-    record_job(engine, stage, key, run.state, run.message)
+    _record_end(engine, stage, key, run.state, run.message)
+
+
+def _record_end(engine: Engine, stage: str, key: str, state: str, error: str | None) -> None:
+    """:func:`record_job` of a job's end state, tried again once on a new connection if the
+    database dropped the first (a server restart, a terminated backend): the block's work is
+    already committed, and the job must not stay ``running``."""
+    try:
+        record_job(engine, stage, key, state, error)
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        log.warning("recording job %s %s as %s: connection lost (%s); trying again",
+                    stage, key, state, str(exc.orig or exc).splitlines()[0])
+        record_job(engine, stage, key, state, error)
 
 
 def _process_start(pid: int) -> dt.datetime | None:

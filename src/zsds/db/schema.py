@@ -344,6 +344,22 @@ class AlertDelivery(Base):
     sent_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class ConfigRecord(Base):
+    """A pipeline configuration some product was made with (schema v12, issue 21).
+
+    ``hash`` is the ``CFGHASH`` the products' headers carry (the first 16 hex digits of the
+    SHA-256 of ``json``, :meth:`zsds.config.PipelineConfig.config_hash`); ``json`` the
+    configuration as canonical JSON (sorted keys), exactly the text that was hashed.
+    ``zsds config show --hash H`` prints it.
+    """
+
+    __tablename__ = "configs"
+
+    hash: Mapped[str] = mapped_column(String(16), primary_key=True)
+    json: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 class NightSummaryRecord(Base):
     """The summary of one run of the executive over a night (schema v4)."""
 

@@ -18,6 +18,7 @@ import pandas as pd
 import sep
 from scipy import ndimage
 
+from zsds.core.instrument import PIXEL_SCALE
 from zsds.core.masks import BAD_PIXEL_BITS
 from zsds.core.photometry import flux_to_mag
 from zsds.diffim.stage import DiffImage
@@ -184,7 +185,7 @@ def measure_candidates(diff: DiffImage, config: CandidateConfig = CandidateConfi
     d_rms = float(np.nanstd(np.where(g, diff.diff, np.nan)[::2, ::2]))
     s_rms = float(np.nanstd(np.where(g, diff.score, np.nan)[::2, ::2]))
     diffmaglim = float(hdr.get("DIFFMLIM", np.nan))
-    sci_fwhm = float(hdr.get("SEEING", np.nan)) / 1.012 if "SEEING" in hdr else np.nan
+    sci_fwhm = float(hdr.get("SEEING", np.nan)) / PIXEL_SCALE if "SEEING" in hdr else np.nan
     h = config.fit_half
     cols: dict[str, list] = {k: [] for k in (
         "flux", "fluxerr", "chipsf", "fwhm", "aimage", "bimage", "theta", "nneg", "nbad",

@@ -16,15 +16,11 @@ import pandas as pd
 from scipy.spatial import cKDTree
 
 from zsds.core.instrument import PIXEL_SCALE
+from zsds.core.sphere import unit_vectors
 
 __all__ = ["gaia_context", "nearest_reference", "ps1_context"]
 
 NONE = -999.0
-
-
-def _unit(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
-    r, d = np.radians(ra), np.radians(dec)
-    return np.column_stack([np.cos(d) * np.cos(r), np.cos(d) * np.sin(r), np.sin(d)])
 
 
 def _chord(arcsec: float) -> float:
@@ -43,8 +39,8 @@ def nearest_reference(cand: pd.DataFrame, refcat: pd.DataFrame, radius_px: float
                         "chinr": np.nan, "sharpnr": np.nan, "ranr": NONE, "decnr": NONE})
     if n == 0 or len(refcat) == 0:
         return out
-    tree = cKDTree(_unit(refcat["ra"].to_numpy(float), refcat["dec"].to_numpy(float)))
-    d, j = tree.query(_unit(cand["ra"].to_numpy(float), cand["dec"].to_numpy(float)),
+    tree = cKDTree(unit_vectors(refcat["ra"].to_numpy(float), refcat["dec"].to_numpy(float)))
+    d, j = tree.query(unit_vectors(cand["ra"].to_numpy(float), cand["dec"].to_numpy(float)),
                       distance_upper_bound=_chord(radius_px * PIXEL_SCALE))
     ok = np.isfinite(d)
     jj = j[ok]
@@ -70,8 +66,8 @@ def ps1_context(cand: pd.DataFrame, ps1: pd.DataFrame, radius: float = 30.0) -> 
         cols[f"distpsnr{k}"] = np.full(n, np.nan)
         cols[f"objectidps{k}"] = np.full(n, -999, dtype=np.int64)
     if n and len(ps1):
-        tree = cKDTree(_unit(ps1["raMean"].to_numpy(float), ps1["decMean"].to_numpy(float)))
-        xyz = _unit(cand["ra"].to_numpy(float), cand["dec"].to_numpy(float))
+        tree = cKDTree(unit_vectors(ps1["raMean"].to_numpy(float), ps1["decMean"].to_numpy(float)))
+        xyz = unit_vectors(cand["ra"].to_numpy(float), cand["dec"].to_numpy(float))
         cols["nmtchps"] = np.array([len(v) for v in tree.query_ball_point(xyz, _chord(radius))])
         d, j = tree.query(xyz, k=3, distance_upper_bound=_chord(radius))
         for k in (1, 2, 3):
@@ -96,14 +92,14 @@ def gaia_context(cand: pd.DataFrame, gaia: pd.DataFrame, radius: float = 90.0,
                         "neargaiabright": np.nan, "maggaiabright": np.nan})
     if n == 0 or len(gaia) == 0:
         return out
-    xyz = _unit(cand["ra"].to_numpy(float), cand["dec"].to_numpy(float))
+    xyz = unit_vectors(cand["ra"].to_numpy(float), cand["dec"].to_numpy(float))
     g = gaia["phot_g_mean_mag"].to_numpy(float)
     for sel, dcol, mcol in ((np.ones(len(gaia), bool), "neargaia", "maggaia"),
                             (g < bright, "neargaiabright", "maggaiabright")):
         if not sel.any():
             continue
         sub = gaia[sel]
-        tree = cKDTree(_unit(sub["ra"].to_numpy(float), sub["dec"].to_numpy(float)))
+        tree = cKDTree(unit_vectors(sub["ra"].to_numpy(float), sub["dec"].to_numpy(float)))
         d, j = tree.query(xyz, distance_upper_bound=_chord(radius))
         ok = np.isfinite(d)
         out.loc[ok, dcol] = _arcsec(d[ok])

@@ -30,6 +30,7 @@ from astropy.table import Table
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 
+from zsds.config import PipelineConfig, record_config
 from zsds.core.home import Home
 from zsds.core.image import QuadrantImage
 from zsds.core.naming import mjd_to_jd, nid_of, parse_night
@@ -48,12 +49,14 @@ from zsds.db.schema import (
     Reference,
     StreakRecord,
 )
-from zsds.diffim.candidates import CandidateConfig, measure_candidates
+from zsds.diffim.candidates import measure_candidates
+from zsds.diffim.config import PacketCuts, SubtractRunConfig
 from zsds.diffim.context import gaia_context, nearest_reference, ps1_context
 from zsds.diffim.objects import associate, refresh_objects
-from zsds.diffim.stage import DiffImage, SubtractConfig, subtract
-from zsds.io.fitsio import write_hdul, write_image, write_table
+from zsds.diffim.stage import DiffImage, subtract
+from zsds.io.fitsio import config_provenance, write_hdul, write_image, write_table
 from zsds.sky.refcat import open_refcat
+from zsds.streaks.base import StreakConfig
 
 __all__ = ["PacketCuts", "QuadrantDiffOutcome", "SubtractRunConfig", "subtract_night",
            "subtract_quadrant", "subtract_quadrant_job"]
@@ -61,39 +64,6 @@ __all__ = ["PacketCuts", "QuadrantDiffOutcome", "SubtractRunConfig", "subtract_n
 log = logging.getLogger(__name__)
 ProgressFn = Callable[[int, int, str], None]
 CUTOUT = 63
-
-
-@dataclass(frozen=True)
-class PacketCuts:
-    """IPAC's packet-triggering cuts (ES section 9.1; ``ZTF_REFERENCE.md`` 2.4 item 9)."""
-
-    min_snr: float = 5.0
-    max_magpsf: float = 23.5
-    max_nbad: int = 4
-    max_fwhm: float = 7.0
-    max_elong: float = 1.6
-    magdiff_range: tuple[float, float] = (-0.4, 0.75)
-    min_rb: float = 0.0
-
-    def apply(self, c: pd.DataFrame) -> np.ndarray:
-        lo, hi = self.magdiff_range
-        rb = c["rb"].fillna(0.0) if "rb" in c else 0.0
-        return ((c["snr"] >= self.min_snr) & (c["magpsf"] <= self.max_magpsf)
-                & (c["nbad"] <= self.max_nbad) & (c["fwhm"] <= self.max_fwhm)
-                & (c["elong"] <= self.max_elong) & (c["magdiff"] >= lo)
-                & (c["magdiff"] <= hi) & (rb >= self.min_rb)).to_numpy(bool)
-
-
-@dataclass(frozen=True)
-class SubtractRunConfig:
-    """Settings of the runner: the stage configurations, cuts and whether to score rb."""
-
-    subtract: SubtractConfig = field(default_factory=SubtractConfig)
-    candidates: CandidateConfig = field(default_factory=CandidateConfig)
-    cuts: PacketCuts = field(default_factory=PacketCuts)
-    score_rb: bool = True
-    tag_known: bool = True
-    streaks: bool = True
 
 
 @dataclass
@@ -380,9 +350,10 @@ def star_ratio(streaks: pd.DataFrame, template: np.ndarray, fwhm: float) -> np.n
     return out
 
 
-def find_diff_streaks(diff: DiffImage) -> pd.DataFrame:
-    """Streaks of a difference image (:func:`zsds.streaks.find.find_streaks`) with sky
-    coordinates of their ends and midpoint, position angle, rate and magnitude.
+def find_diff_streaks(diff: DiffImage, config: StreakConfig | None = None) -> pd.DataFrame:
+    """Streaks of a difference image (:func:`zsds.streaks.find.find_streaks`, with ``config``
+    or the default settings) with sky coordinates of their ends and midpoint, position angle,
+    rate and magnitude.
 
     Short streaks on bright template stars (:func:`star_ratio` above
     :data:`STAR_RESIDUAL_RATIO`, length under :data:`STAR_RESIDUAL_MAX_FWHM` FWHM) keep their
@@ -395,7 +366,8 @@ def find_diff_streaks(diff: DiffImage) -> pd.DataFrame:
     sig = np.where(bad, np.float32(1.0), diff.diff_sigma).astype(np.float32)
     h = diff.header
     st = find_streaks(np.where(bad, np.float32(0.0), d).astype(np.float32), sig,
-                      float(h["DIFFFWHM"]), bad, psf=diff.central_tile().psf)
+                      float(h["DIFFFWHM"]), bad, config=config or StreakConfig(),
+                      psf=diff.central_tile().psf)
     if len(st) == 0:
         return st
     fwhm = float(h["DIFFFWHM"])
@@ -549,8 +521,17 @@ def read_cutouts(path: Path) -> dict[int, dict[str, np.ndarray]]:
 
 
 def subtract_quadrant(home: Home, engine: Engine, sciimg: QuadrantProduct,
-                      config: SubtractRunConfig = SubtractRunConfig()) -> QuadrantDiffOutcome:
-    """Subtract, extract, vet and record one science quadrant (see the module docstring)."""
+                      config: PipelineConfig | SubtractRunConfig | None = None
+                      ) -> QuadrantDiffOutcome:
+    """Subtract, extract, vet and record one science quadrant (see the module docstring).
+
+    ``config`` is the pipeline configuration (its ``diffim`` and ``streaks`` settings are
+    used), or the runner's settings alone (every other stage at its defaults), or ``None``
+    (the defaults). It is recorded in ``configs`` and its hash in every product's header
+    (``CFGHASH``).
+    """
+    pipeline = PipelineConfig.of(config)
+    config = pipeline.diffim
     pid = int(sciimg.pid)
     t0 = time.perf_counter()
     ref = latest_reference(engine, sciimg.field, sciimg.ccdid, sciimg.qid, sciimg.fid)
@@ -564,7 +545,7 @@ def subtract_quadrant(home: Home, engine: Engine, sciimg: QuadrantProduct,
     streaks, streak_error = None, ""
     if config.streaks:
         try:
-            streaks = find_diff_streaks(diff)
+            streaks = find_diff_streaks(diff, pipeline.streaks)
         except Exception as exc:  # a streak failure must not cost the image its alerts
             log.exception("streak search of %s failed", sciimg.relpath)
             streak_error = f"; streak search failed: {type(exc).__name__}: {exc}"
@@ -605,15 +586,17 @@ def subtract_quadrant(home: Home, engine: Engine, sciimg: QuadrantProduct,
         drb = drb_score(stamps[0], stamps[1], np.where(positive, stamps[2], -stamps[2]))
         for r, v in zip(recs, drb, strict=True):
             r["drb"], r["drbversion"] = float(v), DRB_VERSION
-    paths = write_diff_products(home, sciimg.relpath, diff, cand, stamps)
-    if streaks is not None:
-        if len(streaks) and config.tag_known:
-            from zsds.moving.run import tag_known
+    if streaks is not None and len(streaks) and config.tag_known:
+        from zsds.moving.run import tag_known
 
-            tags = tag_known(home, streaks.assign(candid=np.arange(len(streaks))), mjd_mid_of(
-                diff.header), *footprint)
-            streaks = streaks.assign(**{c: tags[c].to_numpy() for c in tags})
-        paths["streaks"] = write_streaks(home, sciimg.relpath, diff.header, streaks, diff.diff)
+        tags = tag_known(home, streaks.assign(candid=np.arange(len(streaks))), mjd_mid_of(
+            diff.header), *footprint)
+        streaks = streaks.assign(**{c: tags[c].to_numpy() for c in tags})
+    with config_provenance(record_config(engine, pipeline)):
+        paths = write_diff_products(home, sciimg.relpath, diff, cand, stamps)
+        if streaks is not None:
+            paths["streaks"] = write_streaks(home, sciimg.relpath, diff.header, streaks,
+                                             diff.diff)
     t4 = time.perf_counter()
     _record(home, engine, sciimg, diff, ref, programid, cand, recs, paths, streaks)
     t5 = time.perf_counter()
@@ -685,9 +668,9 @@ def _record(home: Home, engine: Engine, sciimg: QuadrantProduct, diff: DiffImage
 
 
 def subtract_quadrant_job(home: Home, engine: Engine, sciimg: QuadrantProduct,
-                          config: SubtractRunConfig = SubtractRunConfig()
+                          config: PipelineConfig | SubtractRunConfig | None = None
                           ) -> QuadrantDiffOutcome:
-    """:func:`subtract_quadrant` recorded as the job ``("subtract", pid)``.
+    """:func:`subtract_quadrant` (with ``config``) recorded as the job ``("subtract", pid)``.
 
     A quadrant without a reference ends ``skipped``; one that raises ends ``failed`` (the job
     holds the traceback) and is returned as a failed outcome, so one quadrant's failure never
@@ -707,7 +690,7 @@ def subtract_quadrant_job(home: Home, engine: Engine, sciimg: QuadrantProduct,
 
 def subtract_night(home: Home, engine: Engine, night: str | dt.date, expid: int | None = None,
                    ccd: int | None = None, quad: int | None = None,
-                   config: SubtractRunConfig = SubtractRunConfig(),
+                   config: PipelineConfig | SubtractRunConfig | None = None,
                    progress: ProgressFn | None = None,
                    after: Callable[[QuadrantDiffOutcome], object] | None = None
                    ) -> list[QuadrantDiffOutcome]:

@@ -28,12 +28,12 @@ from scipy.spatial import cKDTree
 from zsds.core.image import QuadrantImage, input_variance
 from zsds.core.masks import BAD_PIXEL_BITS, MASK_DTYPE, clean_flags
 from zsds.core.resample import resample_fast
+from zsds.core.stats import MAD_TO_SIGMA
 from zsds.diffim.zogy import ZogyConfig, zogy
 from zsds.instcal.detect import DetectConfig, estimate_background
 
 __all__ = ["DiffImage", "DiffTile", "SubtractConfig", "align_reference", "subtract"]
 
-MAD_TO_SIGMA = 1.4826
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,11 @@ Robustness: every task is idempotent and Dask retries it (``retries``) and resch
 of a worker that died, so killing a worker loses no quadrant; packets are built and archived by
 the workers but published to Kafka only by this driver, as archived, through one
 :class:`~zsds.alerts.send.Publisher` (one idempotent producer), which records each delivery per
-broker cluster -- a re-delivered task never sends a packet twice.
+broker cluster -- a re-delivered task never sends a packet twice. A broker that is down (for
+the whole night or part of it) never stops the night: packets it did not take stay archived
+and queued in the driver, are tried again with the next quadrant's (once the publisher's
+``retry_after`` has passed) and once more at the end of the night; those still undelivered
+then are counted (``alerts_unsent``) and ``zsds alerts send`` delivers them, each exactly once.
 A failure in one quadrant is recorded (``jobs``) and never stops the others; re-running a night
 skips what is done (``redo`` forces everything again).
 
@@ -25,6 +29,7 @@ published (or archived, without Kafka).
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import logging
 import os
@@ -40,6 +45,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from zsds.alerts.kafka import StreamConfig
+from zsds.config import PipelineConfig
 from zsds.core.home import Home
 from zsds.core.naming import nid_of, parse_night, parse_raw_name, pid_of
 from zsds.db.engine import session
@@ -47,6 +53,7 @@ from zsds.db.jobs import mark_stale_jobs
 from zsds.db.schema import Job, NightSummaryRecord
 from zsds.executive import tasks
 from zsds.ingest.core import scan_incoming, still_changing
+from zsds.io.fitsio import remove_stale_temporaries
 
 __all__ = ["ExecConfig", "Executive", "NightSummary", "expid_of_name"]
 
@@ -74,6 +81,9 @@ class ExecConfig:
         Kafka bootstrap server for the alerts (``None``: archive only).
     stream : StreamConfig
         Partitions and replication of the alert topics, producer compression.
+    kafka_timeout : float
+        Seconds to wait for the Kafka broker before calling it unreachable; an unreachable
+        broker is tried again after three times that (its packets stay archived meanwhile).
     retries : int
         Dask retries of a failed task.
     redo : bool
@@ -86,6 +96,10 @@ class ExecConfig:
     link_moving : bool
         Link moving objects over the window ending with the night and write the MPC/ADES
         reports (end of night; needs ``subtract``).
+    pipeline : PipelineConfig
+        Every stage's settings (``zsds night run --config FILE.toml``), passed to each task
+        that has settings (:data:`zsds.executive.tasks.CONFIGURED`); the products record its
+        hash (``CFGHASH``) and the database the configuration (``configs``).
     """
 
     scheduler: str | None = None
@@ -93,11 +107,13 @@ class ExecConfig:
     memory_limit: str = "auto"
     kafka: str | None = None
     stream: StreamConfig = field(default_factory=StreamConfig)
+    kafka_timeout: float = 10.0
     retries: int = 2
     redo: bool = False
     build_refs: bool = True
     subtract: bool = True
     link_moving: bool = True
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
 
 
 @dataclass
@@ -118,6 +134,8 @@ class NightSummary:
     candidates: int = 0
     alerts: int = 0
     alerts_sent: int = 0
+    #: Archived packets not delivered to Kafka (broker unreachable): ``zsds alerts send``.
+    alerts_unsent: int = 0
     wall_s: float = 0.0
     latency_p50_s: float | None = None
     latency_p90_s: float | None = None
@@ -130,6 +148,7 @@ class NightSummary:
     tracks: int = 0
     archived: int = 0  # images added to the archive index (archive_images)
     stale: int = 0  # jobs left running by a dead process, found and re-run
+    stale_files: int = 0  # temporary files of writers killed mid-write, removed
     waiting: int = 0  # raw files still being written: left in incoming for the next run
     #: End-of-night steps that failed (refs, moving, archive index).
     failed_steps: list[str] = field(default_factory=list)
@@ -140,6 +159,8 @@ class NightSummary:
         """What failed, in words (empty when nothing did)."""
         parts = [f"{n} {what}" for n, what in (
             (self.failed, "quadrant(s) failed"), (self.quarantined, "file(s) quarantined"),
+            (self.alerts_unsent, "alert(s) archived but not delivered to Kafka (zsds alerts "
+                                 "send delivers them)"),
             (len(self.failed_steps), f"end-of-night step(s) failed "
                                      f"({', '.join(self.failed_steps)})")) if n]
         return f"night {self.night}: " + "; ".join(parts) if parts else ""
@@ -173,6 +194,9 @@ class Executive:
         self.client = None
         self.cluster = None
         self.publisher = None
+        #: Archived packets not yet delivered to Kafka, by candid (tried again with each
+        #: publish and at the end of the night).
+        self._unsent: dict[int, Any] = {}
 
     # -- cluster -------------------------------------------------------------------------
     def __enter__(self) -> Executive:
@@ -189,7 +213,9 @@ class Executive:
         if self.config.kafka:
             from zsds.alerts.send import Publisher
 
-            self.publisher = Publisher(self.engine, self.config.kafka, self.config.stream)
+            self.publisher = Publisher(self.engine, self.config.kafka, self.config.stream,
+                                       connect_timeout=self.config.kafka_timeout,
+                                       retry_after=3 * self.config.kafka_timeout)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -213,21 +239,43 @@ class Executive:
         return str(self.home.root), self.home.db_url
 
     def _submit(self, fn: Callable, *args: Any, key: str):
+        kwargs = {"config": self.config.pipeline} if fn in tasks.CONFIGURED else {}
         return self.client.submit(fn, *self._args, *args, key=key, pure=False,
-                                  retries=self.config.retries)
+                                  retries=self.config.retries, **kwargs)
 
     # -- bookkeeping ---------------------------------------------------------------------
-    def _done_jobs(self) -> dict[tuple[str, str], str]:
+    def _done_jobs(self) -> tuple[dict[tuple[str, str], str],
+                                  dict[tuple[str, str], dt.datetime | None]]:
+        """Every job's state, and when it ended, by (stage, key)."""
         with session(self.engine) as s:
-            return {(j.stage, j.key): j.state for j in s.execute(select(Job)).scalars()}
+            rows = s.execute(select(Job.stage, Job.key, Job.state, Job.finished_at)).all()
+        return ({(st, k): state for st, k, state, _ in rows},
+                {(st, k): end for st, k, _, end in rows})
 
     @staticmethod
-    def _quadrant_done(jobs: dict, pid: int) -> bool:
-        """Subtracted and packaged, or finished without a reference."""
-        state = jobs.get(("subtract", str(pid)))
-        if state == "skipped":
-            return True
-        return state == "done" and jobs.get(("packets", str(pid))) == "done"
+    def _quadrant_done(jobs: dict, ends: dict, pid: int) -> bool:
+        """Calibrated, and subtracted and packaged or finished without a reference, each step
+        after the one it depends on.
+
+        A ``--redo`` killed half-way leaves newer upstream work under older downstream
+        records: a calibration ``failed`` (killed) or re-done after the subtraction's
+        ``done``, a subtraction re-done (its candidates, and their ``alerts`` rows, replaced)
+        after the packets' ``done``. The quadrant is then not done, and the steps from the
+        first stale one are run again.
+        """
+        key = str(pid)
+        chain = [("calibrate", key), ("subtract", key)]
+        if jobs.get(("calibrate", key)) != "done":
+            return False
+        state = jobs.get(("subtract", key))
+        if state not in ("done", "skipped"):
+            return False
+        if state == "done":
+            if jobs.get(("packets", key)) != "done":
+                return False
+            chain.append(("packets", key))
+        times = [ends.get(c) for c in chain]
+        return all(a is None or b is None or a <= b for a, b in itertools.pairwise(times))
 
     @staticmethod
     def _calibrated(jobs: dict, pid: int) -> bool:
@@ -304,13 +352,43 @@ class Executive:
                 summary.failed += 1
                 summary.errors.append(f"pid {pid}: {sres['message']}")
             summary.alerts += len(packets)
-            if packets and self.publisher is not None:
-                res = self.publisher.publish(packets)
-                summary.alerts_sent += res.sent
-                summary.errors += res.errors
+            self._publish(packets, summary)
             state["last"][expid] = time.time()
             if self.progress:
                 self.progress(f"pid {pid}", done, total if ac is None else done)
+
+    def _publish(self, packets: list, summary: NightSummary, final: bool = False) -> None:
+        """Publish ``packets`` and the backlog of earlier undelivered ones (a broker that
+        came back gets them); ``final`` tries the broker even if it was just found down."""
+        if self.publisher is None:
+            return
+        self._unsent.update((p.candid, p) for p in packets)
+        if not self._unsent and not self.publisher.in_flight:
+            return
+        # Acknowledgements slower than this are recorded by a later call (never re-sent).
+        res = self.publisher.publish(list(self._unsent.values()), force=final,
+                                     timeout=3 * self.config.kafka_timeout)
+        summary.alerts_sent += res.sent
+        summary.errors += res.errors
+        for candid in (*res.delivered, *res.already):
+            self._unsent.pop(candid, None)
+
+    def _flush_alerts(self, summary: NightSummary) -> None:
+        """End of a night: a last try for the backlog; count what is still undelivered."""
+        if self.publisher is None:
+            return
+        from zsds.alerts.kafka import parse_topic
+
+        self._publish([], summary, final=True)
+        night = parse_night(summary.night)
+        summary.alerts_unsent = sum(1 for p in self._unsent.values()
+                                    if parse_topic(p.topic)[0] == night)
+        if summary.alerts_unsent:
+            summary.errors.append(
+                f"{summary.alerts_unsent} alert packet(s) of {summary.night} not delivered to "
+                f"Kafka at {self.config.kafka}: kept in {self.home.alerts}; `zsds alerts send "
+                f"--home {self.home.root} --night {summary.night} --kafka {self.config.kafka}`"
+                " delivers them")
 
     # -- modes ---------------------------------------------------------------------------
     def run_night(self, night: str | dt.date) -> NightSummary:
@@ -320,8 +398,11 @@ class Executive:
         ns = f"{date:%Y-%m-%d}"
         t0 = time.time()
         summary = NightSummary(ns, "batch")
-        # Jobs a dead process left 'running' are failed now, so the resume below redoes them.
+        # Jobs a dead process left 'running' are failed now, so the resume below redoes them;
+        # the temporary files of writers killed mid-write go.
         summary.stale = len(mark_stale_jobs(self.engine))
+        summary.stale_files = sum(remove_stale_temporaries(d) for d in (
+            self.home.products, self.home.alerts, self.home.raw))
         state: dict[str, Any] = {"futures": {}, "exposures": set(), "first": {}, "last": {},
                                  "cal_seen": set()}
         raw, strays = scan_incoming(self.home)
@@ -341,7 +422,7 @@ class Executive:
         ing = {p: self._submit(tasks.task_ingest, str(p), key=f"ingest-{p.name}-"
                                                               f"{time.time_ns()}")
                for p in calib}
-        jobs = self._done_jobs()
+        jobs, ends = self._done_jobs()
         # Master bias and flats, one task per CCD (its frames are held in memory together);
         # science of a CCD waits for its own.
         calib_ccds = {parse_raw_name(p.name).ccdid for p in calib}
@@ -369,7 +450,8 @@ class Executive:
             calibrate = True
             if not is_new and not self.config.redo:
                 # Resume: only the quadrants not finished; calibrate only if one needs it.
-                quads = tuple(q for q in quads if not self._quadrant_done(jobs, pids[q]))
+                quads = tuple(q for q in quads
+                              if not self._quadrant_done(jobs, ends, pids[q]))
                 summary.skipped_done += 4 - len(quads)
                 if not quads:
                     continue
@@ -433,7 +515,8 @@ class Executive:
                                    u.qid, u.fid, features,
                                    key=f"lc-{u.field}-{u.ccdid}-{u.qid}-{u.fid}-"
                                        f"{time.time_ns()}", pure=False,
-                                   retries=self.config.retries): u for u in units}
+                                   retries=self.config.retries,
+                                   config=self.config.pipeline): u for u in units}
         out = []
         for done, fut in enumerate(as_completed(futs), 1):
             try:
@@ -546,6 +629,7 @@ class Executive:
             summary.waiting += 1
 
     def _finish(self, summary: NightSummary, state: dict, t0: float) -> NightSummary:
+        self._flush_alerts(summary)
         summary.wall_s = round(time.time() - t0, 3)
         summary.exposures = len(state["exposures"])
         lat = {str(e): state["last"][e] - state["first"].get(e, t0)

@@ -10,7 +10,7 @@ its own products:
   with a ``quadrant_products`` row each (``pid`` from the exposure id), plus the ``exposures``
   row of their exposure when it is new (from the header: ``EXPID``, else ``OBSMJD``; ``TELRA``/
   ``TELDEC`` sexagesimal); a difference image also gets its ``diff_images`` row, so forced
-  photometry (:mod:`zsds.archive.forcedphot`) and the alert history use it as zsds's own;
+  photometry (:mod:`zsds.diffim.forced`) and the alert history use it as zsds's own;
 * a ``refimg`` becomes a new **version** of the quadrant's reference
   (``products/ref/.../q<Q>/v<NNN>/``, a ``references`` row with zsds's ``rfid``), and its
   ``refunc``, ``refcov``, ``refpsfcat``, ``refsexcat`` go next to it (the latest imported

@@ -19,7 +19,8 @@ from astropy.wcs.utils import fit_wcs_from_points
 from scipy.ndimage import uniform_filter
 from scipy.spatial import cKDTree
 
-from zsds.core.wcs import _sip_inverse, pixel_scale_arcsec
+from zsds.core.stats import MAD_TO_SIGMA
+from zsds.core.wcs import pixel_scale_arcsec, sip_inverse
 from zsds.sky.refcat import propagate_to_epoch
 
 __all__ = [
@@ -205,7 +206,7 @@ def _fit(
     w.pixel_shape = (nx, ny)
     if w.sip is not None:
         # fit_wcs_from_points leaves AP/BP at zero; headers need the inverse for other tools.
-        ap, bp = _sip_inverse(w.sip.a, w.sip.b, w.wcs.crpix, nx, ny, order=degree + 1)
+        ap, bp = sip_inverse(w.sip.a, w.sip.b, w.wcs.crpix, nx, ny, order=degree + 1)
         w.sip = Sip(w.sip.a, w.sip.b, ap, bp, w.wcs.crpix)
     w.wcs.set()
     return w
@@ -337,7 +338,8 @@ def solve_astrometry(
                 break
             dra, ddec = _residuals(w, xd[md], yd[md], rra[ref_idx][mr], rdec[ref_idx][mr])
             # Robust per-axis width (MAD) so that outliers do not inflate the threshold.
-            sig = 1.4826 * np.array([np.median(np.abs(dra[base])), np.median(np.abs(ddec[base]))])
+            sig = MAD_TO_SIGMA * np.array([np.median(np.abs(dra[base])),
+                                           np.median(np.abs(ddec[base]))])
             sig = np.maximum(sig, 0.01)
             new = base & (np.abs(dra) < config.clip_sigma * sig[0]) & (
                 np.abs(ddec) < config.clip_sigma * sig[1]

@@ -25,9 +25,10 @@ from astropy.wcs import WCS
 from scipy.spatial import cKDTree
 
 from zsds.core.home import Home
-from zsds.core.instrument import amplifier
+from zsds.core.instrument import PIXEL_SCALE, amplifier
 from zsds.core.masks import clean_flags
 from zsds.core.naming import parse_night, pid_of
+from zsds.core.stats import robust_std
 
 
 @dataclass
@@ -61,12 +62,6 @@ def _light_within(sources: pd.DataFrame, stars: pd.DataFrame, radius: float) -> 
     # Each star finds itself (distance 0) among the sources: remove its own light.
     total = np.bincount(pairs["i"], weights=flux, minlength=len(stars))
     return np.maximum(total - stars.flux_dn.to_numpy(), 0.0)
-
-
-def robust_std(x: np.ndarray) -> float:
-    """1.4826 x the median absolute deviation of the finite values (NaN if none)."""
-    x = x[np.isfinite(x)]
-    return float(1.4826 * np.median(np.abs(x - np.median(x)))) if len(x) else np.nan
 
 
 def evaluate_quadrant(sciimg: Path, psfcat: Path, truth_dir: Path, ccdid: int, qid: int,
@@ -107,7 +102,7 @@ def evaluate_quadrant(sciimg: Path, psfcat: Path, truth_dir: Path, ccdid: int, q
         dist, j = ctree.query(np.column_stack([stars.x, stars.y]), distance_upper_bound=1.5)
         found = np.isfinite(dist)
         skysig = float(hdr.get("SKYSIG", np.nan))
-        fwhm = float(hdr.get("SEEING", 2.0)) / 1.012
+        fwhm = float(hdr.get("SEEING", 2.0)) / PIXEL_SCALE
         n_eff = 4 * np.pi * (fwhm / 2.3548) ** 2 * 1.3  # Moffat-ish noise-equivalent area
         f = stars.flux_dn.to_numpy()
         snr_exp = f / np.sqrt(f / amp.gain + n_eff * skysig**2)

@@ -15,10 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from astropy.stats import mad_std
 from scipy.optimize import least_squares
 
+from zsds.core.image import extract_stamps
 from zsds.core.psf import MoffatFieldPSF, moffat_pixel, poly_terms
-from zsds.instcal.psf import extract_stamps
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,7 @@ def build_moffat_psf(
                            for j in range(3)])
         # Residual of each star's FWHM (the best-measured shape parameter) from the polynomial.
         resid = p[:, 3] - t @ coeffs[0]
-        sig = 1.4826 * np.median(np.abs(resid[keep] - np.median(resid[keep])))
+        sig = mad_std(resid[keep])
         new = ok & (np.abs(resid) < config.clip_sigma * max(sig, 1e-3))
         if np.array_equal(new, keep):
             break

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from astropy.stats import mad_std
 from scipy.spatial import cKDTree
 
 from zsds.core.instrument import Filter
+from zsds.core.sphere import chord_length, unit_vectors
 
 
 @dataclass(frozen=True)
@@ -99,11 +101,6 @@ class PhotCalResult:
         ]
 
 
-def _unit(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
-    r, d = np.deg2rad(ra), np.deg2rad(dec)
-    return np.column_stack([np.cos(d) * np.cos(r), np.cos(d) * np.sin(r), np.sin(d)])
-
-
 def match_sky(
     ra1: np.ndarray, dec1: np.ndarray, ra2: np.ndarray, dec2: np.ndarray, radius_arcsec: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -114,8 +111,8 @@ def match_sky(
     if len(ra1) == 0 or len(ra2) == 0:
         e = np.array([], int)
         return e, e, np.array([])
-    chord = 2 * np.sin(np.deg2rad(radius_arcsec / 3600.0) / 2)
-    dist, j = cKDTree(_unit(ra2, dec2)).query(_unit(ra1, dec1), distance_upper_bound=chord)
+    dist, j = cKDTree(unit_vectors(ra2, dec2)).query(unit_vectors(ra1, dec1),
+                                                     distance_upper_bound=chord_length(radius_arcsec))
     i = np.nonzero(np.isfinite(dist))[0]
     sep = np.rad2deg(2 * np.arcsin(dist[i] / 2)) * 3600.0
     return i, j[i], sep
@@ -191,7 +188,7 @@ def photometric_calibration(
         coef = cov @ (aw.T @ y[keep])
         resid = y - coef[0] - coef[1] * colour
         # Robust width (MAD) so that outliers do not inflate the clipping threshold.
-        sig = 1.4826 * np.median(np.abs(resid[keep] - np.median(resid[keep])))
+        sig = mad_std(resid[keep])
         new = good & (
             np.abs(resid)
             < config.clip_sigma
@@ -209,7 +206,7 @@ def photometric_calibration(
     resid = y - coef[0] - coef[1] * colour
     chi2 = float(np.sum(w[keep] * resid[keep] ** 2) / max(n - 2, 1))
     cov = cov * max(chi2, 1.0)  # scale by the reduced chi2 when the errors are underestimated
-    rms = 1.4826 * float(np.median(np.abs(resid[keep] - np.median(resid[keep]))))
+    rms = float(mad_std(resid[keep]))
     return PhotCalResult(
         ok=True,
         message="ok",

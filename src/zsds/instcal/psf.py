@@ -22,9 +22,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from astropy.stats import mad_std
 from scipy.spatial import cKDTree
 
+from zsds.core.image import extract_stamps
 from zsds.core.psf import PolyPixelPSF
+from zsds.core.stats import MAD_TO_SIGMA
+from zsds.instcal.psfphot import fit_stamps
 
 
 @dataclass(frozen=True)
@@ -86,21 +90,10 @@ class PSFConfig:
     ridge: float = 1e-3
 
 
-def extract_stamps(
-    image: np.ndarray, ix: np.ndarray, iy: np.ndarray, half: int, fill=0.0
-) -> np.ndarray:
-    """(N, 2 half + 1, 2 half + 1) cut-outs centred on integer pixels; outside -> ``fill``."""
-    pad = np.pad(image, half, constant_values=fill)
-    g = np.arange(-half, half + 1)
-    return pad[
-        (iy + half)[:, None, None] + g[None, :, None], (ix + half)[:, None, None] + g[None, None, :]
-    ]
-
-
 def _robust_sigma(image: np.ndarray, mask: np.ndarray) -> float:
     vals = image[~mask][::7]  # a subsample is plenty for a MAD
     vals = vals[np.isfinite(vals)]
-    return float(1.4826 * np.median(np.abs(vals - np.median(vals))))
+    return float(mad_std(vals))
 
 
 def select_psf_stars(
@@ -246,8 +239,6 @@ def build_psf(
     -------
     PolyPixelPSF
     """
-    from zsds.instcal.psfphot import fit_stamps
-
     x = np.asarray(x, float).copy()
     y = np.asarray(y, float).copy()
     if len(x) < 3:
@@ -282,7 +273,7 @@ def build_psf(
         flux = np.where(ok, fit["flux"], flux)
         chi = np.where(ok, fit["chi"], np.inf)
         med = np.median(chi[ok])
-        mad = 1.4826 * np.median(np.abs(chi[ok] - med))
+        mad = MAD_TO_SIGMA * np.median(np.abs(chi[ok] - med))
         use = ok & (chi < med + config.clip_sigma * max(mad, 0.05 * med))
     deg = _degree_for(int(use.sum()), config)
     nt = (deg + 1) * (deg + 2) // 2

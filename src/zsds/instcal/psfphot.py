@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from zsds.instcal.psf import extract_stamps
+from zsds.core.image import extract_stamps
 
 FLAG_BADPIX = 1  # masked pixels inside the fit radius (fit done without them)
 FLAG_EDGE = 2  # the fit radius crosses the image edge

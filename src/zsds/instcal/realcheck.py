@@ -19,7 +19,7 @@ from scipy.spatial import cKDTree
 
 from zsds.core.masks import BAD_PIXEL_BITS, MASK_DTYPE, MaskBit, clean_flags
 from zsds.core.photometry import flux_to_mag
-from zsds.instcal.evaluate import robust_std
+from zsds.core.stats import robust_std
 from zsds.instcal.masking import saturation_mask
 from zsds.instcal.stage import InstCalConfig, SourceMeasurement, measure_sources
 

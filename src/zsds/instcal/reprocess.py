@@ -23,22 +23,19 @@ feed them.
 from __future__ import annotations
 
 import time
-import warnings
 
 import numpy as np
 import pandas as pd
-from astropy.io import fits
-from astropy.wcs import WCS, FITSFixedWarning
 
 from zsds.core.image import QuadrantImage
 from zsds.core.instrument import PIXEL_SCALE, Filter
 from zsds.core.masks import BAD_PIXEL_BITS, MASK_DTYPE, MaskBit, mask_header_cards
 from zsds.core.photometry import flux_to_mag
 from zsds.core.psf import PSFModel
+from zsds.core.stats import robust_std
 from zsds.ingest.ipac import seeing_arcsec
 from zsds.instcal.astrometry import AstrometryResult
 from zsds.instcal.detect import estimate_background, extract_sources
-from zsds.instcal.evaluate import robust_std
 from zsds.instcal.masking import saturation_mask
 from zsds.instcal.photcal import PhotCalResult, photometric_calibration
 from zsds.instcal.stage import (
@@ -51,9 +48,10 @@ from zsds.instcal.stage import (
     input_zero_point,
     measure_sources,
 )
+from zsds.io.catalogs import PSFCAT_COLUMNS
 
 __all__ = ["STATIC_BITS", "complete_imported", "coverage_mask", "image_psf", "product_psfcat",
-           "quiet_wcs", "recalibrate_quadrant", "sky_variance"]
+           "recalibrate_quadrant", "sky_variance"]
 
 #: IPAC mask bits zsds cannot find again without IPAC's calibration frames and bright-star
 #: catalogues: kept from the imported mask. SPIKE, SATURATED and NAN are found again; SOURCE and
@@ -79,11 +77,9 @@ def _rms_arcsec(h, key: str) -> float:
 
 def product_psfcat(cat: pd.DataFrame, image: QuadrantImage) -> pd.DataFrame:
     """A PSF-fit catalogue (``x, y`` 0-based, ``flux, fluxerr``...) with the psfcat product
-    columns (:data:`zsds.instcal.run.PSFCAT_COLUMNS`: ``xpos, ypos`` 1-based, ``ra, dec`` from
+    columns (:data:`zsds.io.catalogs.PSFCAT_COLUMNS`: ``xpos, ypos`` 1-based, ``ra, dec`` from
     the WCS, ``sigflux``, ``mag, sigmag`` at the header's ``MAGZP``, ``snr``...; NaN where the
     fit gives nothing)."""
-    from zsds.instcal.run import PSFCAT_COLUMNS
-
     out = cat.reset_index(drop=True).copy()
     if len(out):
         out["sourceid"] = np.arange(1, len(out) + 1)
@@ -339,8 +335,3 @@ def recalibrate_quadrant(
     return InstCalResult(out, psfcat, sexcat, astro, phot, qa, infobits, timings)
 
 
-def quiet_wcs(header: fits.Header) -> WCS:
-    """The WCS of a header (TPV, SIP or plain), without astropy's notes on IPAC's cards."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FITSFixedWarning)
-        return WCS(header)

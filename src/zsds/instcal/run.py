@@ -19,16 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from astropy.io import fits
 from astropy.table import Table
 from sqlalchemy import Engine, delete, select
 
 from zsds.calib.build import nearest_calibration
+from zsds.config import PipelineConfig, record_config
 from zsds.core.home import Home
 from zsds.core.image import QuadrantId, QuadrantImage
 from zsds.core.instrument import Filter
 from zsds.core.naming import BIAS_CODE, parse_night, static_cal_product
+from zsds.core.wcs import header_wcs, image_footprint
 from zsds.db.engine import session
 from zsds.db.jobs import job
 from zsds.db.schema import Exposure, QAMetric, QuadrantProduct, RawFile
@@ -39,31 +40,13 @@ from zsds.instcal.stage import (
     InstCalResult,
     calibrate_quadrant,
 )
-from zsds.io.fitsio import write_hdul, write_image, write_table
+from zsds.io.catalogs import psfcat_table
+from zsds.io.fitsio import config_provenance, write_hdul, write_image, write_table, write_text
 from zsds.sky.refcat import RefCatalog, RefCatalogError, open_refcat
-from zsds.split import quadrant_qa, read_raw_ccd, split_quadrant
+from zsds.split import SplitConfig, quadrant_qa, read_raw_ccd, split_quadrant
 
 ProgressFn = Callable[[str, int, int], None]
 log = logging.getLogger(__name__)
-
-#: psfcat columns as written (ZTF names; positions 1-based as in IPAC catalogs).
-PSFCAT_COLUMNS = {
-    "sourceid": ("", "source number in this image"),
-    "xpos": ("pix", "x position (1-based)"),
-    "ypos": ("pix", "y position (1-based)"),
-    "ra": ("deg", "right ascension (ICRS)"),
-    "dec": ("deg", "declination (ICRS)"),
-    "flux": ("adu", "PSF-fit flux (DN)"),
-    "sigflux": ("adu", "uncertainty in flux (DN)"),
-    "mag": ("mag", "PSF-fit magnitude, MAGZP applied (no colour term)"),
-    "sigmag": ("mag", "uncertainty in mag (instrumental)"),
-    "snr": ("", "signal-to-noise ratio"),
-    "chi": ("", "reduced chi-square of the PSF fit"),
-    "sharp": ("", "sharpness (0 for point sources)"),
-    "flags": ("", "OR of mask bits in a 5x5 box; -1 near edges"),
-    "fitflags": ("", "PSF-fit flags: 1 bad pixels, 2 edge, 4 position not converged, 8 failed"),
-}
-
 
 @dataclass
 class QuadrantOutcome:
@@ -109,15 +92,6 @@ def _frames(home: Home, engine: Engine, filt: Filter, ccdid: int, qid: int, mjd:
     )
 
 
-def _catalog_table(df: pd.DataFrame, columns: dict[str, tuple[str, str]]) -> Table:
-    t = Table()
-    for name, (unit, desc) in columns.items():
-        t[name] = df[name].to_numpy()
-        t[name].unit = unit or None
-        t[name].description = desc
-    return t
-
-
 def write_products(home: Home, qid: QuadrantId, res: InstCalResult) -> dict[str, Path]:
     """Write sciimg, mskimg, psfcat, sexcat, PSF and log of a calibrated quadrant."""
     img = res.image
@@ -132,18 +106,7 @@ def write_products(home: Home, qid: QuadrantId, res: InstCalResult) -> dict[str,
         if key.startswith("MBIT_"):
             mh[key] = (img.header[key], img.header.comments[key])
     out["mskimg"] = write_image(home.path(qid.product("mskimg.fits")), img.mask, mh)
-    cat = res.psfcat.copy()
-    if len(cat):
-        cat = cat.reset_index(drop=True)
-        cat["sourceid"] = np.arange(1, len(cat) + 1)
-        cat["xpos"], cat["ypos"] = cat["x"] + 1.0, cat["y"] + 1.0
-        cat["sigflux"] = cat["fluxerr"]
-        for col in PSFCAT_COLUMNS:
-            if col not in cat:
-                cat[col] = np.nan
-        table = _catalog_table(cat, PSFCAT_COLUMNS)
-    else:
-        table = Table({c: [] for c in PSFCAT_COLUMNS})
+    table = psfcat_table(res.psfcat)
     ch = fits.Header()
     for key in ("MAGZP", "MAGZPUNC", "CLRCOEFF", "SEEING", "MAGLIM", "INFOBITS", "EXPID"):
         if key in img.header:
@@ -167,8 +130,7 @@ def write_products(home: Home, qid: QuadrantId, res: InstCalResult) -> dict[str,
     lines += [f"astrometry: {res.astrometry.message}", f"photcal: {res.photcal.message}"]
     lines += [f"qa {k} = {v}" for k, v in res.qa.items()]
     lines.append(f"INFOBITS = {res.infobits}")
-    log.write_text("\n".join(lines) + "\n")
-    out["log"] = log
+    out["log"] = write_text(log, "\n".join(lines) + "\n")
     return out
 
 
@@ -218,21 +180,18 @@ def science_files(engine: Engine, night: dt.date, expid: int | None = None,
 
 
 def _calibrate_one(home: Home, engine: Engine, raw, q: int, qid: QuadrantId, mjd: float,
-                   gaia: RefCatalog, ps1: RefCatalog, config: InstCalConfig
-                   ) -> tuple[InstCalResult, dict[str, Path]]:
-    """Split, calibrate, write and record one quadrant of a raw CCD file."""
-    from astropy.wcs import WCS
+                   gaia: RefCatalog, ps1: RefCatalog, config: InstCalConfig,
+                   split: SplitConfig | None = None) -> tuple[InstCalResult, dict[str, Path]]:
+    """Split (with ``split``), calibrate, write and record one quadrant of a raw CCD file."""
 
-    image = split_quadrant(raw, q)
+    image = split_quadrant(raw, q, split)
     image.id = qid
     frames = _frames(home, engine, qid.filt, qid.ccdid, q, mjd, image.shape)
-    w = WCS(image.header)
-    ny, nx = image.shape
-    ra0, dec0 = w.all_pix2world([nx / 2 - 0.5], [ny / 2 - 0.5], 0)
-    radius = np.hypot(nx, ny) / 2 * 1.02 / 3600.0 * 1.012 + 0.02
+    ra0, dec0, radius = image_footprint(image.header, image.shape)
+    radius = radius * 1.02 + 0.02  # the pointing's uncertainty before astrometry
     res = calibrate_quadrant(
-        image, frames, gaia.cone(float(ra0[0]), float(dec0[0]), radius, epoch_mjd=mjd),
-        ps1.cone(float(ra0[0]), float(dec0[0]), radius), config)
+        image, frames, gaia.cone(ra0, dec0, radius, epoch_mjd=mjd),
+        ps1.cone(ra0, dec0, radius), config)
     # QA of the split step (overscan level/noise, saturation) joins the record.
     split_qa = quadrant_qa(image, raw.overscans[q])
     res.qa.update({f"split_{k}": v for k, v in split_qa.items()})
@@ -268,19 +227,18 @@ def _recalibrate_imported(home: Home, engine: Engine, row: QuadrantProduct, qid:
     """zsds's masks, PSF and catalogs of an imported IPAC sciimg (with its mskimg if imported),
     IPAC's photometric calibration kept when no PS1 catalogue answers; products rewritten in
     place (:func:`zsds.instcal.reprocess.recalibrate_quadrant`)."""
-    from zsds.instcal.reprocess import quiet_wcs, recalibrate_quadrant
+    from zsds.instcal.reprocess import recalibrate_quadrant
 
     path = home.path(row.relpath)
     with fits.open(path, memmap=False) as h:
         data, hdr = np.asarray(h[0].data, np.float32), h[0].header.copy()
     mpath = path.with_name(path.name.replace("_sciimg.fits", "_mskimg.fits"))
     mask = fits.getdata(mpath) if mpath.exists() else None
-    image = QuadrantImage(data, None, mask, quiet_wcs(hdr), None, hdr, qid)
-    ny, nx = image.shape
-    ra0, dec0 = image.wcs.all_pix2world([nx / 2 - 0.5], [ny / 2 - 0.5], 0)
-    radius = np.hypot(nx, ny) / 2 * 1.02 / 3600.0 * 1.012 + 0.02
+    image = QuadrantImage(data, None, mask, header_wcs(hdr), None, hdr, qid)
+    ra0, dec0, radius = image_footprint(hdr, image.shape)
+    radius = radius * 1.02 + 0.02
     try:
-        rows, note = ps1.cone(float(ra0[0]), float(dec0[0]), radius), ""
+        rows, note = ps1.cone(ra0, dec0, radius), ""
     except RefCatalogError as exc:  # no catalogue: IPAC's calibration is kept
         rows, note = None, f"no PS1 calibrators ({exc})"
     res = recalibrate_quadrant(image, rows, config, note or "no PS1 calibrators")
@@ -301,11 +259,16 @@ def calibrate_night(
     expid: int | None = None,
     ccd: int | None = None,
     quad: int | None = None,
-    config: InstCalConfig | None = None,
+    config: PipelineConfig | InstCalConfig | None = None,
     progress: ProgressFn | None = None,
     keep_results: bool = False,
 ) -> list[QuadrantOutcome]:
     """Calibrate every (or the selected) science quadrant of a night.
+
+    ``config`` is the pipeline configuration (its ``instcal`` and ``split`` settings are
+    used), or the instrumental calibration's settings alone (every other stage at its
+    defaults), or ``None`` (the defaults). It is recorded in ``configs`` and its hash in every
+    product's header (``CFGHASH``).
 
     Quadrants come from the night's raw files, and from IPAC ``sciimg`` imported without their
     raw file (:func:`imported_science`), which are re-processed
@@ -313,7 +276,9 @@ def calibrate_night(
     then released; ``keep_results`` keeps every :class:`InstCalResult` in the outcomes (tests;
     ~1 GB per full quadrant).
     """
-    config = config or InstCalConfig()
+    pipeline = PipelineConfig.of(config)
+    config = pipeline.instcal
+    cfg_hash = record_config(engine, pipeline)
     date = parse_night(night)
     files = science_files(engine, date, expid, ccd)
     quads = [quad] if quad else [1, 2, 3, 4]
@@ -333,11 +298,12 @@ def calibrate_night(
             qid = QuadrantId(exp_id, ffd, field, filt, ccdid, q)
             key = str(qid.pid)
             try:
-                with job(engine, "calibrate", key, inputs={"raw": relpath, "qid": q}):
+                with (job(engine, "calibrate", key, inputs={"raw": relpath, "qid": q}),
+                      config_provenance(cfg_hash)):
                     if raw_error is not None:
                         raise raw_error
                     res, paths = _calibrate_one(home, engine, raw, q, qid, mjd, gaia, ps1,
-                                                config)
+                                                config, pipeline.split)
                 outcomes.append(QuadrantOutcome(qid.pid, True, "ok",
                                                 res if keep_results else None, paths,
                                                 int(res.infobits)))
@@ -352,8 +318,9 @@ def calibrate_night(
         qid = QuadrantId(row.expid, ffd, row.field, Filter(row.fid), row.ccdid, row.qid)
         name = Path(row.relpath).name
         try:
-            with job(engine, "calibrate", str(qid.pid),
-                     inputs={"sciimg": row.relpath, "imported": True}):
+            with (job(engine, "calibrate", str(qid.pid),
+                      inputs={"sciimg": row.relpath, "imported": True}),
+                  config_provenance(cfg_hash)):
                 res, paths = _recalibrate_imported(home, engine, row, qid, ps1, config)
             outcomes.append(QuadrantOutcome(qid.pid, True, f"ok: {res.photcal.message}",
                                             res if keep_results else None, paths,

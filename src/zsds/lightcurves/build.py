@@ -29,10 +29,12 @@ from sqlalchemy import Engine, select
 
 from zsds.core.home import Home
 from zsds.core.instrument import Filter, rcid_of
+from zsds.core.masks import BAD_PIXEL_BITS
+from zsds.core.sphere import unit_vectors
 from zsds.db import session
 from zsds.db.schema import Exposure, QuadrantProduct, Reference
 from zsds.lightcurves.ids import oid as make_oid
-from zsds.lightcurves.match import MatchConfig, match_detections, unit_vectors
+from zsds.lightcurves.match import MatchConfig, match_detections
 from zsds.lightcurves.metrics import MetricsConfig, ipac_metrics, lc_features
 from zsds.lightcurves.model import (
     CATFLAG_BAD_EPOCH,
@@ -49,7 +51,7 @@ from zsds.lightcurves.photcal import RefineConfig, refine_zeropoints
 CATFLAG_EDGE = 16384
 #: Mask bits that make a point unusable: the ZTF "bad pixel" set 6141 (all but "source"
 #: and "PSF-extracted position"), the edge bit and the bad-epoch bit.
-BAD_CATFLAGS = 6141 | CATFLAG_EDGE | CATFLAG_BAD_EPOCH
+BAD_CATFLAGS = BAD_PIXEL_BITS | CATFLAG_EDGE | CATFLAG_BAD_EPOCH
 #: INFOBITS at or above this mark an image as bad data (ES cautionary notes).
 BAD_INFOBITS = 2**25
 
@@ -140,9 +142,7 @@ def _hjd(mjd: np.ndarray, ra: float, dec: float) -> np.ndarray:
     t = Time(np.asarray(mjd, float), format="mjd", scale="utc")
     earth = get_body_barycentric("earth", t.tdb).xyz.to_value("m")
     sun = get_body_barycentric("sun", t.tdb).xyz.to_value("m")
-    r, d = np.deg2rad(ra), np.deg2rad(dec)
-    n = np.array([np.cos(d) * np.cos(r), np.cos(d) * np.sin(r), np.sin(d)])
-    ltt = (n @ (earth - sun)) / constants.c.to_value("m/s")
+    ltt = (unit_vectors(ra, dec) @ (earth - sun)) / constants.c.to_value("m/s")
     return t.jd + ltt / 86400.0
 
 

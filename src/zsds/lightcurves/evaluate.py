@@ -30,9 +30,9 @@ from scipy.spatial import cKDTree
 from sqlalchemy import Engine, select
 
 from zsds.core.home import Home
+from zsds.core.sphere import chord_length, unit_vectors
 from zsds.db import session
 from zsds.lightcurves.build import BAD_CATFLAGS
-from zsds.lightcurves.match import chord_length, unit_vectors
 from zsds.lightcurves.metrics import period_harmonic, period_matches
 from zsds.sky.model import VAR_CONTACT, VAR_ECLIPSE, VAR_MIX, VAR_RRLYR, VAR_SINE
 

@@ -18,6 +18,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
+from zsds.core.sphere import chord_length, unit_vectors
 from zsds.lightcurves.model import TRANSIENT_MATCHID0
 
 
@@ -42,18 +43,6 @@ class MatchConfig:
     min_transient_points: int = 2
     transient_min_snr: float = 5.0
     transient_max_chi: float = 3.0
-
-
-def unit_vectors(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
-    """(n, 3) Cartesian unit vectors of ICRS positions in degrees."""
-    r, d = np.deg2rad(np.asarray(ra, float)), np.deg2rad(np.asarray(dec, float))
-    cd = np.cos(d)
-    return np.column_stack([cd * np.cos(r), cd * np.sin(r), np.sin(d)])
-
-
-def chord_length(radius_arcsec: float) -> float:
-    """Straight-line distance between unit vectors separated by ``radius_arcsec``."""
-    return 2.0 * np.sin(np.deg2rad(radius_arcsec / 3600.0) / 2.0)
 
 
 @dataclass

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.sparse import csr_matrix, diags
 
+from zsds.core.stats import MAD_TO_SIGMA
+
 
 @dataclass(frozen=True)
 class RefineConfig:
@@ -123,7 +125,7 @@ def grouped_median(key: np.ndarray, value: np.ndarray, n: int) -> np.ndarray:
 def grouped_robust_std(key: np.ndarray, value: np.ndarray, n: int) -> np.ndarray:
     """1.4826 x median absolute deviation of ``value`` per ``key`` (NaN for empty groups)."""
     med = grouped_median(key, value, n)
-    return 1.4826 * grouped_median(key, np.abs(value - med[key]), n)
+    return MAD_TO_SIGMA * grouped_median(key, np.abs(value - med[key]), n)
 
 
 def _solve(obj: np.ndarray, ep: np.ndarray, mag: np.ndarray, w: np.ndarray, n_obj: int,

@@ -6,10 +6,14 @@ light-curve service (``nph_light_curves``), so the archive API can serve it unch
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
+import tables
 from sqlalchemy import Engine
 
 from zsds.core.home import Home
@@ -23,6 +27,65 @@ IRSA_LC_COLUMNS = ("oid", "expid", "hjd", "mjd", "mag", "magerr", "catflags", "f
                    "airmass", "programid")
 _FILTERCODE = {1: "zg", 2: "zr", 3: "zi"}
 
+log = logging.getLogger(__name__)
+
+
+class MatchfileUnavailable(LookupError):
+    """The matchfile of a light-curve object is missing or unreadable.
+
+    The object is in ``lc_objects`` but its file was deleted or damaged on disk. The archive
+    answers it with a 404 (:mod:`zsds.archive.lightcurve`); the message names the object and
+    the matchfile relative to the home, never the server's own path.
+
+    Parameters
+    ----------
+    oid : int
+        An object whose light curve is in the file.
+    relpath : str
+        The matchfile, relative to the home.
+    missing : bool
+        Whether the file does not exist (else it exists and cannot be read).
+    """
+
+    def __init__(self, oid: int, relpath: str, missing: bool) -> None:
+        self.oid, self.relpath, self.missing = int(oid), str(relpath), missing
+        state = "is missing" if missing else "cannot be read (damaged or not a matchfile)"
+        super().__init__(f"light curve of oid {self.oid} unavailable: its matchfile "
+                         f"{self.relpath} {state}")
+
+
+@contextmanager
+def matchfile_guard(home: Home, relpath: str, oid: int) -> Iterator[None]:
+    """Turn a missing or unreadable matchfile into :class:`MatchfileUnavailable`.
+
+    Wraps the reading of ``relpath`` (relative to ``home``) for the object ``oid``; the
+    underlying error is logged with its traceback.
+
+    Raises
+    ------
+    MatchfileUnavailable
+        If the block raises ``FileNotFoundError``, ``ValueError`` (not a matchfile), another
+        ``OSError`` or an HDF5 error.
+    """
+    try:
+        yield
+    except (OSError, ValueError, tables.HDF5ExtError) as exc:
+        missing = isinstance(exc, FileNotFoundError) or not home.path(relpath).exists()
+        log.warning("matchfile %s of oid %s: %s: %s", relpath, oid, type(exc).__name__, exc)
+        raise MatchfileUnavailable(oid, relpath, missing) from exc
+
+
+def read_exposures(home: Home, relpath: str, oid: int) -> np.ndarray:
+    """The ``exposures`` table of the matchfile ``relpath`` (holding object ``oid``).
+
+    Raises
+    ------
+    MatchfileUnavailable
+        If the file is missing or unreadable.
+    """
+    with matchfile_guard(home, relpath, oid):
+        return read_matchfile(home.path(relpath), objects_only=True).exposures
+
 
 def find_objects(engine: Engine, ra: float, dec: float, radius_arcsec: float,
                  fid: int | None = None, where: dict | None = None) -> pd.DataFrame:
@@ -33,14 +96,21 @@ def find_objects(engine: Engine, ra: float, dec: float, radius_arcsec: float,
 
 
 def lightcurve_points(home: Home, objects: pd.DataFrame) -> dict[int, np.ndarray]:
-    """The matchfile rows of each object (``oid`` -> structured array), one file read each."""
+    """The matchfile rows of each object (``oid`` -> structured array), one file read each.
+
+    Raises
+    ------
+    MatchfileUnavailable
+        If a matchfile is missing or unreadable.
+    """
     out: dict[int, np.ndarray] = {}
     by_file: dict[str, list[tuple[int, int]]] = defaultdict(list)
     for oid, mid, mf in zip(objects["oid"], objects["matchid"], objects["matchfile"],
                             strict=True):
         by_file[mf].append((int(oid), int(mid)))
     for mf, pairs in by_file.items():
-        pts = read_lightcurve(home.path(mf), [m for _, m in pairs])
+        with matchfile_guard(home, mf, pairs[0][0]):
+            pts = read_lightcurve(home.path(mf), [m for _, m in pairs])
         for oid, mid in pairs:
             out[oid] = pts[pts["matchid"] == mid]
     return out
@@ -48,12 +118,19 @@ def lightcurve_points(home: Home, objects: pd.DataFrame) -> dict[int, np.ndarray
 
 def lightcurve_table(home: Home, objects: pd.DataFrame, time_range: tuple[float, float]
                      | None = None, bad_catflags_mask: int = 0) -> pd.DataFrame:
-    """Points of ``objects`` as IRSA's light-curve API returns them (one row per epoch)."""
+    """Points of ``objects`` as IRSA's light-curve API returns them (one row per epoch).
+
+    Raises
+    ------
+    MatchfileUnavailable
+        If a matchfile is missing or unreadable.
+    """
     pts = lightcurve_points(home, objects)
     frames = []
     exposures: dict[str, pd.DataFrame] = {}
+    first_oid = dict(zip(objects["matchfile"], objects["oid"], strict=True))
     for mf in objects["matchfile"].unique():
-        e = read_matchfile(home.path(mf), objects_only=True).exposures
+        e = read_exposures(home, mf, first_oid[mf])
         exposures[mf] = pd.DataFrame({k: e[k] for k in (
             "expid", "fracday", "limitmag", "magzp", "magzprms", "clrcoeff", "clrcounc",
             "exptime", "airmass")}).set_index("expid")

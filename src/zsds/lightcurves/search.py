@@ -38,6 +38,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from zsds.core.sphere import angular_distance_deg
 from zsds.db.schema import LightCurveObject, MatchfileRecord, utcnow
 from zsds.lightcurves.model import TRANSIENT_MATCHID0
 
@@ -142,14 +143,6 @@ def cone_ranges(ra: float, dec: float, radius_deg: float, depth: int | None = No
     last = cells[np.r_[cut - 1, cells.size - 1]]
     shift = 2 * (ORDER - d)
     return np.column_stack([first << shift, ((last + 1) << shift) - 1])
-
-
-def angular_distance_deg(ra1: Any, dec1: Any, ra2: Any, dec2: Any) -> np.ndarray:
-    """Great-circle distance (deg) by the haversine formula (accurate at small separations)."""
-    ra1, dec1, ra2, dec2 = (np.radians(np.asarray(v, np.float64)) for v in (ra1, dec1, ra2, dec2))
-    h = (np.sin((dec2 - dec1) / 2) ** 2
-         + np.cos(dec1) * np.cos(dec2) * np.sin((ra2 - ra1) / 2) ** 2)
-    return np.degrees(2 * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0))))
 
 
 # --------------------------------------------------------------------------- loading

@@ -6,12 +6,16 @@ its name (``ssnamenr``), its distance (``ssdistnr``, arcsec) and its predicted V
 
 Method
 ------
-1. :func:`precompute_night` propagates the whole catalogue (two-body) to the middle of the night
-   once, then evaluates approximate topocentric astrometric directions from the observatory
-   (default I41) on a coarse time grid (hourly by default). Heliocentric positions come from a
-   third-order Taylor series about mid-night (two-body propagation for the few objects closer
-   than 0.25 au to the Sun), light time from one linearised step; these directions are good to
-   well under an arcsecond and are stored as float32 unit vectors. Per object it keeps a
+1. :func:`precompute_night` propagates the whole catalogue to the middle of the night once
+   (:func:`zsds.solar.nbody.propagate_states`: N-body, ASSIST with DE440 and 16 asteroids,
+   for every orbit whose epoch is too far for two-body by the error budget, i.e. any MPCORB
+   orbit more than a few days old; two-body within the budget or without the ``nbody``
+   extra, with a logged warning), then evaluates approximate topocentric astrometric
+   directions from the observatory (default I41) on a coarse time grid (hourly by default).
+   Heliocentric positions come from a third-order Taylor series about mid-night (two-body
+   propagation for the few objects closer than 0.25 au to the Sun), light time from one
+   linearised step; these directions are good to well under an arcsecond and are stored as
+   float32 unit vectors. Per object it keeps a
    tolerance (a base margin plus the largest second difference of its grid path, about eight
    times the worst linear-interpolation error) and flags *fast movers* (faster than
    ``KnownConfig.fast_rate_deg_per_day`` somewhere on the grid).
@@ -36,6 +40,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.spatial import cKDTree
 
 from zsds.solar.ephemeris import EPHEMERIS_COLUMNS, ephemerides, utc_to_tdb
+from zsds.solar.nbody import ENGINES, propagate_states
 from zsds.solar.observer import observer_heliocentric_posvel
 from zsds.solar.orbits import (
     C_AU_PER_DAY,
@@ -98,6 +103,13 @@ class KnownConfig:
         MPC observatory code of the observer.
     none_value : float
         Value of ``ssdistnr`` and ``ssmagnr`` when nothing is within the match radius.
+    engine : str
+        Propagation from the orbit epochs to the night (``"auto"``: N-body where the two-body
+        error budget is exceeded; ``"two-body"``; ``"nbody"``), see
+        :func:`zsds.solar.nbody.propagate_states`.
+    workers : int
+        Processes for that N-body propagation of the catalogue (its simulations are
+        independent; 1 runs them in this process).
     """
 
     match_radius_arcsec: float = 30.0
@@ -109,8 +121,12 @@ class KnownConfig:
     mag_limit: float | None = None
     obscode: str = "I41"
     none_value: float = -999.0
+    engine: str = "auto"
+    workers: int = 1
 
     def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, not {self.engine!r}")
         if self.match_radius_arcsec <= 0 or self.cone_radius_deg <= 0:
             raise ValueError("match and cone radii must be positive")
         if self.grid_step_hours <= 0 or self.prefilter_margin_deg < 0:
@@ -249,7 +265,8 @@ def precompute_night(
     tdb_mid = float(utc_to_tdb(mid_utc)[0])
 
     r0, v0 = elements_to_state(orbits)
-    r_mid, v_mid = propagate(r0, v0, tdb_mid - orbits.epoch)
+    state = propagate_states(r0, v0, orbits.epoch, tdb_mid, cfg.engine, workers=cfg.workers)
+    r_mid, v_mid = state.r, state.v
     orbits_mid = state_to_elements(
         r_mid, v_mid, tdb_mid, designation=orbits.designation, H=orbits.H, G=orbits.G
     )
@@ -413,7 +430,8 @@ def _predict(
         eph = pd.DataFrame({c: np.array([], dtype=float) for c in EPHEMERIS_COLUMNS})
         eph["designation"] = eph["designation"].astype(object)
     else:
-        eph = ephemerides(index.orbits[obj], times[grp], index.config.obscode)
+        eph = ephemerides(index.orbits[obj], times[grp], index.config.obscode,
+                          engine=index.config.engine)
     eph.insert(0, "group", grp)
     eph.insert(1, "object", obj)
     lim = index.config.mag_limit

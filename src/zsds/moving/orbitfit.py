@@ -34,6 +34,12 @@ Method
   lowest chi-square is kept. Unless hyperbolic orbits are allowed, a penalty residual keeps
   the search among bound orbits: without it a single bad observation lets a short arc slide
   to a distant, near-rectilinear unbound "solution".
+* N-body: where the two-body error budget of :mod:`zsds.solar.nbody` fails over the arc (weeks
+  or more, or an object near the Earth; ``OrbitFitConfig.engine="auto"``), the two-body
+  solution starts an N-body differential correction (ASSIST, DE440 + 16 asteroids; the seven
+  states of the Jacobian integrated together) followed by the same outlier passes. Arcs of
+  several apparitions, where Gauss's method cannot start, go through
+  :func:`zsds.moving.orbitdet.determine_orbit`.
 * Outliers: the observation whose removal lowers chi-square most is found from the
   linearised deletion diagnostics (hat-matrix blocks), dropped if that drop exceeds
   ``reject_sigma**2`` (scaled by the remaining reduced chi-square) and the fit redone, one
@@ -66,6 +72,13 @@ from numpy.typing import NDArray
 from scipy.optimize import least_squares
 
 from zsds.solar.ephemeris import ephemerides_grid, utc_to_tdb
+from zsds.solar.nbody import (
+    ENGINES,
+    TWO_BODY_TOLERANCE_ARCSEC,
+    nbody_states,
+    needs_nbody,
+    resolve_engine,
+)
 from zsds.solar.observer import observer_heliocentric_posvel
 from zsds.solar.orbits import (
     C_AU_PER_DAY,
@@ -145,6 +158,16 @@ class OrbitFitConfig:
     default_sigma_arcsec: float = 0.2
     #: Observatory code used when the frame has no ``obscode`` column.
     obscode: str = "I41"
+    #: Propagation of the model: ``"auto"`` fits two-body first and refines with N-body
+    #: (ASSIST) when the two-body error budget over the arc exceeds ``two_body_tol_arcsec``;
+    #: ``"two-body"`` and ``"nbody"`` force one engine (see :mod:`zsds.solar.nbody`).
+    engine: str = "auto"
+    #: Largest two-body model error (arcsec) that ``"auto"`` accepts.
+    two_body_tol_arcsec: float = TWO_BODY_TOLERANCE_ARCSEC
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, not {self.engine!r}")
 
 
 @dataclass(frozen=True)
@@ -187,6 +210,10 @@ class OrbitFit:
     nfev : int
         Residual evaluations spent by ``least_squares`` over all starts and passes (a
         Jacobian counts as seven).
+    engine : str
+        Propagation of the final model: ``"two-body"`` or ``"nbody"``.
+    sigma : ndarray
+        (n_obs,) per-axis uncertainty (arcsec) each observation was weighted with.
     """
 
     ok: bool
@@ -204,6 +231,8 @@ class OrbitFit:
     message: str
     residuals: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 2)))
     nfev: int = 0
+    engine: str = "two-body"
+    sigma: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
 
 
 # --------------------------------------------------------------------------------------------
@@ -318,12 +347,20 @@ class _Obs:
     e_ra: NDArray[np.float64]
     e_dec: NDArray[np.float64]
     sigma: NDArray[np.float64]  # arcsec
+    nbody: bool = False  # model propagated with the N-body engine (else two-body)
 
     def __len__(self) -> int:
         return int(self.mjd.size)
 
     def subset(self, mask: NDArray[np.bool_]) -> _Obs:
-        return _Obs(*(getattr(self, name)[mask] for name in self.__dataclass_fields__))
+        arrays = (getattr(self, name)[mask] for name in _OBS_ARRAYS)
+        return _Obs(*arrays, nbody=self.nbody)
+
+    def with_engine(self, nbody: bool) -> _Obs:
+        return replace(self, nbody=bool(nbody))
+
+
+_OBS_ARRAYS = ("order", "mjd", "tdb", "pos", "u", "e_ra", "e_dec", "sigma")
 
 
 def _columns(obs: pd.DataFrame, cfg: OrbitFitConfig) -> tuple[NDArray, ...]:
@@ -391,14 +428,24 @@ def _prepare_many(groups: Sequence[pd.DataFrame], cfg: OrbitFitConfig) -> list[_
 def _model_dirs(r0: NDArray, v0: NDArray, t0: float, ob: _Obs) -> NDArray:
     """Astrometric unit vectors (K, n, 3) of K states (K, 3) at TDB ``t0`` seen by ``ob``.
 
-    The state is propagated to each observation time, then moved back by the light time with
+    The state is propagated to each observation time (two-body, or N-body when ``ob.nbody``:
+    the K states integrated together by ASSIST), then moved back by the light time with
     a second-order Taylor step (the third-order error is below 0.1 mas for asteroids), the
     light time being iterated on that expansion.
     """
     k, n = r0.shape[0], len(ob)
-    rr, vv = _propagate_short(
-        np.repeat(r0, n, axis=0), np.repeat(v0, n, axis=0), np.tile(ob.tdb - t0, k)
-    )
+    if ob.nbody:
+        with np.errstate(all="ignore"):
+            ok = np.all(np.isfinite(r0) & np.isfinite(v0), axis=1)
+        rr = np.full((k, n, 3), np.nan)
+        vv = np.full((k, n, 3), np.nan)
+        if np.any(ok):
+            rr[ok], vv[ok] = nbody_states(r0[ok], v0[ok], t0, ob.tdb)
+        rr, vv = rr.reshape(k * n, 3), vv.reshape(k * n, 3)
+    else:
+        rr, vv = _propagate_short(
+            np.repeat(r0, n, axis=0), np.repeat(v0, n, axis=0), np.tile(ob.tdb - t0, k)
+        )
     obs_pos = np.tile(ob.pos, (k, 1))
     with np.errstate(all="ignore"):
         acc = -GM_SUN * rr / (np.einsum("ij,ij->i", rr, rr) ** 1.5)[:, None]
@@ -865,6 +912,9 @@ def _fit_prepared(
     i_mid = int(np.argmin(np.abs(ob.tdb - 0.5 * (ob.tdb[0] + ob.tdb[-1]))))
     t0 = float(ob.tdb[i_mid])
     used = np.ones(n, bool)
+    if cfg.engine == "nbody":
+        resolve_engine("nbody")
+        ob = ob.with_engine(True)
 
     best: _Solution | None = None
     nfev = 0
@@ -885,8 +935,39 @@ def _fit_prepared(
     if best is None:
         return _fail(n, arc, "Gauss IOD found no physical root")
 
-    # Outlier rejection, one observation per pass (see _worst_outlier), then refit from the
-    # previous solution and, if that is not good, from the initial states again.
+    best, used, J, nf = _reject_outliers(best, used, ob, t0, cfg, xs_all)
+    nfev += nf
+    # Two-body is kept only where its error budget over the arc allows it; elsewhere the
+    # two-body solution starts an N-body differential correction.
+    if not ob.nbody and cfg.engine == "auto" and needs_nbody(
+        best.x[:3], best.x[3:], t0, ob.tdb, cfg.two_body_tol_arcsec
+    ):
+        obn = ob.with_engine(True)
+        sol = _lsq(best.x, t0, obn.subset(used), cfg)
+        nfev += sol.nfev
+        if sol.converged:
+            ob, best = obn, sol
+            best, used, J, nf = _reject_outliers(best, used, ob, t0, cfg, [best.x])
+            nfev += nf
+    return _finish(ob, best, used, J, t0, n, arc, cfg, designation, nfev)
+
+
+def _reject_outliers(
+    best: _Solution,
+    used: NDArray[np.bool_],
+    ob: _Obs,
+    t0: float,
+    cfg: OrbitFitConfig,
+    xs_all: list[NDArray],
+) -> tuple[_Solution, NDArray[np.bool_], NDArray | None, int]:
+    """Outlier rejection, one observation per pass (see :func:`_worst_outlier`).
+
+    Each pass refits from the previous solution and, if that is not good, from the starts
+    ``xs_all`` again. Returns the solution, the used mask, the Jacobian at the solution on the
+    used observations when known (else None) and the evaluations spent.
+    """
+    n = len(ob)
+    nfev = 0
     max_rej = min(n - max(3, cfg.min_obs), max(1, int(cfg.max_reject_fraction * n)))
     J: NDArray | None = None  # Jacobian at best.x on the used observations, when known
     for _ in range(cfg.max_reject_passes):
@@ -909,7 +990,22 @@ def _fit_prepared(
         if sol is None or not sol.converged:
             break
         used, best = trial, sol
+    return best, used, J, nfev
 
+
+def _finish(
+    ob: _Obs,
+    best: _Solution,
+    used: NDArray[np.bool_],
+    J: NDArray | None,
+    t0: float,
+    n: int,
+    arc: float,
+    cfg: OrbitFitConfig,
+    designation: str,
+    nfev: int,
+) -> OrbitFit:
+    """Residuals, covariance, checks and the :class:`OrbitFit` of a solution."""
     x = best.x
     sub = ob.subset(used)
     n_used = int(used.sum())
@@ -951,6 +1047,8 @@ def _fit_prepared(
     rejected[ob.order] = ~used
     residuals = np.empty((n, 2))
     residuals[ob.order] = resid
+    sigma_in = np.empty(n)
+    sigma_in[ob.order] = ob.sigma
     return OrbitFit(
         ok=ok,
         orbit=orbit,
@@ -967,6 +1065,8 @@ def _fit_prepared(
         message=message,
         residuals=residuals,
         nfev=nfev,
+        engine="nbody" if ob.nbody else "two-body",
+        sigma=sigma_in,
     )
 
 
@@ -1062,6 +1162,7 @@ def predict(
     orbit_or_fit: Orbits | OrbitFit,
     mjd_utc: float | Sequence[float] | NDArray,
     obscode: str = "I41",
+    engine: str = "auto",
 ) -> pd.DataFrame:
     """Astrometric ephemeris of a fitted orbit.
 
@@ -1073,6 +1174,8 @@ def predict(
         Times, MJD (UTC).
     obscode : str, optional
         Observatory code.
+    engine : {"auto", "two-body", "nbody"}, optional
+        Propagation from the orbit's epoch (:func:`zsds.solar.nbody.propagate_states`).
 
     Returns
     -------
@@ -1083,4 +1186,5 @@ def predict(
     orbit = orbit_or_fit.orbit if isinstance(orbit_or_fit, OrbitFit) else orbit_or_fit
     if orbit is None:
         raise ValueError("the fit has no orbit")
-    return ephemerides_grid(orbit, np.atleast_1d(np.asarray(mjd_utc, float)), obscode)
+    return ephemerides_grid(orbit, np.atleast_1d(np.asarray(mjd_utc, float)), obscode,
+                            engine=engine)

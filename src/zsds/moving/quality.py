@@ -22,9 +22,9 @@ from sqlalchemy.engine import Engine
 from zsds.core.geometry import clip_segment
 from zsds.core.home import Home
 from zsds.core.naming import nid_of, parse_night
+from zsds.core.sphere import chord_length
 from zsds.db.engine import session
 from zsds.db.schema import Candidate, DiffImageRecord
-from zsds.lightcurves.match import chord_length
 from zsds.moving.run import known_orbits
 from zsds.moving.tracklets import radec_to_unit
 
@@ -106,14 +106,6 @@ def _clip_segment(x0: float, y0: float, x1: float, y1: float, nx: int, ny: int
     return x0 + t[0] * dx, y0 + t[0] * dy, x0 + t[1] * dx, y0 + t[1] * dy
 
 
-def _seg_distance(px: float, py: float, s: tuple[float, float, float, float]) -> float:
-    x0, y0, x1, y1 = s
-    vx, vy = x1 - x0, y1 - y0
-    L2 = vx * vx + vy * vy
-    t = 0.0 if L2 == 0 else min(1.0, max(0.0, ((px - x0) * vx + (py - y0) * vy) / L2))
-    return float(np.hypot(px - x0 - t * vx, py - y0 - t * vy))
-
-
 def evaluate_streaks_night(home: Home, engine: Engine, night: str | dt.date,
                            rb_min: float = 0.5, min_snr: float = 10.0) -> dict[str, Any]:
     """Streaks found on a processed night's difference images against the simulator's truth.
@@ -136,7 +128,7 @@ def evaluate_streaks_night(home: Home, engine: Engine, night: str | dt.date,
     from zsds.core.instrument import QUAD_NX, QUAD_NY
     from zsds.db.schema import StreakRecord
     from zsds.streaks.fit import trail_norm
-    from zsds.streaks.quality import _match
+    from zsds.streaks.quality import match_trails
 
     date = parse_night(night)
     with session(engine) as s:
@@ -182,7 +174,7 @@ def evaluate_streaks_night(home: Home, engine: Engine, night: str | dt.date,
         segs_df = pd.DataFrame(segs, columns=["x0", "y0", "x1", "y1"])
         found_df = pd.DataFrame([{k: float(r[k]) for k in ("xmid", "ymid", "angle")}
                                  for r in fs["record"]], columns=["xmid", "ymid", "angle"])
-        matched, real = _match(found_df, segs_df)
+        matched, real = match_trails(found_df, segs_df)
         n_false += int((~real).sum())
         strong_arr = np.array(strong, bool)
         n_true += int(strong_arr.sum())

@@ -1,6 +1,9 @@
 """Pipeline 9 runner: the database and file edges of moving-object work.
 
 * :func:`known_orbits` reads the known asteroids (``refcat/MPCORB.DAT``) once per process;
+  :func:`known_index` brings them to the middle of a UT date once (N-body where their epochs
+  are too far for two-body; the result is kept on disk under ``refcat/nbody-cache/`` so that
+  every worker process of the night reuses it) and builds the night index;
   :func:`tag_known` fills ZTF's ``ssnamenr``, ``ssdistnr`` and ``ssmagnr`` of a difference
   image's candidates in real time (called by :mod:`zsds.diffim.run`).
 * :func:`window_detections` gathers the positive, vetted candidates of a window of nights;
@@ -39,6 +42,7 @@ __all__ = [
     "LinkRunConfig",
     "known_orbits",
     "link_window",
+    "orbits_at_night",
     "tag_known",
     "track_name",
     "window_detections",
@@ -90,7 +94,71 @@ def _night_index(path: str, mtime_ns: int, mjd_day: int):
     from zsds.moving.known import precompute_night
 
     # Palomar nights fall within one UT date: one coarse grid per UT date and process.
-    return precompute_night(_read_orbits(path, mtime_ns), float(mjd_day), mjd_day + 1.0)
+    orbits = orbits_at_night(_read_orbits(path, mtime_ns), mjd_day,
+                             Path(path).parent / NBODY_CACHE, f"{mtime_ns}")
+    return precompute_night(orbits, float(mjd_day), mjd_day + 1.0)
+
+
+#: Folder (beside the orbit file) of catalogues brought to a UT date with N-body.
+NBODY_CACHE = "nbody-cache"
+_ELEMENTS = ("a", "e", "inc", "node", "argperi", "mean_anomaly", "epoch", "H", "G")
+
+
+def orbits_at_night(orbits: Orbits, mjd_day: int, cache_dir: Path | None = None,
+                    key: str = "", keep: int = 3) -> Orbits:
+    """The catalogue osculating at the middle of the UT date ``mjd_day`` (MJD of 0h UTC).
+
+    Orbits whose epoch is beyond the two-body error budget are integrated with N-body
+    (:func:`zsds.solar.nbody.propagate_states`). That costs about a millisecond of CPU per
+    orbit and year, so with ``cache_dir`` the result is written there once
+    (``<key>_<mjd_day>.npz``, under a file lock: the other worker processes of the night wait
+    and read it) and the ``keep`` newest files are kept. Without any orbit beyond the budget
+    the catalogue is returned as it is (:func:`~zsds.moving.known.precompute_night` then
+    propagates it two-body).
+    """
+    from zsds.solar.ephemeris import utc_to_tdb
+    from zsds.solar.nbody import (
+        TWO_BODY_TOLERANCE_ARCSEC,
+        nbody_available,
+        propagate_states,
+        two_body_error_bound,
+    )
+    from zsds.solar.orbits import elements_to_state, state_to_elements
+
+    if len(orbits) == 0 or not nbody_available():
+        return orbits  # (precompute_night logs the two-body fallback)
+    mid = float(utc_to_tdb(mjd_day + 0.5)[0])
+    r, v = elements_to_state(orbits)
+    _, bound = two_body_error_bound(r, v, orbits.epoch, mid)
+    if not np.any(bound > TWO_BODY_TOLERANCE_ARCSEC):
+        return orbits
+
+    def compute() -> Orbits:
+        state = propagate_states(r, v, orbits.epoch, mid)
+        return state_to_elements(state.r, state.v, mid, orbits.designation, orbits.H,
+                                 orbits.G)
+
+    if cache_dir is None:
+        return compute()
+    import fcntl
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    target = cache_dir / f"{key}_{int(mjd_day)}.npz"
+    with open(cache_dir / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if target.exists():
+            with np.load(target, allow_pickle=False) as z:
+                return Orbits(designation=z["designation"],
+                              **{k: z[k] for k in _ELEMENTS})
+        out = compute()
+        tmp = target.with_suffix(".tmp.npz")
+        np.savez(tmp, designation=out.designation, **{k: getattr(out, k) for k in _ELEMENTS})
+        os.replace(tmp, target)
+        log.info("%d known orbits brought to MJD %d with N-body, cached in %s", len(out),
+                 mjd_day, target)
+        for old in sorted(cache_dir.glob("*.npz"), key=lambda f: f.stat().st_mtime)[:-keep]:
+            old.unlink(missing_ok=True)
+        return out
 
 
 def known_index(home: Home, mjd: float):

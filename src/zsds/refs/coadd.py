@@ -46,9 +46,8 @@ from zsds.core.image import QuadrantImage, input_variance
 from zsds.core.instrument import QUAD_NX, QUAD_NY
 from zsds.core.masks import BAD_PIXEL_BITS, MASK_DTYPE, MaskBit
 from zsds.core.resample import resample_fast
+from zsds.core.stats import MAD_TO_SIGMA
 from zsds.core.wcs import quadrant_wcs
-
-MAD_TO_SIGMA = 1.482602218505602
 
 
 @dataclass(frozen=True)

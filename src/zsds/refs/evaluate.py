@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from astropy.io import fits
+from astropy.stats import mad_std
 from scipy.spatial import cKDTree
 
 from zsds.core.home import Home
@@ -91,7 +92,7 @@ def evaluate_reference(home: Home, refimg: Path) -> dict[str, float]:
     out.update({
         "n_stars": len(b),
         "zp_offset": float(np.median(dm)) if len(dm) else np.nan,
-        "phot_rms": float(1.4826 * np.median(np.abs(dm - np.median(dm)))) if len(dm) else np.nan,
+        "phot_rms": float(mad_std(dm)) if len(dm) else np.nan,
         "astrom_rms_ra": float(np.sqrt(np.mean(dra**2))) if len(dra) else np.nan,
         "astrom_rms_dec": float(np.sqrt(np.mean(ddec**2))) if len(ddec) else np.nan,
     })

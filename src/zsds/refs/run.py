@@ -32,6 +32,7 @@ from astropy.table import Table
 from astropy.wcs import WCS
 from sqlalchemy import Engine, select
 
+from zsds.config import PipelineConfig, record_config
 from zsds.core.home import Home
 from zsds.core.image import QuadrantImage
 from zsds.core.instrument import PIXEL_SCALE, Filter, rcid_of
@@ -41,16 +42,14 @@ from zsds.core.photometry import flux_to_mag
 from zsds.core.psf import MoffatFieldPSF
 from zsds.db.engine import session
 from zsds.db.schema import QuadrantProduct, Reference
-from zsds.instcal.detect import DetectConfig, estimate_background, extract_sources
-from zsds.instcal.moffat import MoffatPSFConfig
-from zsds.instcal.photcal import PhotCalConfig, PhotCalResult, photometric_calibration
-from zsds.instcal.psf import PSFConfig
-from zsds.instcal.psfphot import PSFPhotConfig
-from zsds.instcal.run import PSFCAT_COLUMNS, _catalog_table
-from zsds.instcal.stage import InfoBits, fit_psf_and_photometry
-from zsds.io.fitsio import write_hdul, write_image, write_table
-from zsds.refs.coadd import CoaddConfig, CoaddResult, coadd, reference_grid, zp_scale
-from zsds.refs.select import SelectConfig, candidates_from_headers, select_epochs
+from zsds.instcal.detect import estimate_background, extract_sources
+from zsds.instcal.photcal import PhotCalResult, photometric_calibration
+from zsds.instcal.stage import fit_psf_and_photometry
+from zsds.io.catalogs import psfcat_table
+from zsds.io.fitsio import config_provenance, write_hdul, write_image, write_table
+from zsds.refs.coadd import CoaddResult, coadd, reference_grid, zp_scale
+from zsds.refs.config import RefBuildConfig
+from zsds.refs.select import candidates_from_headers, select_epochs
 from zsds.sky.refcat import open_refcat
 
 ProgressFn = Callable[[str, int, int], None]
@@ -58,35 +57,6 @@ ProgressFn = Callable[[str, int, int], None]
 #: Product suffixes of one reference version.
 REF_SUFFIXES = ("refimg.fits", "refunc.fits", "refcov.fits", "refmskimg.fits", "refpsf.fits",
                 "refpsfcat.fits", "refsexcat.fits", "refimlog.txt")
-
-
-@dataclass(frozen=True)
-class RefBuildConfig:
-    """Options of :func:`build_references` (one sub-config per step).
-
-    Attributes
-    ----------
-    shape : (ny, nx) or None
-        Reference grid size; None: the size of the input images (the full quadrant in
-        production, smaller for simulated quadrants).
-    ignore_infobits : int
-        INFOBITS of an input that do not disqualify it for a reference (cleared before
-        selection). Default: ``FEW_PSF_STARS`` only -- the input's own PSF model is not used by
-        the co-add, which fits its own.
-    psffit_min_snr : float
-        PSF-fit catalogue keeps fits above this S/N.
-    """
-
-    select: SelectConfig = field(default_factory=SelectConfig)
-    coadd: CoaddConfig = field(default_factory=CoaddConfig)
-    detect: DetectConfig = field(default_factory=DetectConfig)
-    psf_select: PSFConfig = field(default_factory=PSFConfig)
-    psf: MoffatPSFConfig = field(default_factory=MoffatPSFConfig)
-    psfphot: PSFPhotConfig = field(default_factory=PSFPhotConfig)
-    photcal: PhotCalConfig = field(default_factory=PhotCalConfig)
-    ignore_infobits: int = InfoBits.FEW_PSF_STARS
-    psffit_min_snr: float = 3.0
-    shape: tuple[int, int] | None = None
 
 
 @dataclass
@@ -257,19 +227,6 @@ def _latest(engine: Engine, key: tuple[int, int, int, int]) -> Reference | None:
         ).order_by(Reference.version.desc()).limit(1)).scalar_one_or_none()
 
 
-def _psfcat_table(cat: pd.DataFrame) -> Table:
-    if not len(cat):
-        return Table({c: [] for c in PSFCAT_COLUMNS})
-    cat = cat.reset_index(drop=True).copy()
-    cat["sourceid"] = np.arange(1, len(cat) + 1)
-    cat["xpos"], cat["ypos"] = cat["x"] + 1.0, cat["y"] + 1.0
-    cat["sigflux"] = cat["fluxerr"]
-    for col in PSFCAT_COLUMNS:
-        if col not in cat:
-            cat[col] = np.nan
-    return _catalog_table(cat, PSFCAT_COLUMNS)
-
-
 def write_reference(home: Home, key: tuple[int, int, int, int], version: int, rfid: int,
                     res: CoaddResult, cats: RefCatalogs, header: fits.Header,
                     log: list[str]) -> dict[str, Path]:
@@ -305,7 +262,7 @@ def write_reference(home: Home, key: tuple[int, int, int, int], version: int, rf
     for k in ("RFID", "MAGZP", "MAGZPUNC", "CLRCOEFF", "SEEING", "MAGLIM", "NFRAMES"):
         if k in header:
             th[k] = (header[k], header.comments[k])
-    out["refpsfcat"] = write_table(path("refpsfcat.fits"), _psfcat_table(cats.psfcat), th,
+    out["refpsfcat"] = write_table(path("refpsfcat.fits"), psfcat_table(cats.psfcat), th,
                                    "PSFCAT")
     sex = cats.sexcat.copy()
     if len(sex):
@@ -415,7 +372,7 @@ def build_references(
     ccd: int | None = None,
     quad: int | None = None,
     filt: Filter | str | int | None = None,
-    config: RefBuildConfig | None = None,
+    config: PipelineConfig | RefBuildConfig | None = None,
     progress: ProgressFn | None = None,
     only_missing: bool = False,
 ) -> list[RefOutcome]:
@@ -430,7 +387,10 @@ def build_references(
         Restrict to one field / CCD / quadrant.
     filt : Filter or str or int, optional
         Restrict to one filter (``"r"``, ``"zr"``, fid...).
-    config : RefBuildConfig, optional
+    config : PipelineConfig or RefBuildConfig, optional
+        The pipeline configuration (its ``refs`` settings are used), or these settings alone
+        (every other stage at its defaults); default: the defaults. It is recorded in
+        ``configs`` and its hash in every product's header (``CFGHASH``).
     progress : callable(label, done, total), optional
     only_missing : bool
         Build only where no reference exists yet (the executive's nightly policy: a
@@ -444,7 +404,9 @@ def build_references(
         message when too few good epochs exist, or with the error when the build failed (one
         failure never stops the others).
     """
-    cfg = config or RefBuildConfig()
+    pipeline = PipelineConfig.of(config)
+    cfg = pipeline.refs
+    cfg_hash = record_config(engine, pipeline)
     fid = None if filt is None else Filter.parse(filt).fid
     groups = _groups(engine, field, ccd, quad, fid)
     outcomes: list[RefOutcome] = []
@@ -454,7 +416,8 @@ def build_references(
                                        latest.rfid, latest.version, {}))
             continue
         try:
-            outcomes.append(_build_one(home, engine, key, rows, cfg))
+            with config_provenance(cfg_hash):
+                outcomes.append(_build_one(home, engine, key, rows, cfg))
         except Exception as exc:  # one quadrant's failure never stops the others
             outcomes.append(RefOutcome(*key, False, f"{type(exc).__name__}: {exc}"))
         if progress:

@@ -47,14 +47,22 @@ motion).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import fft as sfft
 from scipy import ndimage as ndi
 
+from zsds.streaks.base import (
+    DEFAULT_CONFIG,
+    FWHM_TO_SIGMA,
+    SEGMENT_COLUMNS,
+    StreakConfig,
+    bin_image,
+    canonical_segments,
+)
+from zsds.streaks.fit import trailed_psf
 from zsds.streaks.frt import (
     frt_levels,
     line_noise,
@@ -63,6 +71,7 @@ from zsds.streaks.frt import (
     octant_views,
     threshold_level,
 )
+from zsds.streaks.radon import radon_candidates
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -76,106 +85,6 @@ __all__ = [
     "sharp_lines",
     "sharp_pixels",
 ]
-
-FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
-
-
-@dataclass(frozen=True)
-class StreakConfig:
-    """Settings of streak detection, fitting and scoring (all lengths in native pixels).
-
-    Attributes
-    ----------
-    threshold : float
-        Detection threshold on the matched-filter S/N of a line segment.
-    method : {"frt", "bank"}
-        Filter-bank implementation: partial fast Radon transform (all slopes, lengths
-        ``2**k``) or FFT correlation with an explicit kernel bank.
-    binning : int
-        Block-sum factor of the image searched (1 = native pixels).
-    min_segment_fwhm : float
-        Shortest segment of the bank, in units of the FWHM (frt: rounded up to a power of two
-        binned pixels).
-    max_length : float
-        Longest segment of the bank. Longer streaks are found as collinear fragments and merged.
-    n_angles : int
-        Angles of the ``"bank"`` method, uniform in ``[0, 180)``.
-    bank_lengths : tuple of float
-        Segment lengths of the ``"bank"`` method.
-    point_veto : float
-        Factor above the ideal point-source line/point response ratio a candidate must reach.
-    point_excess : float
-        S/N by which a candidate must exceed what a point source of the same peak would give
-        (guards against noise on long lines through moderately bright point sources).
-    merge_perp_fwhm : float
-        Perpendicular tolerance (in FWHM, at least ``2 * binning`` px) for grouping candidates.
-    min_length_fwhm : float
-        Streaks shorter than this many FWHM (after refinement and after the fit) are rejected
-        as point-like.
-    snr_min : float
-        Minimum fitted S/N (flux / flux error) of a reported streak.
-    max_candidates : int
-        Cap on candidate segments kept per transform level (brightest first).
-    max_streaks : int
-        Cap on groups refined and fitted per image (brightest first).
-    merge_angle_deg : float
-        Angle tolerance for merging fitted collinear streaks.
-    merge_gap_fwhm : float
-        Largest gap (in FWHM, at least 10 px) between collinear fitted streaks that are merged.
-    radon : bool
-        Also run the optional Radon-transform pass for very long, faint streaks (lines crossing
-        most of the image, e.g. satellites): :func:`zsds.streaks.radon.radon_candidates`.
-    radon_binning : int
-        Block-sum factor of the Radon pass.
-    radon_threshold : float
-        Threshold of the Radon pass (robust z-score of the sinogram).
-    sharp_ratio, sharp_snr : float
-        Cosmic-ray / hot-pixel rejection before the search (:func:`sharp_pixels`): pixels above
-        ``sharp_snr`` sigma and ``sharp_ratio`` times the mean of their neighbours along both
-        axes are ignored. Set ``sharp_ratio <= 0`` to disable (automatic for FWHM < 1.5 px).
-    rb_threshold : float
-        Streak real-bogus score at or above which a streak is called real (used by
-        :func:`zsds.streaks.evaluate.evaluate_streaks`; :func:`zsds.streaks.find.find_streaks`
-        reports all streaks with their score).
-    """
-
-    threshold: float = 5.5
-    method: Literal["frt", "bank"] = "frt"
-    binning: int = 2
-    min_segment_fwhm: float = 2.0
-    max_length: float = 512.0
-    n_angles: int = 36
-    bank_lengths: tuple[float, ...] = (8.0, 20.0, 40.0)
-    point_veto: float = 1.1
-    point_excess: float = 2.5
-    merge_perp_fwhm: float = 2.0
-    min_length_fwhm: float = 2.0
-    snr_min: float = 7.0
-    max_candidates: int = 20000
-    max_streaks: int = 200
-    merge_angle_deg: float = 10.0
-    merge_gap_fwhm: float = 4.0
-    radon: bool = False
-    radon_binning: int = 8
-    radon_threshold: float = 8.0
-    rb_threshold: float = 0.5
-    sharp_ratio: float = 2.5
-    sharp_snr: float = 5.0
-
-    def __post_init__(self) -> None:
-        if self.method not in ("frt", "bank"):
-            raise ValueError(f"method must be 'frt' or 'bank', got {self.method!r}")
-        if self.binning < 1:
-            raise ValueError("binning must be >= 1")
-        if self.threshold <= 0:
-            raise ValueError("threshold must be positive")
-
-
-DEFAULT_CONFIG = StreakConfig()
-"""The default settings (a module-level singleton used as default argument)."""
-
-SEGMENT_COLUMNS: tuple[str, ...] = ("x0", "y0", "x1", "y1", "xmid", "ymid", "length", "angle")
-"""Geometry of a streak: end points, midpoint (px), length (px), angle (deg)."""
 
 DETECT_COLUMNS: tuple[str, ...] = (
     *SEGMENT_COLUMNS,
@@ -302,23 +211,6 @@ def sharp_lines(
     return out
 
 
-def bin_image(z: np.ndarray, b: int) -> np.ndarray:
-    """Block sums over ``b x b`` pixels divided by ``b`` (zero-padded to a multiple of ``b``).
-
-    Unit-variance white noise stays unit-variance white noise.
-    """
-    if b == 1:
-        return z.astype(np.float32, copy=False)
-    ny, nx = z.shape
-    py, px = -ny % b, -nx % b
-    if py or px:
-        z = np.pad(z, ((0, py), (0, px)))
-    nyb, nxb = z.shape[0] // b, z.shape[1] // b
-    out = z.reshape(nyb, b, nxb, b).sum(axis=(1, 3), dtype=np.float32)
-    out *= np.float32(1.0 / b)
-    return out
-
-
 def gaussian_kernel1d(sigma: float, truncate: float = 3.5) -> np.ndarray:
     """Unit-sum sampled 1-D Gaussian of standard deviation ``sigma`` (odd length)."""
     r = max(1, math.ceil(truncate * sigma))
@@ -336,25 +228,6 @@ def binned_psf_sigma(fwhm_px: float, b: int) -> float:
     """Gaussian sigma (binned pixels) of a PSF of ``fwhm_px`` after ``b x b`` block summing."""
     s = fwhm_px * FWHM_TO_SIGMA
     return math.sqrt(s * s + (b * b - 1) / 12.0) / b
-
-
-def canonical_segments(
-    x0: np.ndarray, y0: np.ndarray, x1: np.ndarray, y1: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Order end points so the angle of ``(x1 - x0, y1 - y0)`` lies in ``[0, 180)`` degrees.
-
-    Returns
-    -------
-    x0, y0, x1, y1, angle : ndarray
-    """
-    x0, y0, x1, y1 = (np.asarray(a, float).copy() for a in (x0, y0, x1, y1))
-    ang = np.degrees(np.arctan2(y1 - y0, x1 - x0))
-    flip = (ang < 0) | (ang >= 180)
-    x0[flip], x1[flip] = x1[flip].copy(), x0[flip].copy()
-    y0[flip], y1[flip] = y1[flip].copy(), y0[flip].copy()
-    ang = np.mod(ang, 180.0)
-    ang = np.where(ang >= 180.0, 0.0, ang)
-    return x0, y0, x1, y1, ang
 
 
 # ------------------------------------------------------------------ point/line response ratio
@@ -488,7 +361,6 @@ def line_kernel(length: float, angle_deg: float, sigma: float, size: int) -> np.
 
     Closed form (see :func:`zsds.streaks.fit.trailed_psf`), sampled at pixel centres.
     """
-    from zsds.streaks.fit import trailed_psf
 
     h = size // 2
     yy, xx = np.mgrid[-h : h + 1, -h : h + 1].astype(float)
@@ -562,7 +434,6 @@ def _bank_point_ratio(length: float, sig: float) -> float:
     ``<T, P> / (||T|| ||P||)`` with ``T`` the unit-flux trailed PSF and ``P`` the PSF,
     evaluated on a pixel grid.
     """
-    from zsds.streaks.fit import trailed_psf
 
     h = math.ceil(0.5 * length + 5 * sig)
     yy, xx = np.mgrid[-h : h + 1, -h : h + 1].astype(float)
@@ -838,7 +709,7 @@ def detect_streaks(
     sigma: np.ndarray | float,
     fwhm_px: float,
     mask: np.ndarray | None = None,
-    config: StreakConfig = StreakConfig(),
+    config: StreakConfig = DEFAULT_CONFIG,
 ) -> pd.DataFrame:
     """Find streak candidates in a difference image.
 
@@ -884,7 +755,6 @@ def detect_streaks(
     else:
         cand, smb = _bank_candidates(zb, sig_b, config)
     if config.radon:
-        from zsds.streaks.radon import radon_candidates
 
         rc = radon_candidates(z, fwhm_px, config)
         if len(rc["snr"]):

@@ -11,18 +11,19 @@ point sources from artefacts that also trigger the line filters:
 * noise fluctuations are faint and their detection and fit S/N disagree (``snr_ratio``).
 
 :func:`streak_rb` turns them into a score in [0, 1] with a small
-:class:`~sklearn.ensemble.HistGradientBoostingClassifier` trained by :func:`train_streak_rb` on
+:class:`~sklearn.ensemble.HistGradientBoostingClassifier` trained by
+:func:`zsds.streaks.train.train_streak_rb` on
 simulated images (:mod:`zsds.streaks.simulate`): candidates matching an injected streak are
 real, all others (triggered by cosmic rays, muon tracks, dipoles, rings, variable stars,
 unmasked bad columns and noise) are bogus. The trained model ships as
 ``zsds/streaks/models/streak_rb.joblib`` and is loaded once per process by
-:func:`load_streak_rb` (trained and cached on the fly if the file is missing or unusable).
+:func:`load_streak_rb`; a missing or unusable file is an error (:class:`StreakModelError`),
+never retrained at run time.
 """
 
 from __future__ import annotations
 
 import math
-import time
 import warnings
 from collections.abc import Mapping
 from functools import lru_cache
@@ -34,20 +35,19 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from zsds.streaks.detect import FWHM_TO_SIGMA
+from zsds.streaks.base import FWHM_TO_SIGMA
 from zsds.streaks.fit import trailed_psf
 
 __all__ = [
     "FEATURE_COLUMNS",
     "MODEL_PATH",
     "RB_FEATURES",
+    "StreakModelError",
+    "feature_matrix",
     "features_table",
     "load_streak_rb",
-    "save_streak_rb",
     "streak_features",
     "streak_rb",
-    "train_streak_rb",
-    "training_set",
 ]
 
 FEATURE_COLUMNS: tuple[str, ...] = (
@@ -183,7 +183,8 @@ def features_table(
     return pd.DataFrame(rows, index=fits.index)
 
 
-def _matrix(features: pd.DataFrame, names: tuple[str, ...] = RB_FEATURES) -> np.ndarray:
+def feature_matrix(features: pd.DataFrame, names: tuple[str, ...] = RB_FEATURES) -> np.ndarray:
+    """The classifier's input matrix: ``names`` columns of ``features`` (NaN where absent)."""
     X = np.column_stack(
         [features[c].to_numpy(float) if c in features else np.full(len(features), np.nan)
          for c in names]
@@ -213,131 +214,7 @@ def streak_rb(features: pd.DataFrame, model: Any | None = None) -> np.ndarray:
     clf = bundle["model"] if isinstance(bundle, dict) else bundle
     names = tuple(bundle.get("features", RB_FEATURES)) if isinstance(bundle, dict) else RB_FEATURES
     with threadpool_limits(limits=1, user_api="openmp"):  # one core, no thread spin-up
-        return clf.predict_proba(_matrix(features, names))[:, 1]
-
-
-def training_set(
-    seed: int,
-    n_images: int = 24,
-    size: int = 640,
-    config: Any | None = None,
-) -> tuple[pd.DataFrame, np.ndarray]:
-    """Simulated candidates with labels (1 = matches an injected streak, 0 = bogus).
-
-    Images come from :func:`zsds.streaks.simulate.simulate_difference` with artefact-rich
-    settings (:func:`rb_sim_config`) and random FWHM in [2, 3.5] px; candidates are found with
-    :func:`zsds.streaks.detect.detect_streaks` and :func:`zsds.streaks.find.fit_detections`
-    (default: ``StreakConfig(snr_min=5)``, i.e. deeper than the default reporting cut, so the
-    classifier also sees faint candidates) and labelled with
-    :func:`zsds.streaks.evaluate.match_streaks`.
-    """
-    from zsds.streaks.detect import StreakConfig, detect_streaks
-    from zsds.streaks.evaluate import match_streaks
-    from zsds.streaks.find import fit_detections
-    from zsds.streaks.simulate import simulate_difference
-
-    cfg = config if config is not None else StreakConfig(snr_min=5.0)
-    rng = np.random.default_rng(seed)
-    parts, labels = [], []
-    for _ in range(n_images):
-        fwhm = float(rng.uniform(2.0, 3.5))
-        sim = simulate_difference(rng, rb_sim_config((size, size), fwhm))
-        det = detect_streaks(sim.image, sim.sigma, fwhm, sim.mask, cfg)
-        fits = fit_detections(sim.image, sim.sigma, fwhm, det, sim.mask, cfg)
-        if len(fits) == 0:
-            continue
-        feats = features_table(sim.image, sim.sigma, fwhm, fits, sim.mask)
-        table = pd.concat([fits, feats[[c for c in feats if c not in fits]]], axis=1)
-        owner, _ = match_streaks(table, sim.truth)
-        parts.append(table)
-        labels.append((owner >= 0).astype(int))
-    if not parts:
-        return pd.DataFrame(columns=list(RB_FEATURES)), np.zeros(0, int)
-    return pd.concat(parts, ignore_index=True), np.concatenate(labels)
-
-
-def rb_sim_config(shape: tuple[int, int], fwhm: float) -> Any:
-    """Artefact-rich :class:`~zsds.streaks.simulate.SimConfig` used to train the classifier."""
-    from zsds.streaks.simulate import SimConfig
-
-    return SimConfig(
-        shape=shape,
-        fwhm=fwhm,
-        n_streaks=4.0,
-        snr_range=(5.0, 150.0),
-        n_cosmics=30.0,
-        n_tracks=10.0,
-        n_dipoles=8.0,
-        n_rings=6.0,
-        n_variables=10.0,
-        n_badcols=2.0,
-        badcol_masked=0.3,
-        n_saturated=1.5,
-    )
-
-
-def train_streak_rb(seed: int = 0, n_images: int = 24, size: int = 640,
-                    extra: tuple[pd.DataFrame, np.ndarray] | None = None) -> dict[str, Any]:
-    """Train the streak real-bogus classifier on simulated images (deterministic per seed).
-
-    Parameters
-    ----------
-    seed : int
-        Seeds both the simulation and the classifier.
-    n_images, size : int
-        Number and side of the simulated images (the defaults take ~10-20 s on one core).
-    extra : (features, labels), optional
-        More labelled streaks, e.g. from the pipeline's own difference images with injected
-        trails (:func:`zsds.streaks.quality.training_from_pipeline`); appended to the
-        simulated set.
-
-    Returns
-    -------
-    dict
-        Bundle ``{"model", "features", "format", "seed", "n_real", "n_bogus", "sklearn",
-        "train_seconds"}``; pass it as ``model`` to :func:`streak_rb`.
-    """
-    import sklearn
-    from sklearn.ensemble import HistGradientBoostingClassifier
-
-    t0 = time.perf_counter()
-    table, y = training_set(seed, n_images, size)
-    n_pipeline = 0
-    if extra is not None and len(extra[0]):
-        table = pd.concat([table, extra[0][list(RB_FEATURES)]], ignore_index=True)
-        y = np.concatenate([np.asarray(y, int), np.asarray(extra[1], int)])
-        n_pipeline = len(extra[0])
-    clf = HistGradientBoostingClassifier(
-        max_iter=150,
-        learning_rate=0.08,
-        max_leaf_nodes=15,
-        min_samples_leaf=10,
-        l2_regularization=1e-3,
-        random_state=seed,
-    )
-    with threadpool_limits(limits=1, user_api="openmp"):
-        clf.fit(_matrix(table), y)
-    return {
-        "model": clf,
-        "features": list(RB_FEATURES),
-        "format": MODEL_FORMAT,
-        "seed": seed,
-        "n_images": n_images,
-        "size": size,
-        "n_real": int(y.sum()),
-        "n_bogus": int(len(y) - y.sum()),
-        "n_pipeline": n_pipeline,
-        "sklearn": sklearn.__version__,
-        "train_seconds": time.perf_counter() - t0,
-    }
-
-
-def save_streak_rb(bundle: dict[str, Any], path: Path = MODEL_PATH) -> Path:
-    """Write a bundle from :func:`train_streak_rb` with joblib (compressed)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    joblib.dump(bundle, path, compress=3)
-    return path
+        return clf.predict_proba(feature_matrix(features, names))[:, 1]
 
 
 def _usable(bundle: Any) -> bool:
@@ -349,26 +226,32 @@ def _usable(bundle: Any) -> bool:
     )
 
 
+class StreakModelError(RuntimeError):
+    """The streak real-bogus model is missing or unusable (it is never retrained at run time:
+    ``zsds rb train-streaks`` writes a new one)."""
+
+
 @lru_cache(maxsize=1)
 def load_streak_rb() -> dict[str, Any]:
     """The packaged classifier, loaded once per process.
 
-    If ``models/streak_rb.joblib`` is missing or unusable (other feature list or format), a
-    model is trained with :func:`train_streak_rb` (seed 0) and written there when the
-    directory is writable; either way it is cached for the rest of the process.
+    Raises
+    ------
+    StreakModelError
+        If ``models/streak_rb.joblib`` is missing, unreadable or of another format or feature
+        list; the message names the file and the command that trains one.
     """
-    if MODEL_PATH.exists():
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                bundle = joblib.load(MODEL_PATH)
-            if _usable(bundle):
-                return bundle
-        except Exception:
-            pass
-    bundle = train_streak_rb(0)
+    fix = "train one with `zsds rb train-streaks` (zsds.streaks.train.train_streak_rb)"
+    if not MODEL_PATH.exists():
+        raise StreakModelError(f"{MODEL_PATH}: the streak real-bogus model is missing; {fix}")
     try:
-        save_streak_rb(bundle)
-    except OSError:
-        pass
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            bundle = joblib.load(MODEL_PATH)
+    except Exception as exc:  # joblib/pickle raise many types for a broken file
+        raise StreakModelError(f"{MODEL_PATH}: unreadable streak real-bogus model "
+                               f"({type(exc).__name__}: {exc}); {fix}") from exc
+    if not _usable(bundle):
+        raise StreakModelError(f"{MODEL_PATH}: not a {MODEL_FORMAT} model with the features "
+                               f"{RB_FEATURES}; {fix}")
     return bundle

@@ -28,7 +28,7 @@ from scipy.optimize import least_squares
 from scipy.special import erf
 
 from zsds.core.geometry import clip_segment
-from zsds.streaks.detect import FWHM_TO_SIGMA, SEGMENT_COLUMNS, canonical_segments
+from zsds.streaks.base import FWHM_TO_SIGMA, SEGMENT_COLUMNS, canonical_segments
 
 __all__ = ["FIT_KEYS", "clip_to_image", "fit_streak", "trail_flux_correction", "trail_norm",
            "trailed_psf"]

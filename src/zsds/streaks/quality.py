@@ -17,33 +17,34 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from astropy.stats import mad_std
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from zsds.core.geometry import point_segment_distance
 from zsds.core.home import Home
 from zsds.core.image import QuadrantImage
-from zsds.core.instrument import QUAD_NX, QUAD_NY
+from zsds.core.instrument import PIXEL_SCALE, QUAD_NX, QUAD_NY
 from zsds.core.naming import parse_night
 from zsds.db.engine import session
 from zsds.db.schema import Exposure, QuadrantProduct
 
-__all__ = ["evaluate_injected_streaks", "inject_trails", "training_from_pipeline"]
+__all__ = ["evaluate_injected_streaks", "inject_trails", "match_trails",
+           "training_from_pipeline"]
 
 
 def _segments_apart(a: tuple[float, float, float, float],
                     b: tuple[float, float, float, float], gap: float) -> bool:
     """Whether two segments stay ``gap`` px apart (they do not cross and no end point of one
     comes within ``gap`` of the other)."""
-    from zsds.moving.quality import _seg_distance
-
     def side(p: tuple[float, float], q: tuple[float, float], r: tuple[float, float]) -> float:
         return (q[0] - p[0]) * (r[1] - p[1]) - (q[1] - p[1]) * (r[0] - p[0])
 
     a0, a1, b0, b1 = a[:2], a[2:], b[:2], b[2:]
     if side(a0, a1, b0) * side(a0, a1, b1) < 0 and side(b0, b1, a0) * side(b0, b1, a1) < 0:
         return False
-    return min(_seg_distance(*b0, a), _seg_distance(*b1, a), _seg_distance(*a0, b),
-               _seg_distance(*a1, b)) >= gap
+    d = point_segment_distance
+    return min(d(*b0, a), d(*b1, a), d(*a0, b), d(*a1, b)) >= gap
 
 
 def inject_trails(img: QuadrantImage, rng: np.random.Generator, n: int = 3,
@@ -63,8 +64,8 @@ def inject_trails(img: QuadrantImage, rng: np.random.Generator, n: int = 3,
     ny, nx = img.shape
     gain = float(img.header.get("GAIN", 1.0))
     d = img.data[::2, ::2]
-    sky_sigma = float(1.4826 * np.nanmedian(np.abs(d - np.nanmedian(d))))  # robust: stars
-    fwhm = float(img.header.get("SEEING", 2.0)) / 1.012
+    sky_sigma = float(mad_std(d, ignore_nan=True))  # robust: stars
+    fwhm = float(img.header.get("SEEING", 2.0)) / PIXEL_SCALE
     rows: list[tuple[float, float, float, float, float]] = []
     for _ in range(100 * n):
         if len(rows) == n:
@@ -97,9 +98,10 @@ def inject_trails(img: QuadrantImage, rng: np.random.Generator, n: int = 3,
     return tr
 
 
-def _match(found: pd.DataFrame, truth: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    from zsds.moving.quality import _seg_distance
-
+def match_trails(found: pd.DataFrame, truth: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Which truth trails a found streak matches: its midpoint within max(5 px, length / 4) of
+    the trail's segment and its angle within 10 degrees. Returns (``hit`` per truth trail,
+    ``real`` per found streak)."""
     hit = np.zeros(len(truth), bool)
     real = np.zeros(len(found), bool)
     for i, f in enumerate(found.itertuples()):
@@ -108,7 +110,7 @@ def _match(found: pd.DataFrame, truth: pd.DataFrame) -> tuple[np.ndarray, np.nda
             L = float(np.hypot(t.x1 - t.x0, t.y1 - t.y0))
             tang = float(np.degrees(np.arctan2(t.y1 - t.y0, t.x1 - t.x0)) % 180.0)
             dang = abs((float(f.angle) - tang + 90.0) % 180.0 - 90.0)
-            if _seg_distance(float(f.xmid), float(f.ymid), seg) <= max(5.0, L / 4) and \
+            if point_segment_distance(float(f.xmid), float(f.ymid), seg) <= max(5.0, L / 4) and \
                     dang <= 10.0:
                 hit[k] = real[i] = True
     return hit, real
@@ -169,15 +171,15 @@ def evaluate_injected_streaks(home: Home, engine: Engine, night: str | dt.date,
             snr.append(t.flux * float(trail_norm(L, sig_psf)) / noise)
         tr["snr_true"] = snr
         tr["length"] = np.hypot(tr.x1 - tr.x0, tr.y1 - tr.y0)
-        hit, real = _match(found, tr) if len(found) else (np.zeros(len(tr), bool),
+        hit, real = match_trails(found, tr) if len(found) else (np.zeros(len(tr), bool),
                                                           np.zeros(0, bool))
         tr["found"] = hit
-        tr["found_any_rb"] = _match(every, tr)[0] if len(every) else False
+        tr["found_any_rb"] = match_trails(every, tr)[0] if len(every) else False
         tr["pid"] = row.pid
         truths.append(tr)
         n_false += int((~real).sum())
         if len(every):
-            real_any = _match(every, tr)[1]
+            real_any = match_trails(every, tr)[1]
             scored.append(every[list(RB_FEATURES)].assign(
                 rb=every["rb"].to_numpy(), real=real_any, pid=row.pid))
         area += diff.shape[0] * diff.shape[1]
@@ -203,7 +205,7 @@ def training_from_pipeline(home: Home, engine: Engine, nights: list[str],
                            ) -> tuple[pd.DataFrame, np.ndarray]:
     """Labelled streaks of the pipeline's own difference images: every streak found after
     injecting trails into the nights' quadrants (real = matches an injected trail), for
-    :func:`zsds.streaks.features.train_streak_rb` (``extra=``)."""
+    :func:`zsds.streaks.train.train_streak_rb` (``extra=``)."""
     parts = [evaluate_injected_streaks(home, engine, n, n_per_image, seed + k)["found"]
              for k, n in enumerate(nights)]
     table = pd.concat([p for p in parts if len(p)], ignore_index=True)

@@ -24,10 +24,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import ndimage as ndi
 
-from zsds.streaks.detect import bin_image
+from zsds.core.stats import MAD_TO_SIGMA
+from zsds.streaks.base import bin_image
 
 if TYPE_CHECKING:
-    from zsds.streaks.detect import StreakConfig
+    from zsds.streaks.base import StreakConfig
 
 __all__ = ["radon_candidates", "radon_lines"]
 
@@ -61,7 +62,7 @@ def radon_lines(
     theta = np.arange(n_theta) * (180.0 / n_theta)
     sino = radon(zb.astype(float), theta=theta, circle=False)
     med = np.median(sino, axis=0, keepdims=True)
-    mad = np.median(np.abs(sino - med), axis=0, keepdims=True) * 1.4826
+    mad = np.median(np.abs(sino - med), axis=0, keepdims=True) * MAD_TO_SIGMA
     zs = (sino - med) / np.maximum(mad, 1e-9)
     peaks = (zs >= ndi.maximum_filter(zs, size=(5, 5), mode="nearest")) & (zs > threshold)
     r, t = np.nonzero(peaks)
