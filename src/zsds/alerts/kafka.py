@@ -282,6 +282,22 @@ class AlertMessage(NamedTuple):
     headers: tuple[tuple[str, bytes], ...] = ()
 
 
+def _poll(consumer: Any, errors: list[str]) -> Any:
+    """The next message of ``consumer`` (0.2 s wait), or None when there is none or it is a
+    transient error (broker not up yet, topic not created yet, rebalance...), which is
+    appended to ``errors``; a fatal error raises :class:`KafkaException`."""
+    msg = consumer.poll(0.2)
+    if msg is None:
+        return None
+    err = msg.error()
+    if err is None:
+        return msg
+    if err.fatal():
+        raise KafkaException(err)
+    errors.append(err.str())
+    return None
+
+
 def consume_alerts(
     bootstrap: str,
     topics: str | Sequence[str],
@@ -377,15 +393,9 @@ def consume_alerts(
                     )
             elif now - max(last, assigned_at[0]) > idle_timeout:
                 break
-            msg = consumer.poll(0.2)
+            msg = _poll(consumer, errors)
             if msg is None:
                 continue
-            err = msg.error()
-            if err is not None:
-                if err.fatal():
-                    raise KafkaException(err)
-                errors.append(err.str())
-                continue  # transient: broker not up yet, topic not created yet, rebalance...
             last = time.monotonic()
             kind, stamp = msg.timestamp()
             yield AlertMessage(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(),
@@ -446,13 +456,8 @@ def topic_keys(bootstrap: str, topic: str, *, idle_timeout: float = 2.0,
         while time.monotonic() - last < idle_timeout:
             if time.monotonic() - start > timeout:
                 raise TimeoutError(f"reading {topic} at {bootstrap} took over {timeout:g} s")
-            msg = consumer.poll(0.2)
+            msg = _poll(consumer, [])
             if msg is None:
-                continue
-            err = msg.error()
-            if err is not None:
-                if err.fatal():
-                    raise KafkaException(err)
                 continue
             last = time.monotonic()
             key = msg.key()
