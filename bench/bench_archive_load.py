@@ -14,6 +14,12 @@ and 32, for ``--duration`` seconds per cell, on four endpoints:
 * ``lightcurve``: the IRSA light-curve API ``/cgi-bin/ZTF/nph_light_curves?POS=CIRCLE ...``
   (CSV) on a random archived light-curve object.
 
+The load generator is ``wrk`` (a C HTTP benchmarking tool: ``apt-get install wrk``) when it
+is on the PATH, so that the client takes little of the 2 shared cores from the server: a Lua
+script draws each request from 2,000 pre-drawn URLs and counts 4xx and 5xx itself. Without
+``wrk`` (or with ``--generator httpx``) an ``httpx.AsyncClient`` in this process drives the
+server instead, which costs about as much CPU as the server's own work.
+
 It prints, per endpoint, concurrency and worker count: requests/s, p50 and p99 latency (ms),
 the number of errors (any 5xx, transport errors and timeouts; 4xx are counted apart), then the
 throughput ratio workers=N / workers=1. The load generator runs on the same machine as the
@@ -48,6 +54,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlencode
 
 import httpx
 import numpy as np
@@ -218,6 +225,82 @@ async def drive(base: str, make: Callable[[random.Random], tuple[str, dict]],
     return cell
 
 
+_WRK_LUA = """
+local paths = {}
+for line in io.lines(os.getenv("ZSDS_WRK_PATHS")) do paths[#paths + 1] = line end
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) n4xx = 0; n5xx = 0; math.randomseed(tonumber(args[1] or "1")) end
+function request() return wrk.format("GET", paths[math.random(#paths)]) end
+function response(status, headers, body)
+  if status >= 500 then n5xx = n5xx + 1 elseif status >= 400 then n4xx = n4xx + 1 end
+end
+function done(summary, latency, requests)
+  local a, b = 0, 0
+  for _, t in ipairs(threads) do a = a + t:get("n4xx"); b = b + t:get("n5xx") end
+  io.write(string.format("ZSDS %d %d %d %d %.3f %.3f %d\\n", summary.requests, a, b,
+    summary.errors.connect + summary.errors.read + summary.errors.write
+      + summary.errors.timeout, latency:percentile(50) / 1000, latency:percentile(99) / 1000,
+    summary.duration))
+end
+"""
+
+
+@dataclass
+class WrkCell:
+    """The outcome of one ``wrk`` run (same accessors as :class:`Cell`)."""
+
+    n_ok: int
+    n_4xx: int
+    n_5xx: int
+    n_socket: int
+    p50_ms: float
+    p99_ms: float
+    elapsed: float
+
+    @property
+    def errors(self) -> dict[str, int]:
+        return {k: v for k, v in (("5xx", self.n_5xx), ("socket", self.n_socket)) if v}
+
+    @property
+    def n_errors(self) -> int:
+        return self.n_5xx + self.n_socket
+
+    @property
+    def rps(self) -> float:
+        return (self.n_ok + self.n_4xx) / self.elapsed if self.elapsed else 0.0
+
+    def pct(self, q: float) -> float:
+        return {50: self.p50_ms, 99: self.p99_ms}[q]
+
+
+def drive_wrk(base: str, make: Callable[[random.Random], tuple[str, dict]],
+              concurrency: int, duration: float, seed: int, workdir: Path) -> WrkCell:
+    """``wrk`` with ``concurrency`` connections (2 threads at most) for ``duration`` s."""
+    rng = random.Random(seed)
+    paths = workdir / "paths.txt"
+    lines = []
+    for _ in range(2000):
+        path, params = make(rng)
+        lines.append(f"{path}?{urlencode(params)}" if params else path)
+    paths.write_text("\n".join(lines) + "\n")
+    script = workdir / "zsds.lua"
+    script.write_text(_WRK_LUA)
+    cmd = ["wrk", "-t", str(min(2, concurrency)), "-c", str(concurrency),
+           "-d", f"{max(1, round(duration))}s", "--timeout", "30s", "-s", str(script), base,
+           "--", str(seed)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True,
+                         env={**os.environ, "ZSDS_WRK_PATHS": str(paths)}).stdout
+    line = next((ln for ln in out.splitlines() if ln.startswith("ZSDS ")), None)
+    if line is None:
+        raise SystemExit(f"wrk printed no summary:\n{out}")
+    n, n4, n5, nsock, p50, p99, dur_us = line.split()[1:]
+    total = int(n)
+    return WrkCell(n_ok=total - int(n4) - int(n5), n_4xx=int(n4), n_5xx=int(n5),
+                   n_socket=int(nsock), p50_ms=float(p50), p99_ms=float(p99),
+                   elapsed=int(dur_us) / 1e6)
+
+
 def loadavg() -> str:
     """The 1-, 5- and 15-minute load averages, as text."""
     try:
@@ -265,6 +348,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--concurrency", default="1,8,32")
     ap.add_argument("--endpoints", default="cone,image,cutout,lightcurve")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--generator", choices=("auto", "wrk", "httpx"), default="auto",
+                    help="load generator (auto: wrk when it is installed, else httpx)")
     ap.add_argument("--quick", action="store_true",
                     help="a hand-made tiny home, one worker, one client, 0.5 s per endpoint")
     args = ap.parse_args(argv)
@@ -280,6 +365,12 @@ def main(argv: list[str] | None = None) -> None:
         home = Home.resolve(args.home, args.db_url)
         if not home.root.is_dir():
             raise SystemExit(f"{home.root}: no such zsds home")
+    generator = args.generator
+    if generator == "auto":
+        generator = "wrk" if shutil.which("wrk") and not args.quick else "httpx"
+    if generator == "wrk" and not shutil.which("wrk"):
+        raise SystemExit("--generator wrk: wrk is not installed (apt-get install wrk)")
+    wrkdir = Path(tempfile.mkdtemp(prefix="zsds_wrk_"))
     conc = [int(c) for c in args.concurrency.split(",")]
     makers = request_makers(load_targets(home))
     endpoints = [e for e in args.endpoints.split(",") if e]
@@ -289,8 +380,9 @@ def main(argv: list[str] | None = None) -> None:
     worker_counts = [1] if args.workers <= 1 else [1, args.workers]
 
     print(f"home {home.root} ({home.db_url.split(':')[0]}), {os.cpu_count()} CPUs, "
-          f"{args.duration:g} s per cell, load average at start {loadavg()}", flush=True)
-    results: dict[tuple[int, str, int], Cell] = {}
+          f"{args.duration:g} s per cell, load generator {generator}, "
+          f"load average at start {loadavg()}", flush=True)
+    results: dict[tuple[int, str, int], Cell | WrkCell] = {}
     loads: dict[int, str] = {}
     try:
         for w in worker_counts:
@@ -301,7 +393,10 @@ def main(argv: list[str] | None = None) -> None:
             try:
                 for ep in endpoints:
                     for c in conc:
-                        cell = asyncio.run(drive(base, makers[ep], c, args.duration, args.seed))
+                        cell = (drive_wrk(base, makers[ep], c, args.duration, args.seed,
+                                          wrkdir) if generator == "wrk" else
+                                asyncio.run(drive(base, makers[ep], c, args.duration,
+                                                  args.seed)))
                         results[(w, ep, c)] = cell
                         err = (" ".join(f"{k}:{v}" for k, v in sorted(cell.errors.items()))
                                or "0")
@@ -315,6 +410,7 @@ def main(argv: list[str] | None = None) -> None:
                     log.unlink(missing_ok=True)
             print(f"  load average after: {loads[w]}", flush=True)
     finally:
+        shutil.rmtree(wrkdir, ignore_errors=True)
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
 

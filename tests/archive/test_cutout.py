@@ -151,3 +151,32 @@ def test_image_without_wcs_needs_pixels(tmp_path) -> None:
     assert _open(cutout_fits(path, "5,5px", "3px")).data.shape == (3, 3)
     with pytest.raises(CutoutError, match="no celestial WCS"):
         cutout_fits(path, "5,5", "3px")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int16, np.uint16, np.float64])
+def test_distorted_and_alternate_wcs_follow_the_cutout(tmp_path, dtype) -> None:
+    """SIP distortion and an alternate WCS survive the cutout: every pixel of the cutout
+    maps to the sky as the same pixel of the source does; pixel types astropy writes with
+    BZERO (uint16) come back as they were."""
+    h = _header()
+    h["CTYPE1"], h["CTYPE2"] = "RA---TAN-SIP", "DEC--TAN-SIP"
+    h["A_ORDER"], h["B_ORDER"] = 2, 2
+    h["A_2_0"], h["B_0_2"], h["A_1_1"] = 2e-5, -3e-5, 1e-5
+    h["WCSNAMEA"], h["CTYPE1A"], h["CTYPE2A"] = "PHYSICAL", "LINEAR", "LINEAR"
+    h["CRPIX1A"], h["CRPIX2A"], h["CRVAL1A"], h["CRVAL2A"] = 1.0, 1.0, 1000.0, 2000.0
+    data = (np.arange(NX * NY) % 30000).astype(dtype).reshape(NY, NX)
+    path = tmp_path / "sip.fits"
+    fits.PrimaryHDU(data, h).writeto(path)
+    hdu = _open(cutout_fits(path, "150,60px", "41,31px"))
+    x0, y0 = hdu.header["CUTOUTX0"] - 1, hdu.header["CUTOUTY0"] - 1
+    np.testing.assert_array_equal(hdu.data, data[y0:y0 + 31, x0:x0 + 41])
+    assert hdu.data.dtype == np.dtype(dtype).newbyteorder(">") or hdu.data.dtype == dtype
+    src, cut = WCS(h), WCS(hdu.header)
+    assert cut.sip is not None
+    xs, ys = np.meshgrid(np.arange(0, 41, 8.0), np.arange(0, 31, 6.0))
+    np.testing.assert_allclose(np.array(cut.pixel_to_world_values(xs, ys)),
+                               np.array(src.pixel_to_world_values(xs + x0, ys + y0)),
+                               rtol=0, atol=1e-10)
+    alt_src, alt_cut = WCS(h, key="A"), WCS(hdu.header, key="A")
+    np.testing.assert_allclose(alt_cut.pixel_to_world_values(xs, ys),
+                               alt_src.pixel_to_world_values(xs + x0, ys + y0), atol=1e-9)

@@ -231,9 +231,30 @@ def test_v11_gains_the_configs(engine):
     with session(engine) as s:
         s.add(AlertDelivery(candid=1, cluster_id="c", topic="t", sha256="0" * 64,
                             bootstrap="127.0.0.1:9092"))
-    assert init_db(engine) == SCHEMA_VERSION == 12
+    assert init_db(engine) == SCHEMA_VERSION
     with session(engine) as s:
         s.add(ConfigRecord(hash="0123456789abcdef", json="{}"))
     with session(engine) as s:
         assert s.scalar(select(ConfigRecord.json)) == "{}"
         assert s.scalar(select(AlertDelivery.cluster_id)) == "c"
+
+
+def test_v12_gains_the_login_throttle(engine):
+    """v13 adds ``login_failures`` and ``login_lockouts`` (the login throttle shared by the
+    worker processes of ``zsds serve``, issue 19); the ``configs`` of a v12 database stay."""
+    from zsds.db.engine import MIGRATIONS
+    from zsds.db.schema import ConfigRecord, LoginFailure, LoginLockout
+
+    with engine.begin() as conn:
+        for migrate in MIGRATIONS[:12]:
+            migrate(conn)
+        assert "login_failures" not in inspect(conn).get_table_names()
+        conn.execute(text("INSERT INTO schema_version VALUES (12, CURRENT_TIMESTAMP)"))
+    with session(engine) as s:
+        s.add(ConfigRecord(hash="0123456789abcdef", json="{}"))
+    assert init_db(engine) == SCHEMA_VERSION == 13
+    with session(engine) as s:
+        s.add_all([LoginFailure(key="user:x", at=1.0), LoginLockout(key="user:x", until=2.0)])
+    with session(engine) as s:
+        assert s.scalar(select(ConfigRecord.json)) == "{}"
+        assert s.scalar(select(LoginLockout.until)) == 2.0

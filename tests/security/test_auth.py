@@ -12,19 +12,37 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from zsds.db import connect, init_db
 from zsds.db.schema import ForcedPhotRequest
 
 from .conftest import ALICE, MALLORY, login
 
 
+def _forget_failed_logins(engine) -> None:
+    from sqlalchemy import delete
+
+    from zsds.db.schema import LoginFailure, LoginLockout
+
+    with engine.begin() as conn:
+        conn.execute(delete(LoginFailure))
+        conn.execute(delete(LoginLockout))
+
+
 @pytest.fixture
 def fresh_app(sec_home, engine):
-    """A service of its own (its own login throttle), on the shared home and database."""
+    """A service of its own on the shared home and database, with a lower per-address limit.
+
+    The failed-login counts are in the database, shared by every service on it (as by the
+    workers of ``zsds serve --workers N``): they are cleared before and after, so that the
+    lockouts of one test do not reach the others.
+    """
     from zsds.archive.app import create_app
     from zsds.archive.context import ArchiveConfig
 
-    return create_app(sec_home, engine, ArchiveConfig(login_max_failures_per_client=12),
-                      refresh_index=False)
+    _forget_failed_logins(engine)
+    yield create_app(sec_home, engine, ArchiveConfig(login_max_failures_per_client=12),
+                     refresh_index=False)
+    _forget_failed_logins(engine)
 
 
 def _login(c: TestClient, user: str, password: str):
@@ -53,18 +71,47 @@ def test_guessing_many_names_from_one_address_is_stopped(fresh_app):
     assert codes[-1] == 429 and codes.count(401) == limit
 
 
-def test_lockout_expires():
+def test_lockout_expires(tmp_path):
     from zsds.archive.security import LoginThrottle
 
-    now = [0.0]
-    t = LoginThrottle(max_failures=3, window_s=60, lockout_s=30, clock=lambda: now[0])
+    db = connect(f"sqlite:///{tmp_path / 'throttle.db'}")
+    init_db(db)
+    now = [1000.0]
+    t = LoginThrottle(db, max_failures=3, window_s=60, lockout_s=30, clock=lambda: now[0])
     for _ in range(3):
         t.failure("bob", "1.2.3.4")
     assert t.retry_after("bob", "1.2.3.4") == 30
-    now[0] = 31.0
+    now[0] = 1031.0
     assert t.retry_after("bob", "1.2.3.4") == 0
     t.failure("bob", "1.2.3.4")  # the count started again
     assert t.retry_after("bob", "1.2.3.4") == 0
+
+
+def test_processes_share_the_failure_counts(tmp_path):
+    """Two throttles on one database (two worker processes of ``zsds serve``) count the same
+    failures: the limit holds for the service, not per process; old failures expire."""
+    from sqlalchemy import func, select
+
+    from zsds.archive.security import LoginThrottle
+    from zsds.db.schema import LoginFailure
+
+    url = f"sqlite:///{tmp_path / 'throttle.db'}"
+    init_db(connect(url))
+    now = [5000.0]
+    a, b = (LoginThrottle(connect(url), max_failures=4, window_s=60, lockout_s=30,
+                          clock=lambda: now[0]) for _ in range(2))
+    for k in range(3):
+        (a if k % 2 else b).failure("Bob", "10.0.0.1")
+    assert a.retry_after("bob", "10.0.0.2") == 0 == b.retry_after("bob", "10.0.0.2")
+    now[0] += 61  # the three fall out of the window
+    a.failure("bob", "10.0.0.1")
+    with a.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(LoginFailure)).scalar() == 2
+    for _ in range(3):
+        b.failure("BOB ", "10.0.0.3")
+    assert a.retry_after("bob", "10.0.0.9") == 30 == b.retry_after("bob", "10.0.0.9")
+    b.success("bob", "10.0.0.1")  # a lockout is not lifted by a success elsewhere
+    assert a.retry_after("bob", "10.0.0.9") == 30
 
 
 def test_login_time_does_not_tell_which_users_exist(engine):

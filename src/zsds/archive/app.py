@@ -10,9 +10,7 @@ route runs behind the app-wide authorization dependency
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
-import math
 import os
 from pathlib import Path
 
@@ -33,11 +31,6 @@ from zsds.lightcurves.query import MatchfileUnavailable
 ROUTERS = ("auth", "ibe", "lightcurve", "forcedphot", "vo", "depot", "web_ops", "web")
 
 STATIC = Path(__file__).with_name("static")
-
-#: Environment variable holding the number of worker processes serving one home
-#: (set by ``zsds serve --workers N`` for :func:`app_from_env`).
-ENV_WORKERS = "ZSDS_SERVE_WORKERS"
-
 
 def create_app(home: Home, engine: Engine | None = None, config: ArchiveConfig | None = None,
                *, refresh_index: bool = True) -> FastAPI:
@@ -84,38 +77,6 @@ def create_app(home: Home, engine: Engine | None = None, config: ArchiveConfig |
     return app
 
 
-def per_worker_config(config: ArchiveConfig, workers: int) -> ArchiveConfig:
-    """The settings of one of ``workers`` processes serving the same home.
-
-    The login throttle (:class:`~zsds.archive.security.LoginThrottle`) counts failures per
-    process, and the kernel spreads connections over the processes, so ``workers`` processes
-    with the full limit would let an attacker try ``workers`` times as many passwords. Each
-    process gets ``ceil(limit / workers)`` instead: the guesses accepted before every process
-    has locked a name (or address) out stay within about the configured limit. Everything else
-    the service keeps (sessions, tokens, TAP jobs) is in the database and shared.
-
-    Parameters
-    ----------
-    config : ArchiveConfig
-        The settings of the whole service.
-    workers : int
-        Worker processes (>= 1).
-
-    Returns
-    -------
-    ArchiveConfig
-        ``config`` itself for one worker, else a copy with the login limits divided.
-    """
-    if workers <= 1:
-        return config
-    return dataclasses.replace(
-        config,
-        login_max_failures=max(1, math.ceil(config.login_max_failures / workers)),
-        login_max_failures_per_client=max(
-            1, math.ceil(config.login_max_failures_per_client / workers)),
-    )
-
-
 def app_from_env() -> FastAPI:
     """The archive application of one worker process (a uvicorn app factory).
 
@@ -123,9 +84,10 @@ def app_from_env() -> FastAPI:
     factory=True, workers=N)``; each worker calls this after it starts, so every process has
     its own database engine (connection pools are never shared across a fork) over the same
     home and database. The home comes from ``$ZSDS_HOME`` and ``$ZSDS_DB_URL``
-    (:meth:`Home.resolve <zsds.core.home.Home.resolve>`), the number of workers from
-    ``$ZSDS_SERVE_WORKERS`` (:func:`per_worker_config`). The image index is not refreshed
-    here: the parent process has done it once before starting the workers.
+    (:meth:`Home.resolve <zsds.core.home.Home.resolve>`). The image index is not refreshed
+    here: the parent process has done it once before starting the workers. Everything the
+    service keeps (sessions, tokens, TAP jobs, the login throttle's counts) is in the
+    database, shared by the workers.
 
     Returns
     -------
@@ -133,7 +95,4 @@ def app_from_env() -> FastAPI:
     """
     if not os.environ.get(ENV_HOME):
         raise RuntimeError(f"app_from_env needs ${ENV_HOME} (and optionally ${ENV_DB_URL})")
-    workers = int(os.environ.get(ENV_WORKERS, "1"))
-    home = Home.resolve()
-    return create_app(home, config=per_worker_config(ArchiveConfig(), workers),
-                      refresh_index=False)
+    return create_app(Home.resolve(), config=ArchiveConfig(), refresh_index=False)

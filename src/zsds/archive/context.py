@@ -108,7 +108,7 @@ class ArchiveContext:
         cfg = self.config
         self.policy = AccessPolicy(tuple(cfg.restricted_patterns),
                                    frozenset(cfg.restricted_tables))
-        self.throttle = LoginThrottle(cfg.login_max_failures, cfg.login_window_s,
+        self.throttle = LoginThrottle(self.engine, cfg.login_max_failures, cfg.login_window_s,
                                       cfg.login_lockout_s, cfg.login_max_failures_per_client)
 
 

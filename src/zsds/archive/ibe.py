@@ -19,17 +19,20 @@ images are left out of searches.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import html
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from astropy import units as u
 from astropy.io import fits
-from astropy.table import Column, MaskedColumn, Table
+from astropy.table import Table
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from sqlalchemy import and_, text
@@ -199,14 +202,19 @@ def where_columns(table: str, dialect: str = "sqlite") -> dict[str, str | None]:
 
 
 # -- values ------------------------------------------------------------------------------
+#: Rows of ``archive_images`` by column: numpy columns (:func:`zsds.archive.index.image_rows`)
+#: or a DataFrame.
+Rows = Mapping[str, Any] | pd.DataFrame
+
+
 def _dates(jd: pd.Series) -> np.ndarray:
     return np.array([irsa_date(v) if pd.notna(v) else None for v in jd], dtype=object)
 
 
-def _derived(df: pd.DataFrame, name: str, table: str) -> Any:
+def _derived(df: Rows, name: str, table: str) -> Any:
     """Values of a column not stored as such."""
-    n = len(df)
-    codes = df["imgtypecode"] if "imgtypecode" in df else pd.Series([None] * n)
+    n = len(df["id"])
+    codes = df["imgtypecode"] if "imgtypecode" in df else [None] * n
     if name == "imgtype":
         return np.array([_IMGTYPES.get(c, (None,))[0] for c in codes], dtype=object)
     if name == "itid":
@@ -220,45 +228,74 @@ def _derived(df: pd.DataFrame, name: str, table: str) -> Any:
                          zip(_dates(df["obsjd"]), _dates(df["endjd"]), strict=True)],
                         dtype=object)
     if name in ("meta_id", "cid"):
-        return df["id"].to_numpy()
+        return np.asarray(df["id"])
     if name == "ipac_gid":
-        return df["programid"].to_numpy() if TABLES[table] in ("sci", "raw") else np.ones(n, int)
+        return np.asarray(df["programid"]) if TABLES[table] in ("sci", "raw") else np.ones(n, int)
     if name == "ipac_pub_date":
         return np.array([None if pd.isna(v) else f"{pd.Timestamp(v):%Y-%m-%d %H:%M:%S}+00"
                          for v in df["indexed_at"]], dtype=object)
     return np.full(n, None, dtype=object)  # _NULL columns
 
 
-def _column(values: Any, col: Col) -> Column | MaskedColumn:
-    """An astropy column of IRSA's type, with nulls masked."""
+@functools.cache
+def _unit(name: str) -> u.UnitBase | None:
+    """The astropy unit of a column (parsed once: parsing took a tenth of a search)."""
+    return u.Unit(name) if name else None
+
+
+def _values(values: Any, col: Col) -> np.ndarray:
+    """Values in IRSA's type of ``col``: a masked array where some are null."""
     arr = np.asarray(values, dtype=object) if not isinstance(values, np.ndarray) else values
-    mask = np.array(pd.isna(pd.Series(arr, dtype=object)).to_numpy(), dtype=bool)
-    if col.type in ("int", "long"):
-        data = np.zeros(len(arr), dtype=np.int64)
-        if (~mask).any():
-            data[~mask] = np.asarray(arr[~mask], dtype=float).astype(np.int64)
-    elif col.type == "double":
-        data = np.full(len(arr), np.nan)
-        if (~mask).any():
-            data[~mask] = np.asarray(arr[~mask], dtype=float)
+    if arr.dtype.kind in "iufb" and col.type != "char":
+        # Numbers straight from the database (NaN where null): no per-value work.
+        mask = np.isnan(arr) if arr.dtype.kind == "f" else np.zeros(len(arr), dtype=bool)
+        if col.type == "double":
+            data = np.where(mask, np.nan, arr.astype(float))
+        else:
+            data = np.where(mask, 0, arr).astype(np.int64)
     else:
-        data = np.array(["" if m else str(v) for v, m in zip(arr, mask, strict=True)],
-                        dtype=str if len(arr) else "U1")
-    unit = col.unit or None
-    if mask.any():
-        return MaskedColumn(data, name=col.name, mask=mask, unit=unit,
-                            description=col.description)
-    return Column(data, name=col.name, unit=unit, description=col.description)
+        mask = np.array(pd.isna(pd.Series(arr, dtype=object)).to_numpy(), dtype=bool)
+        if col.type in ("int", "long"):
+            data = np.zeros(len(arr), dtype=np.int64)
+            if (~mask).any():
+                data[~mask] = np.asarray(arr[~mask], dtype=float).astype(np.int64)
+        elif col.type == "double":
+            data = np.full(len(arr), np.nan)
+            if (~mask).any():
+                data[~mask] = np.asarray(arr[~mask], dtype=float)
+        else:
+            data = np.array(["" if m else str(v) for v, m in zip(arr, mask, strict=True)],
+                            dtype=str if len(arr) else "U1")
+    return np.ma.MaskedArray(data, mask=mask) if mask.any() else data
 
 
-def result_table(df: pd.DataFrame, table: str, names: list[str]) -> Table:
-    """The IBE output table of rows of ``archive_images`` (``df``) for the columns ``names``."""
-    cols = []
+def result_table(df: Rows, table: str, names: list[str],
+                 position: tuple[float, float] | None = None) -> Table:
+    """The IBE output table of rows of ``archive_images`` (``df``: columns by name, as
+    :func:`zsds.archive.index.image_rows` gives them or a DataFrame) for ``names``; with
+    the searched ``position`` (ra, dec), led by IBE's ``in_row_id``, ``in_ra``, ``in_dec``.
+
+    The table is made in one step from plain and masked arrays, then given its units and
+    descriptions: an astropy Column made per column first cost as much again.
+    """
+    n = len(df["id"])
+    data: dict[str, np.ndarray] = {}
+    meta: dict[str, tuple[str, str | None]] = {}
+    if position is not None:
+        data = {"in_row_id": np.ones(n, dtype=np.int64), "in_ra": np.full(n, position[0]),
+                "in_dec": np.full(n, position[1])}
+        meta = {"in_ra": ("deg", None), "in_dec": ("deg", None)}
     for name in names:
-        values = df[name].to_numpy(dtype=object) if name in _STORED else _derived(df, name,
-                                                                                  table)
-        cols.append(_column(values, COLUMNS[name]))
-    return Table(cols)
+        col = COLUMNS[name]
+        values = np.asarray(df[name]) if name in _STORED else _derived(df, name, table)
+        data[name] = _values(values, col)
+        meta[name] = (col.unit, col.description)
+    out = Table(data, copy=False)
+    for name, (unit, description) in meta.items():
+        column = out[name]
+        column.unit = _unit(unit)
+        column.description = description
+    return out
 
 
 def metadata_table(table: str) -> Table:
@@ -308,10 +345,11 @@ def _floats(text: str, what: str, n: tuple[int, ...]) -> list[float]:
 
 def search_images(ctx: ArchiveContext, table: str, p: dict[str, str],
                   access: Access | None = None
-                  ) -> tuple[pd.DataFrame, tuple[float, float] | None]:
+                  ) -> tuple[dict[str, np.ndarray], tuple[float, float] | None]:
     """Rows of ``archive_images`` answering IBE search parameters ``p`` (lower-case names).
 
-    Returns the rows and the searched position (None for WHERE-only searches). With
+    Returns the rows (numpy columns by name, :func:`zsds.archive.index.image_rows`) and the
+    searched position (None for WHERE-only searches). With
     ``access``, only the images the caller may see (restricted ones need a login).
     """
     pos = p.get("pos")
@@ -338,11 +376,11 @@ def search_images(ctx: ArchiveContext, table: str, p: dict[str, str],
     conds = [c for c in (text(sql) if sql else None,
                          access.image_condition() if access is not None else None)
              if c is not None]
-    df = index.images_at(ctx.engine, table, where=and_(*conds) if conds else None,
-                         params=params, limit=ctx.config.max_rows, **kwargs)
+    rows = index.image_rows(ctx.engine, table, where=and_(*conds) if conds else None,
+                            params=params, limit=ctx.config.max_rows, **kwargs)
     if radec is not None and "mcen" in p and kwargs["width"] == 0 and kwargs["height"] == 0:
-        df = df.head(1)
-    return df, radec
+        rows = {k: v[:1] for k, v in rows.items()}
+    return rows, radec
 
 
 def _columns_param(p: dict[str, str], table: str) -> list[str]:
@@ -409,12 +447,7 @@ def search(table: str, request: Request, ctx: Ctx) -> Response:
         df, radec = search_images(ctx, table, p, request_access(request))
     except (IbeError, WhereError, tables.FormatError, ValueError) as exc:
         return tables.ibe_error(str(exc))
-    out = result_table(df, table, names)
-    if radec is not None:
-        n = len(out)
-        out.add_column(Column(np.ones(n, dtype=np.int64), name="in_row_id"), index=0)
-        out.add_column(Column(np.full(n, radec[0]), name="in_ra", unit="deg"), index=1)
-        out.add_column(Column(np.full(n, radec[1]), name="in_dec", unit="deg"), index=2)
+    out = result_table(df, table, names, radec)
     return tables.table_response(out, fmt, title=f"ztf.products.{table}")
 
 
@@ -507,7 +540,7 @@ _SIA_UCDS = {
 }
 
 
-def sia_table(ctx: ArchiveContext, df: pd.DataFrame, base_url: str) -> Table:
+def sia_table(ctx: ArchiveContext, df: Rows, base_url: str) -> Table:
     """SIA v1 rows (UCD-tagged columns, access URLs under ``base_url``) plus the sci columns."""
     naxis, sizes = [], []
     for rel in df["relpath"]:
@@ -518,10 +551,10 @@ def sia_table(ctx: ArchiveContext, df: pd.DataFrame, base_url: str) -> Table:
         except (OSError, ValueError):
             naxis.append((0, 0))
         sizes.append(path.stat().st_size if path.exists() else 0)
-    n = len(df)
-    scale = np.stack([np.hypot(df["cd11"].to_numpy(float), df["cd21"].to_numpy(float)),
-                      np.hypot(df["cd12"].to_numpy(float), df["cd22"].to_numpy(float))], axis=1
-                     ) if n else np.zeros((0, 2))
+    n = len(df["relpath"])
+    cd = {k: np.asarray(df[k], dtype=float) for k in ("cd11", "cd12", "cd21", "cd22")}
+    scale = np.stack([np.hypot(cd["cd11"], cd["cd21"]), np.hypot(cd["cd12"], cd["cd22"])],
+                     axis=1) if n else np.zeros((0, 2))
     urls = [base_url.rstrip("/") + "/ibe/data/ztf/products/" + rel.split("/", 1)[1]
             if rel.startswith("products/") else base_url.rstrip("/") + "/ibe/data/ztf/products/"
             + rel for rel in df["relpath"]]
@@ -534,9 +567,9 @@ def sia_table(ctx: ArchiveContext, df: pd.DataFrame, base_url: str) -> Table:
         "sia_scale": scale,
         "sia_format": np.array(["image/fits"] * n, dtype=str) if n else np.array([], "U1"),
         "sia_fsize": np.array(sizes, dtype=np.int64),
-        "sia_mjd": df["obsjd"].to_numpy(float) - 2400000.5 if n else np.zeros(0),
-        "sia_bp_id": np.array(df["filtercode"].fillna("").to_numpy(str), dtype=str)
-        if n else np.array([], "U1"),
+        "sia_mjd": np.asarray(df["obsjd"], dtype=float) - 2400000.5 if n else np.zeros(0),
+        "sia_bp_id": np.array(["" if v is None or v != v else str(v) for v in df["filtercode"]],
+                              dtype=str) if n else np.array([], "U1"),
         "sia_instr": np.array(["ZTF"] * n, dtype=str) if n else np.array([], "U1"),
     })
     sia["sia_scale"].unit = "deg/pix"
@@ -556,7 +589,7 @@ def sia(table: str, request: Request, ctx: Ctx) -> Response:
         return Response(tables.votable_error(f"unknown table {table!r}"), status_code=400,
                         media_type=tables.MEDIA["votable"])
     if p.get("format", "").strip().upper() == "METADATA":
-        empty = sia_table(ctx, index.images_at(ctx.engine, table, where=text("1=0")),
+        empty = sia_table(ctx, index.image_rows(ctx.engine, table, where=text("1=0")),
                           str(request.base_url))
         return Response(tables.votable_bytes(empty, ucds=_SIA_UCDS, infos={
             "INPUT:POS": "ra,dec (deg, ICRS), required", "INPUT:SIZE": "w[,h] (deg)",

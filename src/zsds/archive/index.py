@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import datetime as dt
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
-from sqlalchemy import Engine, and_, or_, select, text
+from sqlalchemy import Engine, Select, and_, or_, select, text
 
 from zsds.core.home import Home
 from zsds.core.instrument import Filter, rcid_of
@@ -323,10 +323,37 @@ def _ra_clause(ra: float, half: float) -> Any:
     return or_(meets(lo, 360.0), meets(0.0, hi))
 
 
-def images_at(engine: Engine, tbl: str, ra: float | None = None, dec: float | None = None,
+def _columns(stmt: Select, rows: Sequence[Any]) -> dict[str, np.ndarray]:
+    """The rows of ``stmt`` as numpy columns typed from the columns' SQL types.
+
+    Integers as int64 (float64 with NaN when a value is null), floats as float64 (NaN for
+    null), anything else (text, timestamps) as objects. Built straight from the declared
+    types, without pandas: inferring each column from its values took longer than the query
+    itself, and this is the path of every cone search.
+    """
+    cols = list(stmt.selected_columns)
+    values = list(zip(*rows, strict=True)) if rows else [()] * len(cols)
+    out: dict[str, np.ndarray] = {}
+    for col, vals in zip(cols, values, strict=True):
+        try:
+            kind = col.type.python_type
+        except NotImplementedError:
+            kind = object
+        if kind in (int, float, bool):
+            arr = np.array(vals, dtype=float)  # None -> NaN
+            if kind is not float and not np.isnan(arr).any():
+                arr = np.array(vals, dtype=np.int64 if kind is int else bool)
+        else:
+            arr = np.empty(len(vals), dtype=object)
+            arr[:] = vals
+        out[col.name] = arr
+    return out
+
+
+def image_rows(engine: Engine, tbl: str, ra: float | None = None, dec: float | None = None,
               width: float = 0.0, height: float | None = None, intersect: str = "OVERLAPS",
               where: Any = None, params: Mapping[str, Any] | None = None,
-              limit: int | None = None) -> pd.DataFrame:
+              limit: int | None = None) -> dict[str, np.ndarray]:
     """Archived images of one IBE table matching a search box and/or a WHERE clause.
 
     Parameters
@@ -351,9 +378,10 @@ def images_at(engine: Engine, tbl: str, ra: float | None = None, dec: float | No
 
     Returns
     -------
-    pandas.DataFrame
-        ``archive_images`` columns plus ``dist`` (deg from the box centre to the image centre;
-        NaN without a position), sorted by ``dist`` then ``obsjd``.
+    dict of numpy.ndarray
+        ``archive_images`` columns (typed as :func:`_columns` says) plus ``dist`` (deg from
+        the box centre to the image centre; NaN without a position), sorted by ``dist`` then
+        ``obsjd``. :func:`images_at` gives the same as a DataFrame.
     """
     if tbl not in TABLES:
         raise ValueError(f"unknown image table {tbl!r}: use one of {', '.join(TABLES)}")
@@ -378,33 +406,54 @@ def images_at(engine: Engine, tbl: str, ra: float | None = None, dec: float | No
     elif limit is not None:
         stmt = stmt.limit(limit)
     with engine.connect() as conn:
-        df = pd.read_sql(stmt, conn, params=dict(params or {}))
-    if not spatial or df.empty:
-        df["dist"] = np.nan
-        return df.sort_values("obsjd", kind="stable").reset_index(drop=True)
-    df = df[df["ra1"].notna()]  # images without a footprint (e.g. bias frames)
-    cra = np.concatenate([df[[f"ra{k}" for k in range(1, 5)]].to_numpy(float),
-                          df[["ra"]].to_numpy(float)], axis=1)
-    cdec = np.concatenate([df[[f"dec{k}" for k in range(1, 5)]].to_numpy(float),
-                           df[["dec"]].to_numpy(float)], axis=1)
+        rows = conn.execute(stmt, dict(params or {})).fetchall()
+    if not spatial or not rows:
+        out = _columns(stmt, rows)
+        order = np.argsort(out["obsjd"], kind="stable")  # NaN last, as pandas sorts
+        out = {k: v[order] for k, v in out.items()}
+        out["dist"] = np.full(len(rows), np.nan)
+        return out
+    # The exact test on the corners, before any DataFrame is built: only the rows kept are.
+    names = list(stmt.selected_columns.keys())
+    take = [names.index(n) for n in ("ra1", "ra2", "ra3", "ra4", "ra", "dec1", "dec2", "dec3",
+                                      "dec4", "dec", "obsjd")]
+    num = np.array([[r[i] for i in take] for r in rows], dtype=float)  # None -> NaN
+    cra, cdec, obsjd = num[:, 0:5], num[:, 5:10], num[:, 10]
+    has_fp = ~np.isnan(cra[:, 0])  # images without a footprint (e.g. bias frames)
     x, y, cosc = gnomonic(cra, cdec, ra, dec)
-    ok = np.all(cosc > 0.05, axis=1)  # within ~87 deg: the projection is defined
+    ok = has_fp & np.all(cosc > 0.05, axis=1)  # within ~87 deg: the projection is defined
     qx, qy = x[:, :4], y[:, :4]
     hw, hh = width / 2.0, height / 2.0
-    bx = np.tile(np.array([-hw, hw, hw, -hw]), (len(df), 1))
-    by = np.tile(np.array([-hh, -hh, hh, hh]), (len(df), 1))
+    n = len(rows)
+    bx = np.tile(np.array([-hw, hw, hw, -hw]), (n, 1))
+    by = np.tile(np.array([-hh, -hh, hh, hh]), (n, 1))
     if intersect == "CENTER" or (width == 0 and height == 0 and intersect != "ENCLOSED"):
-        match = _inside(np.zeros((len(df), 1)), np.zeros((len(df), 1)), qx, qy)[:, 0]
+        match = _inside(np.zeros((n, 1)), np.zeros((n, 1)), qx, qy)[:, 0]
     elif intersect == "COVERS":
         match = _inside(bx, by, qx, qy).all(axis=1)
     elif intersect == "ENCLOSED":
         match = ((np.abs(qx) <= hw + 1e-12) & (np.abs(qy) <= hh + 1e-12)).all(axis=1)
     else:
         match = _overlaps(qx, qy, bx, by)
-    df = df[ok & match].copy()
-    df["dist"] = np.degrees(np.arccos(np.clip(cosc[ok & match, 4], -1.0, 1.0)))
-    df = df.sort_values(["dist", "obsjd"], kind="stable").reset_index(drop=True)
-    return df.head(limit) if limit is not None else df
+    keep = np.flatnonzero(ok & match)
+    dist = np.degrees(np.arccos(np.clip(cosc[keep, 4], -1.0, 1.0)))
+    order = keep[np.lexsort((obsjd[keep], dist))][:limit]  # by dist, then obsjd (stable)
+    out = _columns(stmt, [rows[i] for i in order])
+    out["dist"] = np.degrees(np.arccos(np.clip(cosc[order, 4], -1.0, 1.0)))
+    return out
+
+
+def images_at(engine: Engine, tbl: str, ra: float | None = None, dec: float | None = None,
+              width: float = 0.0, height: float | None = None, intersect: str = "OVERLAPS",
+              where: Any = None, params: Mapping[str, Any] | None = None,
+              limit: int | None = None) -> pd.DataFrame:
+    """:func:`image_rows` as a DataFrame (timestamps as ``datetime64``)."""
+    df = pd.DataFrame(image_rows(engine, tbl, ra, dec, width, height, intersect, where,
+                                 params, limit), copy=False)
+    for col in ArchiveImage.__table__.columns:
+        if col.name in df and col.type.python_type is dt.datetime:
+            df[col.name] = pd.to_datetime(df[col.name])
+    return df
 
 
 def obsdate(jd: float | None) -> str | None:

@@ -33,19 +33,19 @@ import hmac
 import logging
 import math
 import re
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy import Engine, delete, func, insert, select
 from sqlalchemy.exc import DataError
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from zsds.db.schema import LoginFailure, LoginLockout
 
 log = logging.getLogger(__name__)
 
@@ -308,17 +308,17 @@ def safe_next(target: str | None, default: str = "/") -> str:
 # --------------------------------------------------------------------------- login throttle
 
 
-@dataclass
-class _Failures:
-    times: list[float]
-    locked_until: float = 0.0
-
-
 class LoginThrottle:
     """Counts failed logins and locks out a user name or a client address past a limit.
 
+    The counts live in the database (tables ``login_failures`` and ``login_lockouts``), so
+    every worker process of ``zsds serve --workers N`` sees the same ones: the limit holds
+    for the service as a whole, whichever process the kernel hands a connection to.
+
     Parameters
     ----------
+    engine : Engine
+        The service's database.
     max_failures : int
         Failed passwords for one user name within ``window_s`` that lock the name out.
     window_s : float
@@ -328,60 +328,62 @@ class LoginThrottle:
     max_failures_per_client : int
         Failed passwords from one client address within ``window_s`` (any names) that lock
         the address out: guessing many names from one place is stopped too.
-    max_keys : int
-        Names and addresses tracked at most (the oldest are forgotten first), so that a
-        flood of made-up names cannot exhaust memory.
+    clock : callable
+        Wall-clock seconds (shared by the processes; replaceable in tests).
 
     Notes
     -----
-    Thread-safe. The state is per process: with several workers each counts its own
-    failures, so the effective limit is multiplied by the number of workers.
+    Failures older than the window are deleted as new ones come, so a flood of made-up
+    names leaves at most a window's worth of rows. Two processes counting the same key at
+    the same instant may each let one more attempt through; the limit is otherwise exact.
     """
 
-    def __init__(self, max_failures: int = 5, window_s: float = 900.0, lockout_s: float = 900.0,
-                 max_failures_per_client: int = 50, max_keys: int = 100_000,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(self, engine: Engine, max_failures: int = 5, window_s: float = 900.0,
+                 lockout_s: float = 900.0, max_failures_per_client: int = 50,
+                 clock: Callable[[], float] = time.time):
+        self.engine = engine
         self.max_failures = max_failures
         self.window_s = window_s
         self.lockout_s = lockout_s
         self.max_failures_per_client = max_failures_per_client
-        self.max_keys = max_keys
         self.clock = clock
-        self._lock = threading.Lock()
-        self._state: OrderedDict[str, _Failures] = OrderedDict()
 
     @staticmethod
     def _keys(username: str, client: str) -> tuple[str, str]:
-        return f"user:{username.strip().lower()}", f"client:{client}"
+        return f"user:{username.strip().lower()}"[:200], f"client:{client}"[:200]
 
     def retry_after(self, username: str, client: str) -> float:
         """Seconds until a login of ``username`` from ``client`` is accepted again (0: now)."""
         now = self.clock()
-        with self._lock:
-            waits = [f.locked_until - now for k in self._keys(username, client)
-                     if (f := self._state.get(k)) is not None]
-        return max([0.0, *waits])
+        with self.engine.connect() as conn:
+            until = conn.execute(select(func.max(LoginLockout.until)).where(
+                LoginLockout.key.in_(self._keys(username, client)))).scalar()
+        return max(0.0, (until or 0.0) - now)
 
     def failure(self, username: str, client: str) -> None:
         """Count a failed password (and lock out what passed its limit)."""
         now = self.clock()
-        user_key, client_key = self._keys(username, client)
-        with self._lock:
-            for key, limit in ((user_key, self.max_failures),
-                               (client_key, self.max_failures_per_client)):
-                f = self._state.pop(key, None) or _Failures([])
-                f.times = [*[t for t in f.times if now - t < self.window_s][-limit:], now]
-                if len(f.times) >= limit:
-                    f.locked_until = now + self.lockout_s
-                    f.times = []
-                self._state[key] = f  # most recent last
-            while len(self._state) > self.max_keys:
-                self._state.popitem(last=False)
+        limits = dict(zip(self._keys(username, client),
+                          (self.max_failures, self.max_failures_per_client), strict=True))
+        with self.engine.begin() as conn:
+            conn.execute(delete(LoginFailure).where(LoginFailure.at <= now - self.window_s))
+            conn.execute(delete(LoginLockout).where(LoginLockout.until <= now))
+            conn.execute(insert(LoginFailure), [{"key": k, "at": now} for k in limits])
+            counts = dict(conn.execute(
+                select(LoginFailure.key, func.count()).where(LoginFailure.key.in_(limits))
+                .group_by(LoginFailure.key)).all())
+            for key, limit in limits.items():
+                if counts.get(key, 0) >= limit:
+                    conn.execute(delete(LoginLockout).where(LoginLockout.key == key))
+                    conn.execute(insert(LoginLockout).values(key=key,
+                                                             until=now + self.lockout_s))
+                    conn.execute(delete(LoginFailure).where(LoginFailure.key == key))
 
     def success(self, username: str, client: str) -> None:
         """Forget the failures of a user name after a correct password."""
-        with self._lock:
-            self._state.pop(self._keys(username, client)[0], None)
+        with self.engine.begin() as conn:
+            conn.execute(delete(LoginFailure).where(
+                LoginFailure.key == self._keys(username, client)[0]))
 
 
 def client_address(request: Request) -> str:

@@ -1,8 +1,11 @@
 """Tabular responses in the formats IRSA serves: IPAC table, CSV, TSV, VOTable, HTML, JSON.
 
-Everything is written by astropy (``ascii.ipac``, ``ascii.csv``, ``votable``), because the
-IPAC format is column-aligned and a value one character off is silently corrupted on reading
-(``ARCHIVE_API.md`` section 6).
+CSV, TSV and VOTable are written by astropy (``ascii.csv``, ``votable``). The IPAC table, the
+default answer of every IBE search, is written by :func:`ipac_text` to the very bytes astropy's
+``ascii.ipac`` writer gives (a property test compares the two on generated tables): the format
+is column-aligned, so a value one character off is silently corrupted on reading
+(``ARCHIVE_API.md`` section 6), and astropy's writer formats its header once per column, which
+made it two thirds of a cone search's time.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -75,18 +79,79 @@ def _masked(table: Table) -> Table:
                                          unit=col.unit, description=col.description)
         elif data.dtype.kind == "O":
             bad = np.array([v is None for v in data], dtype=bool)
-            vals = np.array(["" if v is None else str(v) for v in data])
+            # dtype=str: an empty column stays text (numpy would make it float64).
+            vals = np.array(["" if v is None else str(v) for v in data], dtype=str)
             out[name] = MaskedColumn(vals, mask=bad, unit=col.unit, description=col.description)
     return out
 
 
-def ipac_text(table: Table, keywords: dict[str, Any] | None = None) -> str:
-    """The table as an IPAC table (4 header lines: names, types, units, nulls)."""
+def ipac_text_astropy(table: Table, keywords: dict[str, Any] | None = None) -> str:
+    """The table as an IPAC table, written by astropy's ``ascii.ipac`` writer.
+
+    The reference :func:`ipac_text` is held to, and its fallback for what it does not write
+    itself (column formats, multidimensional columns, names IPAC refuses: astropy then raises).
+    """
     t = _masked(table)
     t.meta = {"keywords": {k: {"value": v} for k, v in (keywords or {}).items()}}
     buf = io.StringIO()
     t.write(buf, format="ascii.ipac")
     return buf.getvalue()
+
+
+_IPAC_NAME = re.compile(r"\w+")
+
+
+def _ipac_type(dtype: np.dtype) -> str:
+    if dtype.kind in "iu":
+        return "int" if dtype.itemsize <= 2 else "long"
+    if dtype.kind == "f":
+        return "float" if dtype.itemsize <= 4 else "double"
+    return "char"
+
+
+def _ipac_cells(col: Any) -> list[str]:
+    """A column's cells as astropy's writer formats them: ``str`` of each numpy value (the
+    shortest repr of a float of the column's own precision), ``null`` where masked or NaN,
+    None or, for an object column, the text of each value."""
+    data = np.asarray(col)
+    if data.dtype.kind == "O":
+        cells = ["null" if v is None else str(v) for v in data]
+    elif data.dtype.kind == "S":
+        cells = [v.decode() for v in data]
+    else:
+        cells = list(map(str, data))
+    bad = np.ma.getmaskarray(col).copy()
+    if data.dtype.kind == "f":
+        bad |= ~np.isfinite(data)
+    for i in np.flatnonzero(bad):
+        cells[i] = "null"
+    return cells
+
+
+def ipac_text(table: Table, keywords: dict[str, Any] | None = None) -> str:
+    """The table as an IPAC table (4 header lines: names, types, units, nulls).
+
+    Byte for byte what :func:`ipac_text_astropy` writes, about a hundred times faster: each
+    value is formatted once and the lines are joined here (see the module docstring).
+    """
+    cols = list(table.columns.values())
+    if (table.meta.get("comments")
+            or any(c.info.format is not None or c.ndim != 1 for c in cols)
+            or any(not _IPAC_NAME.fullmatch(n) or len(n) > 40 for n in table.colnames)):
+        return ipac_text_astropy(table, keywords)
+    header = [list(table.colnames),
+              [_ipac_type(c.dtype) for c in cols],
+              ["" if c.info.unit is None else str(c.info.unit) for c in cols],
+              ["null"] * len(cols)]
+    cells = [_ipac_cells(c) for c in cols]
+    widths = [max(max(len(h[i]) for h in header), max(map(len, cells[i]), default=0))
+              for i in range(len(cols))]
+    lines = [f"\\{k.strip()}={v!r}" for k, v in (keywords or {}).items()]
+    lines += ["|" + "|".join(v.rjust(w) for v, w in zip(h, widths, strict=True)) + "|"
+              for h in header]
+    just = [[v.rjust(w) for v in c] for c, w in zip(cells, widths, strict=True)]
+    lines += [" " + " ".join(row) + " " for row in zip(*just, strict=True)]
+    return "\n".join(lines) + "\n"
 
 
 def csv_text(table: Table, delimiter: str = ",") -> str:

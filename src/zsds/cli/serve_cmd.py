@@ -26,11 +26,11 @@ def serve(home, db_url, host, port, no_index, workers) -> None:
     changed to http://HOST:PORT (see docs/archive.md). The OpenAPI description is at /docs.
 
     With --workers N, N processes serve the same port (the kernel spreads the connections);
-    each builds its own application and database engine. Sessions, tokens and TAP jobs are in
-    the database, so every worker sees them; the failed-login counters are per process, and
-    each worker's limit is divided by N so that the lockout still stops an attacker after
-    about the configured number of guesses. SQLite (WAL journal) and PostgreSQL both serve
-    several processes; for many workers or heavy writes prefer PostgreSQL.
+    each builds its own application and database engine. Sessions, tokens, TAP jobs and the
+    failed-login counts are in the database, so every worker sees them and the lockout
+    stops an attacker after the configured number of guesses whichever worker answers.
+    SQLite (WAL journal) and PostgreSQL both serve several processes; for many workers or
+    heavy writes prefer PostgreSQL.
     """
     import uvicorn
 
@@ -47,7 +47,6 @@ def serve(home, db_url, host, port, no_index, workers) -> None:
         uvicorn.run(app, host=host, port=port, log_level="info")
         return
 
-    from zsds.archive.app import ENV_WORKERS
     from zsds.core.home import ENV_DB_URL, ENV_HOME
 
     # Schema and image index brought up to date once, here, before the workers start: the
@@ -60,7 +59,6 @@ def serve(home, db_url, host, port, no_index, workers) -> None:
     engine.dispose()
     os.environ[ENV_HOME] = str(h.root)
     os.environ[ENV_DB_URL] = h.db_url
-    os.environ[ENV_WORKERS] = str(workers)
     console.print(f"{banner} with {workers} worker processes")
     uvicorn.run("zsds.archive.app:app_from_env", factory=True, workers=workers, host=host,
                 port=port, log_level="info")

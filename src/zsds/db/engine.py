@@ -30,6 +30,8 @@ from zsds.db.schema import (
     DiffImageRecord,
     ForcedPhotRequest,
     LightCurveObject,
+    LoginFailure,
+    LoginLockout,
     MatchfileRecord,
     NightSummaryRecord,
     ObjectCounter,
@@ -52,13 +54,14 @@ _V7_TABLES = (ArchiveImage, User, ApiToken, ForcedPhotRequest)
 _V10_TABLES = (TapJob,)
 _V11_TABLES = (AlertDelivery,)
 _V12_TABLES = (ConfigRecord,)
+_V13_TABLES = (LoginFailure, LoginLockout)
 
 
 def _v1(conn: Connection) -> None:
     """Version 1: the initial schema (every table but those added by later versions)."""
     later = {t.__tablename__ for t in (*_V2_TABLES, *_V3_TABLES, *_V4_TABLES, *_V5_TABLES,
                                        *_V6_TABLES, *_V7_TABLES, *_V10_TABLES,
-                                       *_V11_TABLES, *_V12_TABLES)}
+                                       *_V11_TABLES, *_V12_TABLES, *_V13_TABLES)}
     Base.metadata.create_all(conn, tables=[t for t in Base.metadata.sorted_tables
                                            if t.name not in later])
 
@@ -141,10 +144,17 @@ def _v12(conn: Connection) -> None:
         t.__table__.create(conn, checkfirst=True)
 
 
+def _v13(conn: Connection) -> None:
+    """Version 13: ``login_failures`` and ``login_lockouts``, the login throttle shared by
+    the worker processes of ``zsds serve`` (issue 19)."""
+    for t in _V13_TABLES:
+        t.__table__.create(conn, checkfirst=True)
+
+
 #: Ordered migrations; entry ``i`` brings the schema from version ``i`` to ``i + 1``.
 #: Append new ones (never edit old ones) and keep :mod:`zsds.db.schema` at the latest version.
 MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9,
-                                                  _v10, _v11, _v12]
+                                                  _v10, _v11, _v12, _v13]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -672,6 +672,29 @@ class ForcedPhotRequest(Base):
     message: Mapped[str | None] = mapped_column(Text)
 
 
+class LoginFailure(Base):
+    """A failed archive login (schema v13), counted by the login throttle
+    (:class:`zsds.archive.security.LoginThrottle`) for one key: ``user:NAME`` or
+    ``client:ADDRESS``. In the database so that every worker process of ``zsds serve``
+    counts the same failures; rows older than the throttle's window are deleted."""
+
+    __tablename__ = "login_failures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), index=True)
+    at: Mapped[float] = mapped_column(Float, index=True)  # Unix time (s)
+
+
+class LoginLockout(Base):
+    """A user name or client address refused logins until ``until`` (Unix time, s; schema
+    v13), set by the login throttle when its failures pass the limit."""
+
+    __tablename__ = "login_lockouts"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    until: Mapped[float] = mapped_column(Float)
+
+
 class TapJob(Base):
     """An asynchronous TAP (UWS) job of the archive service (schema v10).
 

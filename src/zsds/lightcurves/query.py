@@ -18,7 +18,8 @@ from sqlalchemy import Engine
 
 from zsds.core.home import Home
 from zsds.lightcurves.ids import parse_oid
-from zsds.lightcurves.matchfile import read_lightcurve, read_matchfile
+from zsds.lightcurves.matchfile import read_exposures as read_exposures_table
+from zsds.lightcurves.matchfile import read_lightcurve
 
 #: Output columns of IRSA's light-curve API, in its order.
 IRSA_LC_COLUMNS = ("oid", "expid", "hjd", "mjd", "mag", "magerr", "catflags", "filtercode",
@@ -84,7 +85,7 @@ def read_exposures(home: Home, relpath: str, oid: int) -> np.ndarray:
         If the file is missing or unreadable.
     """
     with matchfile_guard(home, relpath, oid):
-        return read_matchfile(home.path(relpath), objects_only=True).exposures
+        return read_exposures_table(home.path(relpath))
 
 
 def find_objects(engine: Engine, ra: float, dec: float, radius_arcsec: float,
