@@ -17,6 +17,7 @@ class BiasConfig:
     clip_sigma : float
         Per-pixel clipping threshold of the stack (median centre, MAD width).
     clip_iters : int
+        Most clipping iterations per pixel (``maxiters`` of astropy's ``sigma_clip``).
     cmask_sigma : float
         A pixel enters the calibration mask when its level (after removing the column and row
         structure) or its frame-to-frame scatter lies this many robust sigmas from the norm.

@@ -20,8 +20,9 @@ class FlatConfig:
     Attributes
     ----------
     clip_sigma : float
-        Per-pixel clipping threshold of the stack.
+        Per-pixel clipping threshold of the stack (median centre, MAD width).
     clip_iters : int
+        Most clipping iterations per pixel (``maxiters`` of astropy's ``sigma_clip``).
     block : int
         Side (pixels) of the blocks whose medians sample the low-nu illumination; a bicubic
         spline through them is the smooth model divided out.

@@ -133,6 +133,14 @@ def table_for_jd(jd: float) -> NonLinearityTable:
     return table_for(day)
 
 
+def _float64_and_dtype(values: np.ndarray) -> tuple[np.ndarray, np.dtype]:
+    """``values`` as float64, to compute in, and the dtype to return: float32 for float32
+    input, else float64."""
+    values = np.asarray(values)
+    dtype = values.dtype if values.dtype == np.float32 else np.dtype(np.float64)
+    return values.astype(np.float64), dtype
+
+
 def linearize(x: np.ndarray, a: float, b: float) -> np.ndarray:
     """Correct measured DN for the non-linearity: ``x / (a x^2 + b x + 1)``.
 
@@ -148,9 +156,7 @@ def linearize(x: np.ndarray, a: float, b: float) -> np.ndarray:
     ndarray
         Linear DN, float64 (float32 in, float32 out).
     """
-    x = np.asarray(x)
-    dtype = x.dtype if x.dtype == np.float32 else np.float64
-    xd = x.astype(np.float64)
+    xd, dtype = _float64_and_dtype(x)
     return (xd / (a * xd * xd + b * xd + 1.0)).astype(dtype)
 
 
@@ -171,9 +177,7 @@ def delinearize(y: np.ndarray, a: float, b: float) -> np.ndarray:
     ndarray
         Measured DN, float64 (float32 in, float32 out).
     """
-    y = np.asarray(y)
-    dtype = y.dtype if y.dtype == np.float32 else np.float64
-    yd = y.astype(np.float64)
+    yd, dtype = _float64_and_dtype(y)
     c = 1.0 - b * yd
     disc = c * c - 4.0 * a * yd * yd
     if np.any(disc < 0):

@@ -47,7 +47,8 @@ from zsds.diffim.run import (
 )
 from zsds.diffim.stage import subtract
 
-__all__ = ["FakeConfig", "evaluate_home", "inject_fakes", "label_candidates", "summarize"]
+__all__ = ["FakeConfig", "evaluate_home", "inject_fakes", "label_candidates", "reference_of",
+           "summarize"]
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,19 @@ def _truth(home: Home, expid: int, ccdid: int, qid: int, ref_expids: list[int]
     return now, (pd.concat(mags) if mags else pd.DataFrame(columns=["id", "mag"]))
 
 
+def reference_of(engine: Engine, home: Home, row: QuadrantProduct,
+                 cache: dict[tuple, tuple | None]
+                 ) -> tuple[Reference, QuadrantImage, pd.DataFrame] | None:
+    """The latest reference of the quadrant of science product ``row`` as (the database row,
+    the co-add, its PSF-fit catalogue), or None when the quadrant has none; each quadrant's
+    (field, ccdid, qid, fid) is looked up and read once, through ``cache``."""
+    key = (row.field, row.ccdid, row.qid, row.fid)
+    if key not in cache:
+        ref = latest_reference(engine, *key)
+        cache[key] = (ref, *read_reference(home, ref)) if ref is not None else None
+    return cache[key]
+
+
 def label_candidates(cand: pd.DataFrame, fakes: pd.DataFrame, truth: pd.DataFrame,
                      star_mags: pd.DataFrame, zp: float, flux_sigma: float
                      ) -> tuple[pd.DataFrame, np.ndarray]:
@@ -170,19 +184,15 @@ def evaluate_home(home: Home, engine: Engine, config: SubtractRunConfig | None =
             s.expunge(r)
     rng = np.random.default_rng(fakes.seed)
     cands, fks = [], []
-    refs: dict[tuple, tuple] = {}
+    refs: dict[tuple, tuple | None] = {}
     rows = rows[:limit] if limit else rows
     with session(engine) as s:
         used = {int(p) for r in s.execute(select(Reference.input_pids)).scalars() for p in r}
     all_in_refs = all(r.pid in used for r in rows)
     for k, row in enumerate(rows):
-        key = (row.field, row.ccdid, row.qid, row.fid)
-        if key not in refs:
-            ref = latest_reference(engine, *key)
-            refs[key] = (ref, *read_reference(home, ref)) if ref is not None else (None,)
-        if refs[key][0] is None:
+        if (found := reference_of(engine, home, row, refs)) is None:
             continue
-        ref, refimg, ref_cat = refs[key]
+        ref, refimg, ref_cat = found
         if row.pid in ref.input_pids and not all_in_refs:
             continue
         sci, sci_cat = read_science(home, row.relpath)

@@ -56,6 +56,8 @@ class PSFConfig:
         No other detection brighter than ``isolation_flux_ratio`` times the star within this many
         pixels.
     isolation_flux_ratio : float
+        A neighbour within ``isolation_radius`` holding more than this fraction of a star's
+        flux disqualifies the star.
     bad_radius : float
         No bad pixel within this many pixels of the star.
     n_iter : int

@@ -22,8 +22,6 @@ feed them.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pandas as pd
 
@@ -39,14 +37,15 @@ from zsds.instcal.detect import estimate_background, extract_sources
 from zsds.instcal.masking import saturation_mask
 from zsds.instcal.photcal import PhotCalResult, photometric_calibration
 from zsds.instcal.stage import (
-    CLOUDY,
     InfoBits,
     InstCalConfig,
     InstCalResult,
+    StepClock,
     calibrated_catalogs,
     fit_psf_and_photometry,
-    input_zero_point,
     measure_sources,
+    quadrant_qa,
+    zero_point_infobits,
 )
 from zsds.io.catalogs import PSFCAT_COLUMNS
 
@@ -226,11 +225,7 @@ def recalibrate_quadrant(
         calibration (a new PS1 fit, or IPAC's kept: ``InfoBits.ZP_KEPT``).
     """
     config = config or InstCalConfig()
-    t = {"start": time.perf_counter()}
-
-    def tick(name: str) -> None:
-        t[name] = time.perf_counter()
-
+    tick = StepClock()
     hdr = image.header.copy()
     gain, rn, saturate = float(hdr["GAIN"]), float(hdr["READNOI"]), float(hdr["SATURATE"])
     filt = Filter.parse(int(hdr["FILTERID"]))
@@ -271,40 +266,14 @@ def recalibrate_quadrant(
             phot = PhotCalResult(False, ps1_note)
     else:
         phot = PhotCalResult(False, "no sources")
-    if not phot.ok and (kept := input_zero_point(hdr, phot.message)) is not None:
-        phot = kept
-        infobits |= InfoBits.ZP_KEPT
-    if not phot.ok:
-        infobits |= InfoBits.PHOTCAL_FAILED
-    elif not infobits & InfoBits.ZP_KEPT:
-        rms_cut, n_cut = CLOUDY[filt]
-        n_cut = max(10, int(n_cut * data.size / (3072 * 3080)))
-        if phot.magzprms > rms_cut:
-            infobits |= InfoBits.HIGH_ZP_RMS
-        if phot.nmatches < n_cut:
-            infobits |= InfoBits.FEW_CALIBRATORS
+    phot, zp_bits = zero_point_infobits(phot, hdr, filt, data.size)
+    infobits |= zp_bits
     tick("photcal")
-    zp = phot.magzp if phot.ok else np.nan
-    calibrated_catalogs(psfcat, sexcat, wcs, zp)
-    sat_frac = float(sat.mean())
-    if sat_frac > 0.02:
+    calibrated_catalogs(psfcat, sexcat, wcs, phot.magzp if phot.ok else np.nan)
+    qa = quadrant_qa(data.shape, psf, bkg, phot, astro, sexcat, psfcat, sat, pixscale)
+    if qa["satfrac"] > 0.02:
         infobits |= InfoBits.HIGH_SATURATION
-    ny, nx = data.shape
-    fwhm_px, fwhm_eff, n_eff = np.nan, np.nan, np.nan
-    if psf is not None:
-        fwhm_px = float(psf.fwhm_at(nx / 2, ny / 2))
-        # As recorded by the detector (convolved with the pixel): what IPAC's SEEING measures.
-        fwhm_eff = float(psf.measured_fwhm(nx / 2, ny / 2))
-        n_eff = 1.0 / float(np.sum(psf.stamp(nx / 2, ny / 2, 31) ** 2))
-    maglim = zp - 2.5 * np.log10(5.0 * bkg.global_rms * np.sqrt(n_eff)) if phot.ok else np.nan
-    qa = {
-        "seeing": fwhm_px * pixscale, "fwhm_px": fwhm_px, "fwhm_eff_px": fwhm_eff,
-        "maglim": float(maglim),
-        "sky": bkg.global_level, "skyrms": bkg.global_rms, "nsexcat": len(sexcat),
-        "npsfcat": len(psfcat), "satfrac": sat_frac, "astrom_rms_ra": astro.rms_ra_arcsec,
-        "astrom_rms_dec": astro.rms_dec_arcsec, "astrom_nmatch": astro.n_matches,
-        "n_eff": n_eff, "input_seeing": seeing_in if seeing_in is not None else np.nan,
-    }
+    qa["input_seeing"] = seeing_in if seeing_in is not None else np.nan
     # Header: IPAC's, with zsds's quality keywords; IPAC's own values kept under other names.
     if "INFOIPAC" not in hdr:
         hdr["INFOIPAC"] = (int(hdr.get("INFOBITS", 0) or 0), "INFOBITS as IPAC wrote it")
@@ -329,9 +298,7 @@ def recalibrate_quadrant(
     for name, value, comment in mask_header_cards():
         hdr[name] = (value, comment)
     tick("qa")
-    names = list(t)
-    timings = {names[k]: t[names[k]] - t[names[k - 1]] for k in range(1, len(names))}
     out = QuadrantImage(data, variance, mask, wcs, psf, hdr, image.id)
-    return InstCalResult(out, psfcat, sexcat, astro, phot, qa, infobits, timings)
+    return InstCalResult(out, psfcat, sexcat, astro, phot, qa, infobits, tick.durations())
 
 

@@ -121,12 +121,19 @@ def input_zero_point(header: fits.Header, reason: str) -> PhotCalResult | None:
 class InstCalConfig:
     """Options of the instrumental-calibration stage (one sub-config per step)."""
 
+    #: Masks found in the image: saturation and bleeds, column defects, cosmic rays.
     mask: MaskConfig = field(default_factory=MaskConfig)
+    #: Background estimate and source extraction (the aperture catalogue).
     detect: DetectConfig = field(default_factory=DetectConfig)
+    #: Choice of the PSF stars among the aperture catalogue's detections.
     psf_select: PSFConfig = field(default_factory=PSFConfig)
+    #: The spatially varying Moffat PSF model fitted to those stars.
     psf: MoffatPSFConfig = field(default_factory=MoffatPSFConfig)
+    #: PSF-fit photometry of every detection.
     psfphot: PSFPhotConfig = field(default_factory=PSFPhotConfig)
+    #: Astrometric calibration against the Gaia-like catalogue (TAN-SIP).
     astrometry: AstrometryConfig = field(default_factory=AstrometryConfig)
+    #: Zero point and colour term against the PS1-like catalogue.
     photcal: PhotCalConfig = field(default_factory=PhotCalConfig)
     #: PSF-fit only sources detected above this S/N in the aperture catalogue.
     psffit_min_snr: float = 3.0
@@ -168,6 +175,24 @@ class SourceMeasurement:
     psfcat: pd.DataFrame
 
 
+class StepClock:
+    """Wall-clock times of a stage's steps: call it with each step's name as the step ends;
+    :meth:`durations` gives the seconds each took (from the previous step's end, the first from
+    the clock's creation)."""
+
+    def __init__(self) -> None:
+        self._ends = {"start": time.perf_counter()}
+
+    def __call__(self, name: str) -> None:
+        self._ends[name] = time.perf_counter()
+
+    def durations(self) -> dict[str, float]:
+        """Seconds of each step, by name, in the order the steps first ended."""
+        names = list(self._ends)
+        return {names[k]: self._ends[names[k]] - self._ends[names[k - 1]]
+                for k in range(1, len(names))}
+
+
 class PSFStepsConfig(Protocol):
     """The options :func:`fit_psf_and_photometry` reads (``InstCalConfig``, ``RefBuildConfig``)."""
 
@@ -191,6 +216,58 @@ def calibrated_catalogs(psfcat: pd.DataFrame, sexcat: pd.DataFrame, wcs: WCS,
         sexcat["ra"], sexcat["dec"] = sra, sdec
         sexcat["mag_auto"], sexcat["magerr_auto"] = flux_to_mag(
             sexcat["flux_auto"].to_numpy(), sexcat["fluxerr_auto"].to_numpy(), zp)
+
+
+def zero_point_infobits(phot: PhotCalResult, header: fits.Header, filt: Filter,
+                        npix: int) -> tuple[PhotCalResult, int]:
+    """The photometric calibration an image keeps, and the INFOBITS it sets.
+
+    A failed fit gives way to the calibration the input carries (:func:`input_zero_point`,
+    ``ZP_KEPT``); with none, ``PHOTCAL_FAILED``. A zero point fitted here is checked against
+    IPAC's cloudy thresholds (:data:`CLOUDY`; the NMATCHES one, set for a full 3072 x 3080
+    quadrant, scaled with the area ``npix`` in pixels): ``HIGH_ZP_RMS``, ``FEW_CALIBRATORS``.
+    """
+    infobits = 0
+    if not phot.ok and (kept := input_zero_point(header, phot.message)) is not None:
+        phot = kept  # never -999 over a valid zero point the input carries
+        infobits |= InfoBits.ZP_KEPT
+    if not phot.ok:
+        infobits |= InfoBits.PHOTCAL_FAILED
+    elif not infobits & InfoBits.ZP_KEPT:
+        rms_cut, n_cut = CLOUDY[filt]
+        n_cut = max(10, int(n_cut * npix / (3072 * 3080)))
+        if phot.magzprms > rms_cut:
+            infobits |= InfoBits.HIGH_ZP_RMS
+        if phot.nmatches < n_cut:
+            infobits |= InfoBits.FEW_CALIBRATORS
+    return phot, infobits
+
+
+def quadrant_qa(shape: tuple[int, int], psf: MoffatFieldPSF | None, bkg: Background,
+                phot: PhotCalResult, astro: AstrometryResult, sexcat: pd.DataFrame,
+                psfcat: pd.DataFrame, saturated: np.ndarray,
+                pixscale: float = PIXEL_SCALE) -> dict[str, float]:
+    """QA of a calibrated quadrant of ``shape`` (ny, nx): seeing (arcsec at ``pixscale``
+    arcsec/pixel) and FWHMs at the centre, 5-sigma limiting magnitude (NaN without a zero
+    point), sky, catalogue sizes, saturated fraction, astrometric rms and the PSF's
+    noise-equivalent area ``n_eff`` (pixels)."""
+    ny, nx = shape
+    fwhm_px, fwhm_eff, n_eff = np.nan, np.nan, np.nan
+    if psf is not None:
+        fwhm_px = float(psf.fwhm_at(nx / 2, ny / 2))
+        # As recorded by the detector (convolved with the pixel): what IPAC's SEEING measures.
+        fwhm_eff = float(psf.measured_fwhm(nx / 2, ny / 2))
+        n_eff = 1.0 / float(np.sum(psf.stamp(nx / 2, ny / 2, 31) ** 2))
+    maglim = (phot.magzp - 2.5 * np.log10(5.0 * bkg.global_rms * np.sqrt(n_eff)) if phot.ok
+              else np.nan)
+    return {
+        "seeing": fwhm_px * pixscale, "fwhm_px": fwhm_px, "fwhm_eff_px": fwhm_eff,
+        "maglim": float(maglim),
+        "sky": bkg.global_level, "skyrms": bkg.global_rms, "nsexcat": len(sexcat),
+        "npsfcat": len(psfcat), "satfrac": float(saturated.mean()),
+        "astrom_rms_ra": astro.rms_ra_arcsec, "astrom_rms_dec": astro.rms_dec_arcsec,
+        "astrom_nmatch": astro.n_matches, "n_eff": n_eff,
+    }
 
 
 def fit_psf_and_photometry(
@@ -335,10 +412,7 @@ def calibrate_quadrant(
     -------
     InstCalResult
     """
-    t = {"start": time.perf_counter()}
-
-    def tick(name: str) -> None:
-        t[name] = time.perf_counter()
+    tick = StepClock()
 
     hdr = quad.header.copy()
     gain, rn = float(hdr["GAIN"]), float(hdr["READNOI"])
@@ -399,19 +473,9 @@ def calibrate_quadrant(
                 if astro.ok else PhotCalResult(False, "no astrometric solution"))
     else:
         phot = PhotCalResult(False, "no sources")
-    if not phot.ok and (kept := input_zero_point(hdr, phot.message)) is not None:
-        phot = kept  # never -999 over a valid zero point the input carries
-        infobits |= InfoBits.ZP_KEPT
-    if not phot.ok:
-        infobits |= InfoBits.PHOTCAL_FAILED
-    elif not infobits & InfoBits.ZP_KEPT:
-        rms_cut, n_cut = CLOUDY[filt]
-        # IPAC's NMATCHES threshold is for a full 3072 x 3080 quadrant: scale it with the area.
-        n_cut = max(10, int(n_cut * quad.data.size / (3072 * 3080)))
-        if phot.magzprms > rms_cut:
-            infobits |= InfoBits.HIGH_ZP_RMS
-        if phot.nmatches < n_cut:
-            infobits |= InfoBits.FEW_CALIBRATORS
+    phot, zp_bits = zero_point_infobits(phot, hdr, filt, quad.data.size)
+    infobits |= zp_bits
+    if phot.ok and not infobits & InfoBits.ZP_KEPT:
         # Clear-sky zero point of this filter, amplifier, exposure time and airmass.
         p = filt.props
         zp_clear = (p.zp_e_per_s + 2.5 * np.log10(float(hdr["EXPTIME"]))
@@ -420,28 +484,10 @@ def calibrate_quadrant(
             infobits |= InfoBits.LOW_TRANSPARENCY
     tick("photcal")
     # 11. catalogs with calibrated magnitudes, QA
-    zp = phot.magzp if phot.ok else np.nan
-    calibrated_catalogs(psfcat, sexcat, wcs, zp)
-    sat_frac = float(sat.mean())
-    if sat_frac > 0.02:
+    calibrated_catalogs(psfcat, sexcat, wcs, phot.magzp if phot.ok else np.nan)
+    qa = quadrant_qa(quad.shape, psf, bkg, phot, astro, sexcat, psfcat, sat)
+    if qa["satfrac"] > 0.02:
         infobits |= InfoBits.HIGH_SATURATION
-    fwhm_px = float(psf.fwhm_at(quad.shape[1] / 2, quad.shape[0] / 2)) if psf else np.nan
-    # As recorded by the detector (convolved with the pixel): what IPAC's SEEING measures.
-    fwhm_eff = (float(psf.measured_fwhm(quad.shape[1] / 2, quad.shape[0] / 2)) if psf
-                else np.nan)
-    n_eff = np.nan
-    if psf is not None:
-        st = psf.stamp(quad.shape[1] / 2, quad.shape[0] / 2, 31)
-        n_eff = 1.0 / float(np.sum(st**2))  # noise-equivalent area of the PSF (pixels)
-    maglim = zp - 2.5 * np.log10(5.0 * bkg.global_rms * np.sqrt(n_eff)) if phot.ok else np.nan
-    qa = {
-        "seeing": fwhm_px * PIXEL_SCALE, "fwhm_px": fwhm_px, "fwhm_eff_px": fwhm_eff,
-        "maglim": float(maglim),
-        "sky": bkg.global_level, "skyrms": bkg.global_rms, "nsexcat": len(sexcat),
-        "npsfcat": len(psfcat), "satfrac": sat_frac,
-        "astrom_rms_ra": astro.rms_ra_arcsec, "astrom_rms_dec": astro.rms_dec_arcsec,
-        "astrom_nmatch": astro.n_matches, "n_eff": n_eff,
-    }
     # Header of the science image
     for key in list(hdr.keys()):
         if key.startswith(("CTYPE", "CRPIX", "CRVAL", "CD1_", "CD2_", "PC1_", "PC2_", "CDELT",
@@ -470,7 +516,5 @@ def calibrate_quadrant(
     for name, value, comment in mask_header_cards():
         hdr[name] = (value, comment)
     tick("qa")
-    names = list(t)
-    timings = {names[k]: t[names[k]] - t[names[k - 1]] for k in range(1, len(names))}
     image = QuadrantImage(data, variance, mask, wcs, psf, hdr, quad.id)
-    return InstCalResult(image, psfcat, sexcat, astro, phot, qa, infobits, timings)
+    return InstCalResult(image, psfcat, sexcat, astro, phot, qa, infobits, tick.durations())

@@ -618,14 +618,12 @@ def collect_triplets(home: Any, engine: Any, passes: int = 4,
     TripletSet
     """
     from zsds.diffim.candidates import measure_candidates
-    from zsds.diffim.evaluate import _truth, label_candidates
+    from zsds.diffim.evaluate import _truth, label_candidates, reference_of
     from zsds.diffim.run import (
         SubtractRunConfig,
         _context,
         _rb,
         cutouts,
-        latest_reference,
-        read_reference,
         read_science,
     )
     from zsds.diffim.stage import subtract
@@ -638,13 +636,9 @@ def collect_triplets(home: Any, engine: Any, passes: int = 4,
     refs: dict[tuple, Any] = {}
     total = len(rows) * passes
     for k, (row, night, epoch) in enumerate(rows):
-        key = (row.field, row.ccdid, row.qid, row.fid)
-        if key not in refs:
-            ref = latest_reference(engine, *key)
-            refs[key] = (ref, *read_reference(home, ref)) if ref is not None else (None,)
-        if refs[key][0] is None:
+        if (found := reference_of(engine, home, row, refs)) is None:
             continue
-        ref, refimg, ref_cat = refs[key]
+        ref, refimg, ref_cat = found
         truth, star_mags = _truth(home, row.expid, row.ccdid, row.qid,
                                   sorted({int(p) // 10_000 for p in ref.input_pids}))
         for p in range(passes):

@@ -26,6 +26,14 @@ class RefBuildConfig:
 
     Attributes
     ----------
+    select : SelectConfig
+        Which input epochs enter the co-add (seeing, depth, zero point, astrometric rms).
+    coadd : CoaddConfig
+        Resampling and clipped stacking of the selected epochs.
+    detect, psf_select, psf, psfphot, photcal
+        Background and extraction, PSF stars, Moffat PSF model, PSF-fit photometry and
+        zero-point fit of the co-add, as in :class:`~zsds.instcal.stage.InstCalConfig` (the
+        co-add fits its own PSF; the inputs' models are not used).
     shape : (ny, nx) or None
         Reference grid size; None: the size of the input images (the full quadrant in
         production, smaller for simulated quadrants).

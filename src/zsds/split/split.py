@@ -98,6 +98,7 @@ class SplitConfig:
     Attributes
     ----------
     overscan : OverscanConfig
+        Floating-bias (overscan) estimate of each amplifier.
     nonlinearity : bool
         Correct the per-amplifier non-linearity (table chosen by the exposure date).
     """

@@ -781,25 +781,25 @@ def detect_streaks(
         ref = refine(cx, cy, ux, uy, tlo, thi, (-h, h))
         if ref is None:
             continue
-        ta, tb, snr_prof = ref
-        segs.append(
-            [
-                cx + ta * ux,
-                cy + ta * uy,
-                cx + tb * ux,
-                cy + tb * uy,
-                float(cand["snr"][i]),
-                snr_prof,
-                float(len(members)),
-                float(cand["w"][i]),
-                float(cand["ratio"][i]),
-            ]
-        )
+        segs.append(_segment_row(cx, cy, ux, uy, ref, float(cand["snr"][i]),
+                                 float(len(members)), float(cand["w"][i]),
+                                 float(cand["ratio"][i])))
     segs = _merge_refined(z, segs, tol, config.merge_angle_deg, max(gap, 2.0 * fwhm_px),
                           margin, sigma_psf)
     min_len = config.min_length_fwhm * fwhm_px
     rows = [tuple(r) for r in segs if math.hypot(r[2] - r[0], r[3] - r[1]) >= min_len]
     return _detections_frame(rows)
+
+
+def _segment_row(cx: float, cy: float, ux: float, uy: float,
+                 refined: tuple[float, float, float], snr_det: float, n_seg: float,
+                 seg_length: float, pt_ratio: float) -> list[float]:
+    """One detection row (the order :func:`_detections_frame` reads) of a line through
+    (``cx``, ``cy``) along the unit vector (``ux``, ``uy``), refined to ``(ta, tb, snr_prof)``:
+    its ends at ``ta`` and ``tb`` along the line and its profile S/N."""
+    ta, tb, snr_prof = refined
+    return [cx + ta * ux, cy + ta * uy, cx + tb * ux, cy + tb * uy, snr_det, snr_prof, n_seg,
+            seg_length, pt_ratio]
 
 
 def _merge_refined(
@@ -856,20 +856,8 @@ def _merge_refined(
             if ref is None:
                 out.append(list(a[i]))
                 continue
-            ta, tb, snr_prof = ref
-            out.append(
-                [
-                    cx + ta * ux,
-                    cy + ta * uy,
-                    cx + tb * ux,
-                    cy + tb * uy,
-                    float(a[m, 4].max()),
-                    snr_prof,
-                    float(a[m, 6].sum()),
-                    float(a[i, 7]),
-                    float(a[i, 8]),
-                ]
-            )
+            out.append(_segment_row(cx, cy, ux, uy, ref, float(a[m, 4].max()),
+                                    float(a[m, 6].sum()), float(a[i, 7]), float(a[i, 8])))
         segs = out
         if not merged_any:
             break
