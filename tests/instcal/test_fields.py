@@ -27,6 +27,7 @@ from zsds.core.home import Home
 from zsds.db import connect, init_db
 from zsds.ingest import ingest_incoming
 from zsds.instcal.evaluate import evaluate_night
+from zsds.instcal.photcal import PhotCalConfig
 from zsds.instcal.run import calibrate_night
 from zsds.instcal.stage import InfoBits
 from zsds.sim.camera import SimConfig
@@ -61,7 +62,20 @@ def quality(tmp_path_factory) -> pd.DataFrame:
     q = evaluate_night(home, NIGHT)
     expid = {e.expid: k for k, e in enumerate(exps)}
     q["case"] = [("plane", "sparse", "cloudy")[expid[pid // 10000]] for pid in q.pid]
+    q["n_calib_truth"] = [_truth_calibrators(home, pid) for pid in q.pid]
     return q
+
+
+def _truth_calibrators(home: Home, pid: int) -> int:
+    """Stars of the simulator's truth on the quadrant in the calibrators' magnitude range
+    (:class:`PhotCalConfig`): what decides, independently of the pipeline, whether a
+    photometric calibration is possible at all."""
+    cfg = PhotCalConfig()
+    qid = pid // 100 % 100 % 4 + 1  # pid = expid * 10000 + rcid * 100 + 15
+    src = pd.read_parquet(home.truth / NIGHT.replace("-", "") / str(pid // 10000)
+                          / f"c{CCD:02d}_sources.parquet")
+    stars = src[(src.qid == qid) & (src.kind == 1)]
+    return int(((stars.mag > cfg.bright_limit) & (stars.mag < cfg.faint_limit)).sum())
 
 
 def _good_or_flagged(row: pd.Series) -> None:
@@ -90,14 +104,22 @@ def test_field_calibrates_or_is_flagged(quality, case):
             assert max(row.astrom_rms_ra, row.astrom_rms_dec) <= 0.03
             assert abs(row.psf_median_offset) <= 0.01
             assert row.completeness > 0.6
-        elif int(row.infobits) < BAD:
-            # A 512 px high-latitude quadrant may hold fewer than 20 PS1 calibrators
-            # (PHOTCAL_FAILED); when it does calibrate, it must be right.
-            assert max(row.astrom_rms_ra, row.astrom_rms_dec) <= 0.03
-            assert abs(row.psf_median_offset) <= 0.01
-            assert row.completeness > 0.8
         else:
-            assert int(row.infobits) & (InfoBits.PHOTCAL_FAILED | InfoBits.ASTROMETRY_FAILED)
+            # A 512 px high-latitude quadrant may hold too few stars for a zero point. The
+            # truth says whether it does: with three times the calibrators the fit needs, a
+            # flag is a failure; with fewer than it needs, a calibration would be invented.
+            need = PhotCalConfig().min_matches
+            if row.n_calib_truth >= 3 * need:
+                assert int(row.infobits) < BAD, row.to_dict()
+            elif row.n_calib_truth < need:
+                assert int(row.infobits) & InfoBits.PHOTCAL_FAILED, row.to_dict()
+            if int(row.infobits) < BAD:  # when it does calibrate, it must be right
+                assert max(row.astrom_rms_ra, row.astrom_rms_dec) <= 0.03
+                assert abs(row.psf_median_offset) <= 0.01
+                assert row.completeness > 0.8
+            else:
+                assert int(row.infobits) & (InfoBits.PHOTCAL_FAILED
+                                            | InfoBits.ASTROMETRY_FAILED)
 
 
 def test_near_opaque_exposure_is_flagged(quality):

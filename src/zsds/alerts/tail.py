@@ -130,12 +130,7 @@ def summary_cells(summary: Mapping[str, Any]) -> dict[str, str]:
 def format_line(alert: Mapping[str, Any], *, writer_version: str | None = None) -> str:
     """One line describing an alert (columns as in :data:`COLUMNS`; ``-`` where absent).
 
-    Parameters
-    ----------
-    alert
-        A decoded ``ztf.alert`` record of any version.
-    writer_version
-        ``version`` of the writer schema, used when the record has no ``schemavsn``.
+    ``alert`` and ``writer_version`` are as for :func:`summarize`.
     """
     c = summary_cells(summarize(alert, writer_version=writer_version))
     return (

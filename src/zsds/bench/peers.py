@@ -337,6 +337,20 @@ def _ratios(zsds: dict[str, float], seconds: dict[str, float]) -> dict[str, floa
             if PEER_STEP.get(p) in zsds and s > 0}
 
 
+def _time_extractions(data: np.ndarray, mask: np.ndarray, bad: np.ndarray,
+                      photutils_fwhm: float | None, zsds: dict[str, float],
+                      seconds: dict[str, float], counts: dict[str, int]) -> None:
+    """Time zsds's extraction of ``data`` and sep's, and photutils' unless ``photutils_fwhm``
+    (the FWHM of its detection filter) is ``None``: processor seconds into ``zsds`` and
+    ``seconds``, the number of sources each finds into ``counts``."""
+    zsds["extract"], cat = _timed(lambda: zsds_extract(data, mask))
+    counts["zsds_extract"] = len(cat)
+    seconds["sep_extract"], counts["sep_extract"] = _timed(lambda: sep_extract(data, bad))
+    if photutils_fwhm is not None:
+        seconds["photutils_extract"], counts["photutils_extract"] = _timed(
+            lambda: photutils_extract(data, bad, photutils_fwhm))
+
+
 def run_peers(home: Home, pid: int, config) -> dict:
     """zsds's steps and the peers on one processed quadrant (see the module docstring).
 
@@ -373,12 +387,8 @@ def run_peers(home: Home, pid: int, config) -> dict:
     notes: dict[str, str] = {}
     skipped: dict[str, str] = {"properimage_zogy": PROPERIMAGE_SKIP}
     with threadpool_limits(limits=1):
-        zsds["extract"], sexcat = _timed(lambda: zsds_extract(data, sci.mask))
-        counts["zsds_extract"] = len(sexcat)
-        seconds["sep_extract"], counts["sep_extract"] = _timed(lambda: sep_extract(data, bad))
-        if config.photutils:
-            seconds["photutils_extract"], counts["photutils_extract"] = _timed(
-                lambda: photutils_extract(data, bad, fwhm))
+        _time_extractions(data, sci.mask, bad, fwhm if config.photutils else None,
+                          zsds, seconds, counts)
         # PSF photometry of the aperture catalogue's detections (as the calibration does).
         from zsds.instcal.detect import DetectConfig, estimate_background
 
@@ -461,11 +471,8 @@ def run_real_peers(folder: Path, config) -> dict:
     seconds: dict[str, float] = {}
     counts: dict[str, int] = {}
     with threadpool_limits(limits=1):
-        zsds["extract"], cat = _timed(lambda: zsds_extract(data, q.mask))
-        counts["zsds_extract"] = len(cat)
-        seconds["sep_extract"], counts["sep_extract"] = _timed(lambda: sep_extract(data, bad))
-        if config.photutils:
-            seconds["photutils_extract"], counts["photutils_extract"] = _timed(
-                lambda: photutils_extract(data, bad, float(q.header["SEEING"])))
+        _time_extractions(data, q.mask, bad,
+                          float(q.header["SEEING"]) if config.photutils else None,
+                          zsds, seconds, counts)
     return {"quadrant": {"shape": list(data.shape)}, "zsds": zsds, "seconds": seconds,
             "ratios": _ratios(zsds, seconds), "counts": counts}

@@ -24,6 +24,11 @@ ENV_DB_URL = "ZSDS_DB_URL"
 DEFAULT_HOME = "zsds-home"
 
 
+def _folder(name: str, doc: str) -> property:
+    """Read-only attribute of a :class:`Home`: its subfolder ``name`` (a :class:`~pathlib.Path`)."""
+    return property(lambda home: home.root / name, doc=doc)
+
+
 @dataclass(frozen=True)
 class Home:
     """Paths of a zsds home.
@@ -45,33 +50,13 @@ class Home:
         root = Path(home or os.environ.get(ENV_HOME) or DEFAULT_HOME).expanduser().resolve()
         return cls(root, db_url or os.environ.get(ENV_DB_URL) or None)
 
-    @property
-    def incoming(self) -> Path:
-        return self.root / "incoming"
-
-    @property
-    def raw(self) -> Path:
-        return self.root / "raw"
-
-    @property
-    def products(self) -> Path:
-        return self.root / "products"
-
-    @property
-    def alerts(self) -> Path:
-        return self.root / "alerts"
-
-    @property
-    def quarantine(self) -> Path:
-        return self.root / "quarantine"
-
-    @property
-    def refcat(self) -> Path:
-        return self.root / "refcat"
-
-    @property
-    def truth(self) -> Path:
-        return self.root / "truth"
+    incoming = _folder("incoming", "Where the camera (or the simulator) writes raw CCD files.")
+    raw = _folder("raw", "Archived raw files, IRSA layout ``raw/YYYY/MMDD/ffffff/``.")
+    products = _folder("products", "``sci/``, ``ref/``, ``cal/`` in the IRSA layout.")
+    alerts = _folder("alerts", "Nightly Avro alert archives.")
+    quarantine = _folder("quarantine", "Rejected inputs, each with a machine-readable reason.")
+    refcat = _folder("refcat", "External catalogs the pipeline queries (PS1, Gaia, orbits).")
+    truth = _folder("truth", "Simulator ground truth; no pipeline code reads it.")
 
     @property
     def db_url(self) -> str:

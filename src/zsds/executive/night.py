@@ -64,55 +64,39 @@ SCIENCE = "o"
 
 @dataclass(frozen=True)
 class ExecConfig:
-    """Settings of the executive.
+    """Settings of the executive."""
 
-    Attributes
-    ----------
-    scheduler : str or None
-        Address of an existing Dask scheduler (``tcp://host:8786``); ``None`` starts a local
-        cluster.
-    n_workers : int or None
-        Worker processes of the local cluster (default: the machine's cores).
-    memory_limit : str
-        Memory limit per local worker: ``auto`` shares the machine's memory among the workers.
-        A full-size quadrant's calibration or subtraction peaks at ~1.5 GB; building one CCD's
-        master bias and flats (afternoon) at ~3.1 GB.
-    kafka : str or None
-        Kafka bootstrap server for the alerts (``None``: archive only).
-    stream : StreamConfig
-        Partitions and replication of the alert topics, producer compression.
-    kafka_timeout : float
-        Seconds to wait for the Kafka broker before calling it unreachable; an unreachable
-        broker is tried again after three times that (its packets stay archived meanwhile).
-    retries : int
-        Dask retries of a failed task.
-    redo : bool
-        Process everything again instead of skipping what is done.
-    subtract : bool
-        Run subtraction, candidates and alert packets (off: calibration only, e.g. for a
-        light-curve survey).
-    build_refs : bool
-        Build references at the end of the night.
-    link_moving : bool
-        Link moving objects over the window ending with the night and write the MPC/ADES
-        reports (end of night; needs ``subtract``).
-    pipeline : PipelineConfig
-        Every stage's settings (``zsds night run --config FILE.toml``), passed to each task
-        that has settings (:data:`zsds.executive.tasks.CONFIGURED`); the products record its
-        hash (``CFGHASH``) and the database the configuration (``configs``).
-    """
-
+    #: Address of an existing Dask scheduler (``tcp://host:8786``); ``None`` starts a local
+    #: cluster.
     scheduler: str | None = None
+    #: Worker processes of the local cluster (``None``: the machine's cores).
     n_workers: int | None = None
+    #: Memory limit per local worker: ``auto`` shares the machine's memory among the workers.
+    #: A full-size quadrant's calibration or subtraction peaks at ~1.5 GB; building one CCD's
+    #: master bias and flats (afternoon) at ~3.1 GB.
     memory_limit: str = "auto"
+    #: Kafka bootstrap server for the alerts (``None``: archive only).
     kafka: str | None = None
+    #: Partitions and replication of the alert topics, producer compression.
     stream: StreamConfig = field(default_factory=StreamConfig)
+    #: Seconds to wait for the Kafka broker before calling it unreachable; an unreachable
+    #: broker is tried again after three times that (its packets stay archived meanwhile).
     kafka_timeout: float = 10.0
+    #: Dask retries of a failed task.
     retries: int = 2
+    #: Process everything again instead of skipping what is done.
     redo: bool = False
+    #: Build references at the end of the night.
     build_refs: bool = True
+    #: Run subtraction, candidates and alert packets (off: calibration only, e.g. for a
+    #: light-curve survey).
     subtract: bool = True
+    #: Link moving objects over the window ending with the night and write the MPC/ADES
+    #: reports (end of night; needs ``subtract``).
     link_moving: bool = True
+    #: Every stage's settings (``zsds night run --config FILE.toml``), passed to each task
+    #: that has settings (:data:`zsds.executive.tasks.CONFIGURED`); the products record its
+    #: hash (``CFGHASH``) and the database the configuration (``configs``).
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
 
 
@@ -120,39 +104,64 @@ class ExecConfig:
 class NightSummary:
     """What a night's run did (printed, stored in ``night_summaries`` and as JSON)."""
 
+    #: Night, ``YYYY-MM-DD``.
     night: str
+    #: ``"batch"`` (:meth:`Executive.run_night`) or ``"watch"`` (:meth:`Executive.watch`).
     mode: str
+    #: Raw files taken from incoming, strays (directories, bad names) included.
     files: int = 0
+    #: Files ingest quarantined (their reasons are in ``errors``).
     quarantined: int = 0
+    #: Exposures with at least one quadrant submitted.
     exposures: int = 0
+    #: Quadrants whose chain of tasks returned (a failed calibration or subtraction counts).
     quadrants: int = 0
+    #: Quadrants calibrated by this run (not those calibrated earlier).
     calibrated: int = 0
+    #: Quadrants whose subtraction is done.
     subtracted: int = 0
+    #: Quadrants whose subtraction was skipped (no reference, or subtraction off).
     no_reference: int = 0
+    #: Quadrants that failed: calibration, subtraction, or a task after its retries.
     failed: int = 0
+    #: Quadrants already done by an earlier run, not run again (resume).
     skipped_done: int = 0
+    #: Candidates of the subtracted quadrants.
     candidates: int = 0
+    #: Alert packets built.
     alerts: int = 0
+    #: Alert packets delivered to Kafka.
     alerts_sent: int = 0
     #: Archived packets not delivered to Kafka (broker unreachable): ``zsds alerts send``.
     alerts_unsent: int = 0
+    #: Wall-clock time of the run, seconds.
     wall_s: float = 0.0
+    #: Percentiles of the per-exposure latency (first file arrival to last quadrant done),
+    #: seconds; ``None`` when no quadrant finished.
     latency_p50_s: float | None = None
     latency_p90_s: float | None = None
     latency_p95_s: float | None = None
+    #: Largest per-exposure latency, seconds (``None`` as above).
     latency_max_s: float | None = None
+    #: Throughput: ``quadrants`` per minute of ``wall_s``.
     quadrants_per_min: float = 0.0
+    #: Dask workers of the cluster at the end (0 when it could not be asked).
     workers: int = 0
+    #: Largest peak resident memory of a worker process, GB (``None`` when unknown).
     peak_worker_memory_gb: float | None = None
+    #: References built at the end of the night.
     refs_built: int = 0
+    #: Moving-object tracks linked at the end of the night.
     tracks: int = 0
-    archived: int = 0  # images added to the archive index (archive_images)
-    stale: int = 0  # jobs left running by a dead process, found and re-run
-    stale_files: int = 0  # temporary files of writers killed mid-write, removed
-    waiting: int = 0  # raw files still being written: left in incoming for the next run
+    archived: int = 0  #: Images added to the archive index (``archive_images``).
+    stale: int = 0  #: Jobs left running by a dead process, found and re-run.
+    stale_files: int = 0  #: Temporary files of writers killed mid-write, removed.
+    waiting: int = 0  #: Raw files still being written: left in incoming for the next run.
     #: End-of-night steps that failed (refs, moving, archive index).
     failed_steps: list[str] = field(default_factory=list)
+    #: One line per failure, in the order they happened.
     errors: list[str] = field(default_factory=list)
+    #: Latency of each exposure (by expid, as a string), seconds.
     latencies: dict[str, float] = field(default_factory=dict)
 
     def problem_line(self) -> str:
@@ -191,8 +200,11 @@ class Executive:
         self.engine = engine
         self.config = config
         self.progress = progress
+        #: Dask client, connected on entering the context.
         self.client = None
+        #: The local cluster started on entering (``None`` with ``config.scheduler``).
         self.cluster = None
+        #: Alert publisher, opened on entering when ``config.kafka`` is set.
         self.publisher = None
         #: Archived packets not yet delivered to Kafka, by candid (tried again with each
         #: publish and at the end of the night).

@@ -30,7 +30,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -215,6 +216,26 @@ def _copy_in(src: Path, dest: Path) -> Path:
     return tmp
 
 
+@contextmanager
+def _importing(engine: Engine, src: Path, dest: Path, rel: str, inputs: dict[str, Any],
+               what: str) -> Iterator[Session]:
+    """Import ``src`` as ``dest`` (``rel``) in one import job: the caller adds its rows in the
+    yielded session; once they are flushed, a copy of ``src`` takes ``dest``'s place. A
+    database conflict is a ``conflict`` :class:`ProductError` about the ``what``; the copy
+    never stays behind."""
+    tmp = _copy_in(src, dest)
+    try:
+        with job(engine, IMPORT_STAGE, rel, inputs=inputs), session(engine) as s:
+            yield s
+            s.flush()
+            os.replace(tmp, dest)
+    except IntegrityError as exc:
+        raise ProductError("conflict", f"database rejected the {what}: "
+                                       f"{str(exc.orig).splitlines()[0]}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _duplicate(src: Path, rel: str, dest: Path, digest: str, kind: str) -> ImportResult:
     return ImportResult(src.name, "duplicate", kind, None,
                         f"{src.name}: already imported as {rel} (identical)", dest, digest)
@@ -383,26 +404,17 @@ def _import_science(home: Home, engine: Engine, src: Path, prod: IpacProduct,
     inputs = {"source": str(src.resolve()), "sha256": digest, "kind": name.kind, "pid": pid}
     if "EXPID" in h and int(h["EXPID"]) != expid:
         inputs["ipac_expid"] = int(h["EXPID"])
-    tmp = _copy_in(src, dest)
-    try:
-        with job(engine, IMPORT_STAGE, rel, inputs=inputs), session(engine) as s:
-            if exp_row is not None and s.get(Exposure, expid) is None:
-                s.add(Exposure(**exp_row))
-            s.execute(delete(QuadrantProduct).where(
-                ((QuadrantProduct.pid == pid) & (QuadrantProduct.kind == name.kind))
-                | (QuadrantProduct.relpath == rel)))
-            s.add(QuadrantProduct(**row))
-            if name.kind == "scimrefdiffimg":
-                s.execute(delete(DiffImageRecord).where(DiffImageRecord.pid == pid))
-                s.flush()
-                s.add(_diff_image_row(s, prod, pid, expid, rel))
+    with _importing(engine, src, dest, rel, inputs, "product") as s:
+        if exp_row is not None and s.get(Exposure, expid) is None:
+            s.add(Exposure(**exp_row))
+        s.execute(delete(QuadrantProduct).where(
+            ((QuadrantProduct.pid == pid) & (QuadrantProduct.kind == name.kind))
+            | (QuadrantProduct.relpath == rel)))
+        s.add(QuadrantProduct(**row))
+        if name.kind == "scimrefdiffimg":
+            s.execute(delete(DiffImageRecord).where(DiffImageRecord.pid == pid))
             s.flush()
-            os.replace(tmp, dest)
-    except IntegrityError as exc:
-        raise ProductError("conflict", "database rejected the product: "
-                                       f"{str(exc.orig).splitlines()[0]}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
+            s.add(_diff_image_row(s, prod, pid, expid, rel))
     return ImportResult(src.name, "imported", name.kind, None,
                         f"{src.name}: imported as {rel} (pid {pid})", dest, digest)
 
@@ -468,18 +480,9 @@ def _import_reference(home: Home, engine: Engine, src: Path, prod: IpacProduct,
             input_pids=[], relpath=rel, maglim=header_float(h, "MAGLIM"),
             seeing=seeing_arcsec(h))
         inputs["rfid"] = rfid
-    tmp = _copy_in(src, dest)
-    try:
-        with job(engine, IMPORT_STAGE, rel, inputs=inputs), session(engine) as s:
-            if ref_row is not None:
-                s.add(ref_row)
-                s.flush()
-            os.replace(tmp, dest)
-    except IntegrityError as exc:
-        raise ProductError("conflict", "database rejected the reference: "
-                                       f"{str(exc.orig).splitlines()[0]}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
+    with _importing(engine, src, dest, rel, inputs, "reference") as s:
+        if ref_row is not None:
+            s.add(ref_row)
     what = f" (rfid {ref_row.rfid}, version {version})" if ref_row is not None else ""
     return ImportResult(src.name, "imported", name.kind, None,
                         f"{src.name}: imported as {rel}{what}", dest, digest)

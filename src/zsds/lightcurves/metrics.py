@@ -739,6 +739,7 @@ def best_periods(matchid: np.ndarray, mjd: np.ndarray, mag: np.ndarray, magerr: 
     matchid, mjd, mag, magerr, good : numpy.ndarray
         Per-point arrays as for :func:`ipac_metrics`.
     config : MetricsConfig, optional
+        Period search (``min_points`` and the period grid); default ``MetricsConfig()``.
 
     Returns
     -------
@@ -928,6 +929,8 @@ def lc_features(matchid: np.ndarray, mjd: np.ndarray, mag: np.ndarray, magerr: n
     matchid, mjd, mag, magerr, good : numpy.ndarray
         Per-point arrays as for :func:`ipac_metrics`.
     config : MetricsConfig, optional
+        Features (``n_peaks``) and period search, as for :func:`best_periods`; default
+        ``MetricsConfig()``.
 
     Returns
     -------

@@ -452,7 +452,7 @@ def bulk_load_objects(engine: Engine, rows: Any, *, chunk_rows: int = 200_000,
     Returns
     -------
     int
-        Number of distinct oids written.
+        As :func:`upsert_objects`: the number of distinct oids written.
     """
     cols = _columns(rows)
     n = int(cols["oid"].size)

@@ -850,6 +850,15 @@ def _better(sol: _Solution | None, than: _Solution | None) -> bool:
     return than is None or (sol.converged, -sol.cost) > (than.converged, -than.cost)
 
 
+def _better_of(
+    sol: _Solution | None, xs: list[NDArray], t0: float, ob: _Obs, cfg: OrbitFitConfig
+) -> tuple[_Solution | None, int]:
+    """``sol`` or the fit from the starts ``xs`` (:func:`_best_start`), whichever is
+    :func:`_better`, and the evaluations spent."""
+    alt, nf = _best_start(xs, t0, ob, cfg)
+    return (alt if _better(alt, sol) else sol), nf
+
+
 def _good(sol: _Solution, ob: _Obs, cfg: OrbitFitConfig) -> bool:
     """Converged with an RMS (estimated from the cost) within ``max_rms_arcsec``."""
     rms = np.sqrt(sol.cost / (2 * len(ob))) * float(np.median(ob.sigma))
@@ -926,10 +935,8 @@ def _fit_prepared(
             starts += _gauss_from_obs(ob, tris[k], cfg, tol=1e-5, max_iter=8, polish=False)
         xs = [x for x in (_to_epoch(st, t0) for st in starts) if x is not None]
         xs_all += xs
-        sol, nf = _best_start(xs, t0, ob, cfg)
+        best, nf = _better_of(best, xs, t0, ob, cfg)
         nfev += nf
-        if _better(sol, best):
-            best = sol
         if best is not None and best.converged:
             break
     if best is None:
@@ -983,10 +990,8 @@ def _reject_outliers(
         sol = _lsq(best.x, t0, sub, cfg)
         nfev += sol.nfev
         if not _good(sol, sub, cfg):
-            alt, nf = _best_start(xs_all, t0, sub, cfg)
+            sol, nf = _better_of(sol, xs_all, t0, sub, cfg)
             nfev += nf
-            if _better(alt, sol):
-                sol = alt
         if sol is None or not sol.converged:
             break
         used, best = trial, sol
