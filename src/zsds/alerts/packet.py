@@ -121,7 +121,10 @@ def make_cutout(stamp: np.ndarray, file_name: str) -> dict[str, Any]:
         ``{"fileName": file_name, "stampData": gzip(FITS)}``; the FITS file has a single
         primary HDU with ``BITPIX = -32``, ``BUNIT = 'DN'`` and no WCS.
     """
-    data = np.asarray(stamp, dtype=np.float32)
+    try:
+        data = np.asarray(stamp, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"cutout {file_name!r}: not an image: {exc}") from exc
     if data.ndim != 2 or data.size == 0:
         raise ValueError(f"cutout {file_name!r}: expected a non-empty 2-D stamp, got {data.shape}")
     header = fits.Header()
@@ -181,7 +184,9 @@ def _cast(name: str, value: Any, base: Any) -> Any:
     if base == "string":
         if isinstance(value, bytes | np.bytes_):
             return bytes(value).decode()
-        return str(value)
+        text = str(value)
+        text.encode()  # Avro strings are UTF-8: refuse lone surrogates here, not at write
+        return text
     if base == "boolean":
         return bool(value)
     if base == "bytes":
@@ -218,26 +223,40 @@ def fill_record(
     for name, avro_type in fields:
         nullable, base = _split_type(avro_type)
         value = values.get(name)
+        if not _is_missing(value):
+            try:
+                value = _cast(name, value, base)  # may give NaN, e.g. from "nan"
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise ValueError(f"{what} field {name!r}: {exc}") from exc
         if _is_missing(value):
             if not nullable:
                 raise ValueError(f"{what} field {name!r} ({base}) is required but missing or NaN")
-            record[name] = None
-            continue
-        try:
-            record[name] = _cast(name, value, base)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{what} field {name!r}: {exc}") from exc
+            value = None
+        record[name] = value
     return record
+
+
+def _float_or_none(value: Any) -> float | None:
+    """``float(value)``, or None if it is no number (:func:`fill_record` then says so)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 def _is_upper_limit(values: Mapping[str, Any]) -> bool:
     return _is_missing(values.get("candid"))
 
 
+def _is_str(value: Any, *choices: str) -> bool:
+    return isinstance(value, str) and value in choices
+
+
 def _significance(value: Any) -> Any:
     """``scorr`` as ZTF gives it: the detection's significance, positive also for a negative
     (``isdiffpos = f``) event, which IPAC detects on the negated difference image."""
-    return value if _is_missing(value) else abs(float(value))
+    number = None if _is_missing(value) else _float_or_none(value)
+    return value if number is None else abs(number)
 
 
 def ztf_candidate(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -250,7 +269,7 @@ def ztf_candidate(values: Mapping[str, Any]) -> dict[str, Any]:
     for name in NONE_999_FIELDS:
         if _is_missing(out.get(name)):
             out[name] = NONE_999
-    if _is_missing(out.get("ssnamenr")) or out.get("ssnamenr") == "":
+    if _is_missing(out.get("ssnamenr")) or _is_str(out.get("ssnamenr"), ""):
         out["ssnamenr"] = SSNAMENR_NONE
     if "scorr" in out:
         out["scorr"] = _significance(out["scorr"])
@@ -265,8 +284,8 @@ def ztf_prv_detection(values: Mapping[str, Any]) -> dict[str, Any]:
     """
     out = dict(values)
     name, dist = out.get("ssnamenr"), out.get("ssdistnr")
-    if (_is_missing(name) or name in ("", SSNAMENR_NONE)
-            or _is_missing(dist) or float(dist) == NONE_999):
+    if (_is_missing(name) or _is_str(name, "", SSNAMENR_NONE)
+            or _is_missing(dist) or _float_or_none(dist) == NONE_999):
         for key in SS_FIELDS:
             out[key] = None
     if "scorr" in out:
