@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from zsds.core.image import QuadrantId, QuadrantImage
 from zsds.core.instrument import Filter
@@ -116,3 +117,30 @@ def test_persisted_models_round_trip_through_psf_from_hdu():
 
     with pytest.raises(ValueError, match="PSFTYPE"):
         psf_from_hdu(fits.ImageHDU(np.zeros((3, 3)), header=fits.Header({"PSFTYPE": "PSFEX"})))
+
+
+@pytest.mark.parametrize("fwhm, beta, e1, e2", [(2.2, 3.0, 0.0, 0.0), (1.2, 2.5, 0.1, -0.05),
+                                                (6.0, 4.0, -0.3, 0.2), (0.9, 1.8, 0.0, 0.4)])
+def test_moffat_pixel_jacobian_matches_finite_differences(fwhm, beta, e1, e2) -> None:
+    """The analytic derivatives the PSF fit uses equal central differences of the very
+    pixel-integrated profile it fits (and the value equals moffat_pixel's)."""
+    from zsds.core.psf import moffat_pixel, moffat_pixel_jacobian
+
+    g = np.arange(-7, 8, dtype=float)
+    v, u = np.meshgrid(g, g, indexing="ij")
+    u, v = u - 0.3, v + 0.17
+    jac = moffat_pixel_jacobian(u, v, fwhm, beta, e1, e2, with_beta=True)
+    np.testing.assert_allclose(jac[0], moffat_pixel(u, v, fwhm, beta, e1, e2), rtol=1e-12)
+    h = 1e-6
+    args = np.array([0.0, 0.0, fwhm, e1, e2, beta])
+
+    def model(p):
+        du, dv, fw, a, b, be = p
+        return moffat_pixel(u + du, v + dv, fw, be, a, b)
+
+    for k in range(6):
+        step = np.zeros(6)
+        step[k] = h
+        num = (model(args + step) - model(args - step)) / (2 * h)
+        got = jac[k + 1] if k < 5 else jac[6]
+        np.testing.assert_allclose(got, num, rtol=0, atol=1e-7 * np.abs(num).max(), err_msg=k)

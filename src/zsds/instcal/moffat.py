@@ -19,34 +19,19 @@ from astropy.stats import mad_std
 from scipy.optimize import least_squares
 
 from zsds.core.image import extract_stamps
-from zsds.core.psf import MoffatFieldPSF, moffat_pixel, poly_terms
+from zsds.core.psf import MoffatFieldPSF, moffat_pixel, moffat_pixel_jacobian, poly_terms
 
 
 @dataclass(frozen=True)
 class MoffatPSFConfig:
-    """Options of the analytic PSF fit.
+    """Options of the analytic PSF fit."""
 
-    Attributes
-    ----------
-    radius : int
-        Half size of the star cut-outs (pixels).
-    max_stars : int
-        Brightest selected stars fitted.
-    min_stars_degree : tuple[int, int]
-        Star counts from which the shape varies linearly, then quadratically.
-    clip_sigma : float
-        Rejection of stars whose shape disagrees with the polynomial (binaries, galaxies).
-    max_chi2, chi2_outlier : float
-        A star's fit is kept when its reduced chi2 is below ``max_chi2`` or below
-        ``chi2_outlier`` times the median of the stars' (blends, cosmic rays, galaxies).
-    """
-
-    radius: int = 6
-    max_stars: int = 250
-    min_stars_degree: tuple[int, int] = (25, 80)
-    clip_sigma: float = 3.0
-    max_chi2: float = 50.0
-    chi2_outlier: float = 3.0
+    radius: int = 6  #: half size of the star cut-outs (px)
+    max_stars: int = 250  #: brightest selected stars fitted
+    min_stars_degree: tuple[int, int] = (25, 80)  #: stars for linear, then quadratic variation
+    clip_sigma: float = 3.0  #: rejects stars off the polynomial shape (binaries, galaxies)
+    max_chi2: float = 50.0  #: a star's fit is kept below this reduced chi2 ...
+    chi2_outlier: float = 3.0  #: ... or below this times the stars' median (blends, CRs)
 
 
 def _fit_star(dat: np.ndarray, wt: np.ndarray, grid: np.ndarray, x0: float, y0: float,
@@ -65,6 +50,18 @@ def _fit_star(dat: np.ndarray, wt: np.ndarray, grid: np.ndarray, x0: float, y0: 
         model = f * moffat_pixel(grid[1] - dx, grid[0] - dy, fw, be, e1, e2)
         return ((dat - model) * wt).ravel()
 
+    def jac(p):  # analytic: one evaluation per step instead of one per parameter
+        if free_beta:
+            f, dx, dy, fw, be, e1, e2 = p
+        else:
+            (f, dx, dy, fw, e1, e2), be = p, beta
+        m, mu, mv, *shape = moffat_pixel_jacobian(grid[1] - dx, grid[0] - dy, fw, be, e1, e2,
+                                                  with_beta=free_beta)
+        if free_beta:  # parameter order: fwhm, beta, e1, e2
+            shape = [shape[0], shape[3], shape[1], shape[2]]
+        cols = (-m, f * mu, f * mv, *(-f * c for c in shape))
+        return np.stack([(c * wt).ravel() for c in cols], axis=1)
+
     fw0 = float(np.clip(fwhm0, 0.7, 11.0))
     if free_beta:
         p0 = [flux0, x0, y0, fw0, 3.0, 0.0, 0.0]
@@ -75,7 +72,7 @@ def _fit_star(dat: np.ndarray, wt: np.ndarray, grid: np.ndarray, x0: float, y0: 
         lo = [0.0, x0 - 1.5, y0 - 1.5, 0.6, -0.6, -0.6]
         hi = [np.inf, x0 + 1.5, y0 + 1.5, 12.0, 0.6, 0.6]
     try:
-        sol = least_squares(resid, p0, bounds=(lo, hi), x_scale="jac", max_nfev=200)
+        sol = least_squares(resid, p0, jac=jac, bounds=(lo, hi), x_scale="jac", max_nfev=200)
     except ValueError:
         return None
     chi2 = float(np.sum(sol.fun**2) / max(sol.fun.size - 7, 1))
