@@ -78,37 +78,21 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    """The settings of every stage of the pipeline.
+    """The settings of every stage of the pipeline, each stage's own frozen dataclass.
 
-    Attributes
-    ----------
-    split : SplitConfig
-        Overscan correction and linearity of the raw quadrants (used by ``calib`` and
-        ``instcal``).
-    calib : CalibBuildConfig
-        Master biases and high-frequency flats.
-    instcal : InstCalConfig
-        Instrumental calibration (masks, detection, PSF, astrometry, photometric zero point).
-    refs : RefBuildConfig
-        Reference images (epoch selection, co-add, catalogues).
-    diffim : SubtractRunConfig
-        Subtraction, candidates, real-bogus scoring, known objects and the packet cuts.
-    streaks : StreakConfig
-        Streak search in the difference images (when ``diffim.streaks``).
-    moving : LinkRunConfig
-        Moving-object linking at the end of the night.
-    lightcurves : LightCurveConfig
-        Light-curve matching, relative photometry and features.
+    ``split`` (overscan, linearity) serves ``calib`` and ``instcal``; ``instcal`` covers masks,
+    detection, PSF, astrometry and the photometric zero point (ZP); ``diffim`` subtraction,
+    candidates, real-bogus scoring, known objects and the packet cuts.
     """
 
-    split: SplitConfig = field(default_factory=SplitConfig)
-    calib: CalibBuildConfig = field(default_factory=CalibBuildConfig)
-    instcal: InstCalConfig = field(default_factory=InstCalConfig)
-    refs: RefBuildConfig = field(default_factory=RefBuildConfig)
-    diffim: SubtractRunConfig = field(default_factory=SubtractRunConfig)
-    streaks: StreakConfig = field(default_factory=StreakConfig)
-    moving: LinkRunConfig = field(default_factory=LinkRunConfig)
-    lightcurves: LightCurveConfig = field(default_factory=LightCurveConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)  #: overscan, linearity (calib, instcal)
+    calib: CalibBuildConfig = field(default_factory=CalibBuildConfig)  #: master biases and flats
+    instcal: InstCalConfig = field(default_factory=InstCalConfig)  #: masks, detection, PSF, WCS, ZP
+    refs: RefBuildConfig = field(default_factory=RefBuildConfig)  #: epochs, co-add, catalogues
+    diffim: SubtractRunConfig = field(default_factory=SubtractRunConfig)  #: subtraction to alerts
+    streaks: StreakConfig = field(default_factory=StreakConfig)  #: streak search if diffim.streaks
+    moving: LinkRunConfig = field(default_factory=LinkRunConfig)  #: end-of-night linking
+    lightcurves: LightCurveConfig = field(default_factory=LightCurveConfig)  #: light curves
 
     @classmethod
     def of(cls, config: PipelineConfig | Any | None = None) -> PipelineConfig:

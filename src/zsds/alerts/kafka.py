@@ -58,21 +58,11 @@ HEADERS = ("objectId", "candid", "schemavsn", "sha256")
 
 @dataclass(frozen=True)
 class StreamConfig:
-    """How alert topics are made and written.
+    """How alert topics are made and written."""
 
-    Attributes
-    ----------
-    partitions : int
-        Partitions of each topic, created before its first message.
-    replication : int
-        Replication factor of each topic (at most the number of brokers).
-    compression : str
-        Producer compression: ``lz4``, ``gzip``, ``zstd``, ``snappy`` or ``none``.
-    """
-
-    partitions: int = 4
-    replication: int = 1
-    compression: str = "lz4"
+    partitions: int = 4  #: partitions of each topic, created before its first message
+    replication: int = 1  #: replication factor of each topic (at most the brokers)
+    compression: str = "lz4"  #: producer compression: lz4, gzip, zstd, snappy or none
 
     def __post_init__(self) -> None:
         if self.partitions < 1 or self.replication < 1:

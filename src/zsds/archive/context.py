@@ -19,51 +19,19 @@ if TYPE_CHECKING:
 class ArchiveConfig:
     """Settings of the archive service.
 
-    Parameters
-    ----------
-    title : str
-        Name shown by the web UI and the OpenAPI description.
-    restricted_patterns : tuple of str
-        ``fnmatch`` patterns of home-relative paths that only logged-in users may fetch: the
-        real-time products of the depot (streaks, moving-object tracks and reports, alert
-        packets and the difference-image candidate tables and cutouts they are made of, QA
-        logs) by default (:mod:`zsds.archive.policy`).
-    restricted_tables : tuple of str
-        Database tables whose rows only logged-in users may read: the alert stream
-        (``candidates``, ``alerts``) and the real-time solar-system products by default.
-    session_hours : float
-        Lifetime of a login cookie.
-    max_rows : int
-        Hard limit of rows of one search (TAP ``hard`` output limit).
-    default_rows : int
-        Default row limit of TAP/SIA searches.
-    collection : str
-        The light-curve collection name served (IRSA's ``ztf_drN``); any ``ztf_dr*`` value is
-        accepted by the light-curve API.
-    max_body_bytes : int
-        Largest request body accepted (413 beyond).
-    secure_cookies : bool
-        Mark cookies ``Secure`` and send HSTS on every response: set it when the service is
-        reached over HTTPS through a proxy that does not send ``X-Forwarded-Proto`` (with
-        that header, or over HTTPS directly, it is automatic).
-    login_max_failures : int
-        Failed passwords for one user name within ``login_window_s`` that lock it out.
-    login_max_failures_per_client : int
-        Failed passwords from one client address within ``login_window_s`` that lock the
-        address out.
-    login_window_s, login_lockout_s : float
-        The counting window and the lockout time (seconds).
-    tap_jobs_per_user : int
-        Async TAP jobs a logged-in user keeps at most (their own oldest finished jobs are
-        deleted first; 429 when all are still pending).
-    tap_jobs_per_client : int
-        Anonymous async TAP jobs one client address keeps at most (its own oldest go first).
-    tap_jobs_anonymous : int
-        Anonymous async TAP jobs kept at most in all (the oldest anonymous ones go first;
-        a logged-in user's jobs are never removed for anybody else's).
+    The restricted products and tables default to the real-time products
+    (:mod:`zsds.archive.policy`). Any ``ztf_dr*`` collection is accepted by the light-curve API.
+    ``secure_cookies`` is needed only when the service is reached over HTTPS through a proxy
+    that does not send ``X-Forwarded-Proto`` (with that header, or over HTTPS directly, it is
+    automatic). Past ``tap_jobs_per_user`` a user's own oldest finished jobs are deleted first
+    (429 when all are still pending); past the anonymous limits the oldest anonymous jobs go
+    first, and a logged-in user's jobs are never removed for anybody else's.
     """
 
-    title: str = "zsds archive"
+    title: str = "zsds archive"  #: name shown by the web UI and the OpenAPI description
+    #: ``fnmatch`` patterns of home-relative paths only logged-in users may fetch: streaks,
+    #: moving-object tracks and reports, alert packets with their candidate tables and
+    #: cutouts, QA logs by default.
     restricted_patterns: tuple[str, ...] = field(default=(
         "products/sci/*_streaks.fits",
         "products/sci/*_diffcands.fits",
@@ -73,33 +41,35 @@ class ArchiveConfig:
         "logs/*",
         "products/qa/*",
     ))
+    #: Database tables whose rows only logged-in users may read: the alert stream and the
+    #: real-time solar-system products by default.
     restricted_tables: tuple[str, ...] = field(default=(
         "candidates", "alerts", "ss_tracks", "ss_track_members", "streaks",
     ))
-    session_hours: float = 12.0
-    max_rows: int = 1_000_000
-    default_rows: int = 20_000
-    collection: str = "ztf_dr23"
-    max_body_bytes: int = 16 * 1024 * 1024
-    secure_cookies: bool = False
-    login_max_failures: int = 5
-    login_max_failures_per_client: int = 50
-    login_window_s: float = 900.0
-    login_lockout_s: float = 900.0
-    tap_jobs_per_user: int = 100
-    tap_jobs_per_client: int = 20
-    tap_jobs_anonymous: int = 500
+    session_hours: float = 12.0  #: lifetime of a login cookie (hours)
+    max_rows: int = 1_000_000  #: hard row limit of one search (TAP ``hard`` output limit)
+    default_rows: int = 20_000  #: default row limit of TAP/SIA searches
+    collection: str = "ztf_dr23"  #: light-curve collection served (IRSA's ``ztf_drN``)
+    max_body_bytes: int = 16 * 1024 * 1024  #: largest request body accepted (413 beyond)
+    secure_cookies: bool = False  #: ``Secure`` cookies and HSTS on every response
+    login_max_failures: int = 5  #: failed passwords per user name in the window: lockout
+    login_max_failures_per_client: int = 50  #: failed passwords per client address: lockout
+    login_window_s: float = 900.0  #: window counting failed passwords (s)
+    login_lockout_s: float = 900.0  #: lockout time (s)
+    tap_jobs_per_user: int = 100  #: async TAP jobs a logged-in user keeps at most
+    tap_jobs_per_client: int = 20  #: anonymous async TAP jobs one client address keeps at most
+    tap_jobs_anonymous: int = 500  #: anonymous async TAP jobs kept at most in all
 
 
 @dataclass
 class ArchiveContext:
     """The shared state of the service (one per app)."""
 
-    home: Home
-    engine: Engine
-    config: ArchiveConfig
-    policy: AccessPolicy = field(init=False)
-    throttle: LoginThrottle = field(init=False)
+    home: Home  #: the data home served
+    engine: Engine  #: database of the home
+    config: ArchiveConfig  #: the service's settings
+    policy: AccessPolicy = field(init=False)  #: access policy of the restricted patterns, tables
+    throttle: LoginThrottle = field(init=False)  #: login lockout counter (``login_*`` settings)
 
     def __post_init__(self) -> None:
         from zsds.archive.policy import AccessPolicy

@@ -12,40 +12,24 @@ from astropy.stats import mad_std, sigma_clip
 class BiasConfig:
     """Options of :func:`make_master_bias`.
 
-    Attributes
-    ----------
-    clip_sigma : float
-        Per-pixel clipping threshold of the stack (median centre, MAD width).
-    clip_iters : int
-        Most clipping iterations per pixel (``maxiters`` of astropy's ``sigma_clip``).
-    cmask_sigma : float
-        A pixel enters the calibration mask when its level (after removing the column and row
-        structure) or its frame-to-frame scatter lies this many robust sigmas from the norm.
+    A pixel enters the calibration mask (``cmask``) when its level, after removing the column
+    and row structure, or its frame-to-frame scatter lies ``cmask_sigma`` robust sigmas from
+    the norm.
     """
 
-    clip_sigma: float = 4.0
-    clip_iters: int = 2
-    cmask_sigma: float = 5.0
+    clip_sigma: float = 4.0  #: per-pixel clip of the stack (median centre, MAD width), sigma
+    clip_iters: int = 2  #: most clipping iterations per pixel (``sigma_clip`` maxiters)
+    cmask_sigma: float = 5.0  #: robust sigmas off the norm (level or scatter) for the cmask
 
 
 @dataclass(frozen=True)
 class BiasResult:
-    """Master bias products (science orientation, DN).
+    """Master bias products (science orientation, DN)."""
 
-    Attributes
-    ----------
-    bias : ndarray float32
-    bias_unc : ndarray float32
-        Clipped standard deviation / sqrt(number of frames kept).
-    cmask : ndarray bool
-        Hot or noisy pixels.
-    qa : dict
-    """
-
-    bias: np.ndarray
-    bias_unc: np.ndarray
-    cmask: np.ndarray
-    qa: dict[str, float]
+    bias: np.ndarray  #: float32 master bias, clipped mean of the frames (DN)
+    bias_unc: np.ndarray  #: float32 clipped std / sqrt(frames kept) (DN)
+    cmask: np.ndarray  #: bool: hot or noisy pixels
+    qa: dict[str, float]  #: frame count, bias level/rms, pixel noise (DN), cmask fraction
 
 
 def clipped_stack(

@@ -16,21 +16,9 @@ __all__ = ["CalibBuildConfig"]
 
 @dataclass(frozen=True)
 class CalibBuildConfig:
-    """Options of the calibration-frame pipelines.
+    """Options of the calibration-frame pipelines."""
 
-    Attributes
-    ----------
-    bias : BiasConfig
-        Master-bias stacking.
-    flat : FlatConfig
-        High-frequency flat stacking.
-    min_bias : int
-        Fewest bias frames a quadrant's master bias is built from.
-    min_flat : int
-        Fewest dome flats a quadrant's high-frequency flat is built from.
-    """
-
-    bias: BiasConfig = field(default_factory=BiasConfig)
-    flat: FlatConfig = field(default_factory=FlatConfig)
-    min_bias: int = 3
-    min_flat: int = 2
+    bias: BiasConfig = field(default_factory=BiasConfig)  #: master-bias stacking
+    flat: FlatConfig = field(default_factory=FlatConfig)  #: high-frequency flat stacking
+    min_bias: int = 3  #: fewest bias frames a master bias is built from
+    min_flat: int = 2  #: fewest dome flats a high-frequency flat is built from

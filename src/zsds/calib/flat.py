@@ -17,50 +17,27 @@ from zsds.core.masks import MASK_DTYPE, MaskBit
 class FlatConfig:
     """Options of :func:`make_hifreq_flat`.
 
-    Attributes
-    ----------
-    clip_sigma : float
-        Per-pixel clipping threshold of the stack (median centre, MAD width).
-    clip_iters : int
-        Most clipping iterations per pixel (``maxiters`` of astropy's ``sigma_clip``).
-    block : int
-        Side (pixels) of the blocks whose medians sample the low-nu illumination; a bicubic
-        spline through them is the smooth model divided out.
-    dead : float
-        Pixels below this responsivity are DEAD.
-    low, high : float
-        Responsivity limits of LOW_RESPONSIVITY / HIGH_RESPONSIVITY.
-    noisy_sigma : float
-        Pixels whose stack scatter exceeds the median by this many robust sigmas are NOISY.
+    A bicubic spline through the ``block`` medians is the smooth illumination model divided
+    out of the stack.
     """
 
-    clip_sigma: float = 2.5
-    clip_iters: int = 3
-    block: int = 64
-    dead: float = 0.1
-    low: float = 0.8
-    high: float = 1.2
-    noisy_sigma: float = 6.0
+    clip_sigma: float = 2.5  #: per-pixel clip of the stack (median centre, MAD width), sigma
+    clip_iters: int = 3  #: most clipping iterations per pixel (``sigma_clip`` maxiters)
+    block: int = 64  #: tile side (pixels) whose medians sample the low-nu illumination
+    dead: float = 0.1  #: responsivity below which a pixel is DEAD
+    low: float = 0.8  #: below: LOW_RESPONSIVITY (and out of the illumination model)
+    high: float = 1.2  #: above: HIGH_RESPONSIVITY (and out of the illumination model)
+    noisy_sigma: float = 6.0  #: stack scatter this many robust sigmas over the median: NOISY
 
 
 @dataclass(frozen=True)
 class FlatResult:
-    """High-frequency flat products (science orientation).
+    """High-frequency flat products (science orientation)."""
 
-    Attributes
-    ----------
-    flat : ndarray float32
-        Pixel responsivity relative to the local mean (median 1).
-    flat_unc : ndarray float32
-    mask : ndarray int16
-        MaskBit DEAD, LOW_RESPONSIVITY, HIGH_RESPONSIVITY and NOISY.
-    qa : dict
-    """
-
-    flat: np.ndarray
-    flat_unc: np.ndarray
-    mask: np.ndarray
-    qa: dict[str, float]
+    flat: np.ndarray  #: float32 responsivity relative to the local mean (median 1)
+    flat_unc: np.ndarray  #: float32 uncertainty of ``flat`` (same relative units)
+    mask: np.ndarray  #: int16 MaskBit DEAD, LOW/HIGH_RESPONSIVITY and NOISY
+    qa: dict[str, float]  #: frame count, levels, flat rms, illumination range, defect counts
 
 
 def block_median(image: np.ndarray, bad: np.ndarray, block: int) -> tuple[np.ndarray, ...]:

@@ -145,36 +145,15 @@ _DIFF_RE = re.compile(r"scimrefdiffimg\.fits(\.fz)?$")
 
 @dataclass(frozen=True)
 class ForcedPhotConfig:
-    """Settings of :func:`forced_photometry`.
+    """Settings of :func:`forced_photometry`."""
 
-    Attributes
-    ----------
-    half : int
-        Half-size of the fit stamp (pixels): the stamp is ``2 half + 1`` square.
-    aperture_diameter : float
-        Diameter (pixels) of the aperture flux (ZFPS: 9).
-    core_level : float
-        Pixels whose PSF value is at least this fraction of its peak form the core on
-        which the chi-square is computed (the wings only dilute it).
-    min_psf_coverage : float
-        Least fraction of the PSF (by its values) on good pixels for a flux to be given;
-        below, the epoch gets ``procstatus`` 56 and null fluxes.
-    ref_match_arcsec : float
-        Search radius of the nearest reference-catalogue source.
-    supersample : int
-        Sub-pixel grid (per axis) of the aperture's pixel coverage.
-    noise_half : int
-        Half-size of the section whose robust pixel scatter is the sky variance of a
-        difference image that has no uncertainty image (IPAC's, imported).
-    """
-
-    half: int = 12
-    aperture_diameter: float = 9.0
-    core_level: float = 0.01
-    min_psf_coverage: float = 0.5
-    ref_match_arcsec: float = 5.0
-    supersample: int = 5
-    noise_half: int = 40
+    half: int = 12  #: half-size of the fit stamp (px): ``2 half + 1`` square
+    aperture_diameter: float = 9.0  #: diameter of the aperture flux (px; ZFPS: 9)
+    core_level: float = 0.01  #: PSF share of its peak bounding the chi-square core
+    min_psf_coverage: float = 0.5  #: least PSF share on good pixels for a flux (else 56)
+    ref_match_arcsec: float = 5.0  #: search radius of the nearest reference source (arcsec)
+    supersample: int = 5  #: sub-pixel grid per axis of the aperture's pixel coverage
+    noise_half: int = 40  #: half-size of the sky-scatter section (no uncertainty image)
 
 
 #: The default settings.

@@ -66,103 +66,65 @@ SCIENCE = "o"
 class ExecConfig:
     """Settings of the executive."""
 
-    #: Address of an existing Dask scheduler (``tcp://host:8786``); ``None`` starts a local
-    #: cluster.
-    scheduler: str | None = None
-    #: Worker processes of the local cluster (``None``: the machine's cores).
-    n_workers: int | None = None
-    #: Memory limit per local worker: ``auto`` shares the machine's memory among the workers.
-    #: A full-size quadrant's calibration or subtraction peaks at ~1.5 GB; building one CCD's
-    #: master bias and flats (afternoon) at ~3.1 GB.
-    memory_limit: str = "auto"
-    #: Kafka bootstrap server for the alerts (``None``: archive only).
-    kafka: str | None = None
-    #: Partitions and replication of the alert topics, producer compression.
-    stream: StreamConfig = field(default_factory=StreamConfig)
-    #: Seconds to wait for the Kafka broker before calling it unreachable; an unreachable
-    #: broker is tried again after three times that (its packets stay archived meanwhile).
-    kafka_timeout: float = 10.0
-    #: Dask retries of a failed task.
-    retries: int = 2
-    #: Process everything again instead of skipping what is done.
-    redo: bool = False
-    #: Build references at the end of the night.
-    build_refs: bool = True
-    #: Run subtraction, candidates and alert packets (off: calibration only, e.g. for a
-    #: light-curve survey).
-    subtract: bool = True
-    #: Link moving objects over the window ending with the night and write the MPC/ADES
-    #: reports (end of night; needs ``subtract``).
-    link_moving: bool = True
-    #: Every stage's settings (``zsds night run --config FILE.toml``), passed to each task
-    #: that has settings (:data:`zsds.executive.tasks.CONFIGURED`); the products record its
-    #: hash (``CFGHASH``) and the database the configuration (``configs``).
-    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    scheduler: str | None = None  #: Dask scheduler address (tcp://host:8786); None: local cluster
+    n_workers: int | None = None  #: worker processes of the local cluster (None: the cores)
+    # A full-size quadrant's calibration or subtraction peaks at ~1.5 GB; building one CCD's
+    # master bias and flats (afternoon) at ~3.1 GB.
+    memory_limit: str = "auto"  #: memory limit per local worker; "auto" shares the machine's
+    kafka: str | None = None  #: Kafka bootstrap server for the alerts (None: archive only)
+    stream: StreamConfig = field(default_factory=StreamConfig)  #: alert topics' Kafka settings
+    # An unreachable broker is tried again after three times this (its packets stay archived
+    # meanwhile).
+    kafka_timeout: float = 10.0  #: seconds to wait for the broker before calling it unreachable
+    retries: int = 2  #: Dask retries of a failed task
+    redo: bool = False  #: process everything again instead of skipping what is done
+    build_refs: bool = True  #: build references at the end of the night
+    subtract: bool = True  #: subtraction, candidates, alerts (off: calibration only)
+    link_moving: bool = True  #: link moving objects, write MPC/ADES reports (needs subtract)
+    # Every stage's settings (``zsds night run --config FILE.toml``), passed to each task
+    # that has settings (:data:`zsds.executive.tasks.CONFIGURED`); the products record its
+    # hash (``CFGHASH``) and the database the configuration (``configs``).
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)  #: every stage's settings
 
 
 @dataclass
 class NightSummary:
     """What a night's run did (printed, stored in ``night_summaries`` and as JSON)."""
 
-    #: Night, ``YYYY-MM-DD``.
-    night: str
-    #: ``"batch"`` (:meth:`Executive.run_night`) or ``"watch"`` (:meth:`Executive.watch`).
-    mode: str
-    #: Raw files taken from incoming, strays (directories, bad names) included.
-    files: int = 0
-    #: Files ingest quarantined (their reasons are in ``errors``).
-    quarantined: int = 0
-    #: Exposures with at least one quadrant submitted.
-    exposures: int = 0
-    #: Quadrants whose chain of tasks returned (a failed calibration or subtraction counts).
-    quadrants: int = 0
-    #: Quadrants calibrated by this run (not those calibrated earlier).
-    calibrated: int = 0
-    #: Quadrants whose subtraction is done.
-    subtracted: int = 0
-    #: Quadrants whose subtraction was skipped (no reference, or subtraction off).
-    no_reference: int = 0
-    #: Quadrants that failed: calibration, subtraction, or a task after its retries.
-    failed: int = 0
-    #: Quadrants already done by an earlier run, not run again (resume).
-    skipped_done: int = 0
-    #: Candidates of the subtracted quadrants.
-    candidates: int = 0
-    #: Alert packets built.
-    alerts: int = 0
-    #: Alert packets delivered to Kafka.
-    alerts_sent: int = 0
-    #: Archived packets not delivered to Kafka (broker unreachable): ``zsds alerts send``.
-    alerts_unsent: int = 0
-    #: Wall-clock time of the run, seconds.
-    wall_s: float = 0.0
-    #: Percentiles of the per-exposure latency (first file arrival to last quadrant done),
-    #: seconds; ``None`` when no quadrant finished.
-    latency_p50_s: float | None = None
-    latency_p90_s: float | None = None
-    latency_p95_s: float | None = None
-    #: Largest per-exposure latency, seconds (``None`` as above).
-    latency_max_s: float | None = None
-    #: Throughput: ``quadrants`` per minute of ``wall_s``.
-    quadrants_per_min: float = 0.0
-    #: Dask workers of the cluster at the end (0 when it could not be asked).
-    workers: int = 0
-    #: Largest peak resident memory of a worker process, GB (``None`` when unknown).
-    peak_worker_memory_gb: float | None = None
-    #: References built at the end of the night.
-    refs_built: int = 0
-    #: Moving-object tracks linked at the end of the night.
-    tracks: int = 0
+    night: str  #: night, YYYY-MM-DD
+    mode: str  #: "batch" (:meth:`Executive.run_night`) or "watch"
+    files: int = 0  #: raw files taken from incoming, strays included
+    quarantined: int = 0  #: files ingest quarantined (reasons in ``errors``)
+    exposures: int = 0  #: exposures with at least one quadrant submitted
+    quadrants: int = 0  #: quadrants whose task chain returned (failures included)
+    calibrated: int = 0  #: quadrants calibrated by this run (not earlier ones)
+    subtracted: int = 0  #: quadrants whose subtraction is done
+    no_reference: int = 0  #: subtraction skipped (no reference, or subtraction off)
+    failed: int = 0  #: failed quadrants: calibration, subtraction, or a task's retries
+    skipped_done: int = 0  #: quadrants done by an earlier run, not run again (resume)
+    candidates: int = 0  #: candidates of the subtracted quadrants
+    alerts: int = 0  #: alert packets built
+    alerts_sent: int = 0  #: alert packets delivered to Kafka
+    alerts_unsent: int = 0  #: archived packets not delivered (``zsds alerts send``)
+    wall_s: float = 0.0  #: wall-clock time of the run (s)
+    # Percentiles of the per-exposure latency (first file arrival to last quadrant done),
+    # seconds; ``None`` when no quadrant finished.
+    latency_p50_s: float | None = None  #: median per-exposure latency (s)
+    latency_p90_s: float | None = None  #: 90th percentile of the per-exposure latency (s)
+    latency_p95_s: float | None = None  #: 95th percentile of the per-exposure latency (s)
+    latency_max_s: float | None = None  #: largest per-exposure latency (s; None as above)
+    quadrants_per_min: float = 0.0  #: throughput: ``quadrants`` per minute of ``wall_s``
+    workers: int = 0  #: Dask workers at the end (0 when it could not be asked)
+    peak_worker_memory_gb: float | None = None  #: largest peak RSS of a worker (GB; None: unknown)
+    refs_built: int = 0  #: references built at the end of the night
+    tracks: int = 0  #: moving-object tracks linked at the end of the night
     archived: int = 0  #: Images added to the archive index (``archive_images``).
     stale: int = 0  #: Jobs left running by a dead process, found and re-run.
     stale_files: int = 0  #: Temporary files of writers killed mid-write, removed.
     waiting: int = 0  #: Raw files still being written: left in incoming for the next run.
-    #: End-of-night steps that failed (refs, moving, archive index).
-    failed_steps: list[str] = field(default_factory=list)
-    #: One line per failure, in the order they happened.
-    errors: list[str] = field(default_factory=list)
-    #: Latency of each exposure (by expid, as a string), seconds.
-    latencies: dict[str, float] = field(default_factory=dict)
+    failed_steps: list[str] = field(default_factory=list)  #: failed steps: refs, moving, archive
+    errors: list[str] = field(default_factory=list)  #: one line per failure, in order
+    latencies: dict[str, float] = field(default_factory=dict)  #: s per exposure, by expid (str)
 
     def problem_line(self) -> str:
         """What failed, in words (empty when nothing did)."""

@@ -39,91 +39,49 @@ GAIA_EPOCH_MJD = 57388.5
 class AstrometryConfig:
     """Options of :func:`solve_astrometry`.
 
-    Attributes
-    ----------
-    sip_degree : int
-        Order of the SIP distortion polynomial (3 represents the radial camera distortion).
-    bright_mag : float
-        Reference stars brighter than this G are saturated on ZTF and left out.
-    faint_mag : float
-        Reference stars fainter than this G are left out (poor centroids, rarely detected).
-    rms_mag : float
-        The reported rms uses matched stars brighter than this G (photon noise dominates fainter).
-    fit_mag : float
-        When at least ``min_matches_sip`` matches are brighter than this G, only they enter the
-        (unweighted) fit: faint stars' centroid noise would otherwise dominate a sparse field's
-        solution.
-    n_vote : int
-        Number of brightest detections and of brightest reference stars used in the offset vote.
-    search_radius_arcsec : float
-        Largest initial-WCS error searched for by the vote.
-    vote_cell_arcsec : float
-        Cell size of the vote histogram.
-    min_votes : int
-        Fewest pairs in the (3x3-smoothed) peak cell for an offset to be accepted.
-    match_radii_arcsec : tuple of float
-        Match radii of the successive match-and-fit iterations.
-    clip_sigma : float
-        Matches with a residual beyond this many (robust) rms are rejected before refitting.
-    min_matches : int
-        Fewest matches for a solution; below it the field fails.
-    max_fit_stars : int
-        At most this many (the brightest) matched stars enter each SIP fit.
-    min_matches_sip : int
-        Fewer matches than this fit a linear TAN WCS only (a SIP fit would be underconstrained).
+    ``match_radii_arcsec`` are the match radii of the successive match-and-fit iterations.
+    When at least ``min_matches_sip`` matches are brighter than ``fit_mag``, only they enter
+    the (unweighted) fit: faint stars' centroid noise would otherwise dominate a sparse
+    field's solution. The rms is reported brighter than ``rms_mag``, where photon noise does
+    not dominate.
     """
 
-    sip_degree: int = 3
-    bright_mag: float = 12.0
-    faint_mag: float = 20.5
-    rms_mag: float = 19.0
-    fit_mag: float = 19.5
-    n_vote: int = 300
-    search_radius_arcsec: float = 60.0
-    vote_cell_arcsec: float = 2.0
-    min_votes: int = 6
-    match_radii_arcsec: tuple[float, ...] = (5.0, 2.0, 1.0)
-    clip_sigma: float = 3.0
-    min_matches: int = 8
-    min_matches_sip: int = 40
-    max_fit_stars: int = 2000
+    sip_degree: int = 3  #: SIP distortion order (3 represents the radial camera distortion)
+    bright_mag: float = 12.0  #: reference stars brighter than this G saturate on ZTF: left out
+    faint_mag: float = 20.5  #: reference stars fainter than this G are left out (poor centroids)
+    rms_mag: float = 19.0  #: reported rms from matched stars brighter than this G
+    fit_mag: float = 19.5  #: only matches brighter than this G are fitted, if min_matches_sip
+    n_vote: int = 300  #: brightest detections and reference stars in the offset vote
+    search_radius_arcsec: float = 60.0  #: largest initial-WCS error the vote searches (arcsec)
+    vote_cell_arcsec: float = 2.0  #: cell size of the vote histogram (arcsec)
+    min_votes: int = 6  #: fewest pairs in the (3x3-smoothed) peak cell to accept an offset
+    match_radii_arcsec: tuple[float, ...] = (5.0, 2.0, 1.0)  #: arcsec, per match-and-fit pass
+    clip_sigma: float = 3.0  #: matches beyond this many robust rms are rejected before refitting
+    min_matches: int = 8  #: fewest matches for a solution; below it the field fails
+    min_matches_sip: int = 40  #: fewer matches fit a linear TAN WCS only (SIP underconstrained)
+    max_fit_stars: int = 2000  #: most (brightest) matched stars in each SIP fit
 
 
 @dataclass(frozen=True)
 class AstrometryResult:
     """Outcome of :func:`solve_astrometry`.
 
-    Attributes
-    ----------
-    wcs : astropy.wcs.WCS or None
-        Fitted TAN-SIP WCS (0-based pixel convention of astropy), ``None`` when the solve failed.
-    ok : bool
-        Whether a solution was found.
-    message : str
-        Summary, or why the solve failed.
-    n_ref : int
-        Reference stars (within the magnitude limits) on the image.
-    n_matches : int
-        Matches kept in the final fit.
-    rms_ra_arcsec, rms_dec_arcsec : float
-        Rms fit residual per axis of matched stars brighter than ``rms_mag`` (RA times cos dec).
-    matched : tuple of numpy.ndarray
-        ``(det_index, ref_index)``: positional indices into the detections and the ``ref`` table.
-    offset_arcsec : tuple of float
-        Translation found by the vote (pixels of the initial WCS, converted to arcsec).
+    ``offset_arcsec`` is the translation found by the vote, in pixels of the initial WCS
+    converted to arcsec.
     """
 
-    wcs: WCS | None
-    ok: bool
-    message: str
-    n_ref: int = 0
-    n_matches: int = 0
-    rms_ra_arcsec: float = float("nan")
-    rms_dec_arcsec: float = float("nan")
+    wcs: WCS | None  #: fitted TAN-SIP WCS (astropy 0-based pixels); None: solve failed
+    ok: bool  #: whether a solution was found
+    message: str  #: summary, or why the solve failed
+    n_ref: int = 0  #: reference stars (within the magnitude limits) on the image
+    n_matches: int = 0  #: matches kept in the final fit
+    rms_ra_arcsec: float = float("nan")  #: RA (x cos dec) rms residual, stars brighter than rms_mag
+    rms_dec_arcsec: float = float("nan")  #: Dec rms residual, stars brighter than rms_mag
+    #: ``(det_index, ref_index)``: positional indices into the detections and the ``ref`` table.
     matched: tuple[np.ndarray, np.ndarray] = field(
         default_factory=lambda: (np.empty(0, np.int64), np.empty(0, np.int64))
     )
-    offset_arcsec: tuple[float, float] = (float("nan"), float("nan"))
+    offset_arcsec: tuple[float, float] = (float("nan"), float("nan"))  #: vote's translation
 
 
 def propagate_refcat(ref: pd.DataFrame, mjd: float) -> pd.DataFrame:

@@ -20,65 +20,41 @@ from zsds.core.masks import MASK_DTYPE, MaskBit
 class MaskConfig:
     """Options of mask building.
 
-    Attributes
-    ----------
-    saturation_margin : float
-        Pixels within this many DN of the saturation level count as saturated.
-    bleed_grow : int
-        Saturated regions are grown by this many pixels (bleed tails, charge spill).
-    cosmic_rays : bool
-        Flag cosmic-ray hits (mask bit SPIKE).
-    cr_method : str
-        ``"sharpness"`` (default, see :func:`cosmic_ray_mask`) or ``"lacosmic"`` (astroscrappy).
-    cr_seed_sigma, cr_seed_sharp, cr_sharp_sigma, cr_grow_sigma : float
-        Significance and sharpness of a hit (with its noise allowance), and the significance
-        of the pixels it grows over.
-    cr_block_frac, cr_block_fwhm : float
-        Below a FWHM of ``cr_block_fwhm`` px, a pixel in a 2 x 2 block whose dimmest pixel
-        holds at least ``cr_block_frac`` of its excess is a star's core, not a hit (see
-        :func:`cosmic_ray_mask`).
-    cr_sigclip, cr_objlim : float
-        astroscrappy ``sigclip`` and ``objlim`` (``"lacosmic"`` only).
-    columns : bool
-        Flag defective column segments found in the image itself (:func:`column_defect_mask`).
-    col_block, col_sigma, col_min_blocks : int, float, int
-        Rows per block, significance of a block's excess over its neighbour columns, and the
-        number of consecutive flagged blocks that make a defect.
-    col_min_pixel_sigma : float
-        Smallest excess of a defect in units of the per-pixel noise.
+    The cosmic-ray tests (``cr_*``, ``"sharpness"`` method) are those of
+    :func:`cosmic_ray_mask`, the column-defect tests (``col_*``) those of
+    :func:`column_defect_mask`.
     """
 
-    saturation_margin: float = 50.0
-    bleed_grow: int = 2
-    cosmic_rays: bool = True
-    cr_method: str = "sharpness"
-    cr_seed_sigma: float = 5.0
-    #: Below the sharpest star: on the real ZTF quadrant of the tests (effective FWHM 1.2 px,
-    #: the best ZTF seeing) a star's second-dimmest 4-neighbour holds >= 7% of its peak at any
-    #: pixel phase (the earlier test, dimmest neighbour + 3 sky sigma < 10%, flagged 1,268 star
-    #: cores there).
-    cr_seed_sharp: float = 0.06
-    #: Noise allowance of that test, in sky sigma.
-    cr_sharp_sigma: float = 1.5
-    #: A star centred near a pixel corner at 1.2 px FWHM (the simulator's Kolmogorov core)
-    #: keeps only 1-5% of its peak in its two far 4-neighbours, but fills a 2 x 2 block whose
-    #: dimmest pixel holds >= 18% of the peak whenever two neighbours are that dark.
-    cr_block_frac: float = 0.12
-    #: Wider stars keep > 6% of their peak in three 4-neighbours at any phase; there the block
-    #: test would only spare hits that cross a pixel corner (1 in 10 found at 3 px FWHM).
-    cr_block_fwhm: float = 1.8
-    cr_grow_sigma: float = 3.0
-    cr_sigclip: float = 5.0
-    cr_objlim: float = 8.0
-    columns: bool = True
-    col_block: int = 32
-    col_sigma: float = 6.0
-    col_min_blocks: int = 2
-    #: A defect also deviates by this many times the per-pixel noise: real flat-fielded ZTF
-    #: quadrants carry column-to-column structure of 1-2 sigma per pixel (up to 8 DN over the
-    #: full height on the real quadrant of the tests) that is stable and subtracts out, while
-    #: the hot columns that make false transients stand at several sigma per pixel.
-    col_min_pixel_sigma: float = 3.0
+    saturation_margin: float = 50.0  #: DN below the saturation level still counted saturated
+    bleed_grow: int = 2  #: pixels saturated regions grow by (bleed tails, charge spill)
+    cosmic_rays: bool = True  #: flag cosmic-ray hits (mask bit SPIKE)
+    cr_method: str = "sharpness"  #: "sharpness" or "lacosmic" (astroscrappy)
+    cr_seed_sigma: float = 5.0  #: least excess of a hit over the sky (sigma)
+    # Below the sharpest star: on the real ZTF quadrant of the tests (effective FWHM 1.2 px,
+    # the best ZTF seeing) a star's second-dimmest 4-neighbour holds >= 7% of its peak at any
+    # pixel phase (the earlier test, dimmest neighbour + 3 sky sigma < 10%, flagged 1,268 star
+    # cores there).
+    cr_seed_sharp: float = 0.06  #: 2nd-dimmest 4-neighbour under this share of the excess: a hit
+    cr_sharp_sigma: float = 1.5  #: noise allowance of that sharpness test (sky sigma)
+    # A star centred near a pixel corner at 1.2 px FWHM (the simulator's Kolmogorov core)
+    # keeps only 1-5% of its peak in its two far 4-neighbours, but fills a 2 x 2 block whose
+    # dimmest pixel holds >= 18% of the peak whenever two neighbours are that dark.
+    cr_block_frac: float = 0.12  #: 2 x 2 block dimmest pixel >= this share of the excess: star
+    # Wider stars keep > 6% of their peak in three 4-neighbours at any phase; there the block
+    # test would only spare hits that cross a pixel corner (1 in 10 found at 3 px FWHM).
+    cr_block_fwhm: float = 1.8  #: FWHM (px) below which the 2 x 2 block test applies
+    cr_grow_sigma: float = 3.0  #: hits grow over adjacent pixels above this (sigma)
+    cr_sigclip: float = 5.0  #: astroscrappy ``sigclip`` ("lacosmic" only)
+    cr_objlim: float = 8.0  #: astroscrappy ``objlim`` ("lacosmic" only)
+    columns: bool = True  #: flag defective column segments found in the image itself
+    col_block: int = 32  #: rows per block of the column-defect search
+    col_sigma: float = 6.0  #: block excess over neighbour columns (block-median noise)
+    col_min_blocks: int = 2  #: consecutive flagged blocks that make a defect
+    # A defect also deviates by this many times the per-pixel noise: real flat-fielded ZTF
+    # quadrants carry column-to-column structure of 1-2 sigma per pixel (up to 8 DN over the
+    # full height on the real quadrant of the tests) that is stable and subtracts out, while
+    # the hot columns that make false transients stand at several sigma per pixel.
+    col_min_pixel_sigma: float = 3.0  #: least excess of a defect, in per-pixel noise
 
 
 def saturation_mask(data: np.ndarray, saturate: float, config: MaskConfig) -> np.ndarray:

@@ -24,61 +24,42 @@ from zsds.core.sphere import chord_length, unit_vectors
 class PhotCalConfig:
     """Options of the zero-point fit.
 
-    Attributes
-    ----------
-    match_radius_arcsec : float
-        Cross-match radius between PSF-fit sources and PS1 objects.
-    bright_limit : float
-        Brightest PS1 magnitude used (PS1 saturates near 13.5-14).
-    faint_limit : float
-        Faintest PS1 magnitude used (keeps calibrators well above both catalogs' noise).
-    max_inst_err : float
-        Largest instrumental magnitude error accepted (mag).
-    colour_range : tuple[float, float]
-        PS1 colour range of calibrators (the stellar locus where the colour term is linear).
-    min_sgscore : float
-        Point sources only: PS1 ``ps_score`` (the star/galaxy score ZTF calls sgscore) at least
-        this. Rows whose score is unknown (NaN: a PS1 catalogue without PS1-PSC scores) are
-        kept and left to the sigma clipping.
-    clip_sigma : float
-        Outlier rejection in the iterative fit.
-    sys_floor : float
-        Added in quadrature to each calibrator's error (mag) for the weights.
-    min_matches : int
-        Fewer clean calibrators than this and the fit fails (a QA flag, never a wrong answer).
+    ``colour_range`` is the stellar locus where the colour term is linear. ``min_sgscore``
+    keeps point sources only: PS1 ``ps_score`` (the star/galaxy score ZTF calls sgscore) at
+    least this. Rows whose score is unknown (NaN: a PS1 catalogue without PS1-PSC scores) are
+    kept and left to the sigma clipping.
     """
 
-    match_radius_arcsec: float = 1.5
-    bright_limit: float = 14.5
-    faint_limit: float = 19.5
-    max_inst_err: float = 0.05
-    colour_range: tuple[float, float] = (-0.2, 1.6)
-    min_sgscore: float = 0.8
-    clip_sigma: float = 3.0
-    sys_floor: float = 0.01
-    min_matches: int = 20
+    match_radius_arcsec: float = 1.5  #: PSF-fit source to PS1 match radius (arcsec)
+    bright_limit: float = 14.5  #: brightest PS1 mag used (PS1 saturates near 13.5-14)
+    faint_limit: float = 19.5  #: faintest PS1 mag used (well above both catalogues' noise)
+    max_inst_err: float = 0.05  #: largest instrumental magnitude error accepted (mag)
+    colour_range: tuple[float, float] = (-0.2, 1.6)  #: PS1 colours of calibrators (linear locus)
+    min_sgscore: float = 0.8  #: least PS1 ``ps_score`` (sgscore): stars only; NaN kept
+    clip_sigma: float = 3.0  #: outlier rejection of the iterative fit (sigma)
+    sys_floor: float = 0.01  #: added in quadrature to each calibrator's error for weights (mag)
+    min_matches: int = 20  #: fewer clean calibrators: the fit fails (QA flag, no wrong ZP)
 
 
 @dataclass(frozen=True)
 class PhotCalResult:
     """Outcome of the zero-point fit (all magnitudes for fluxes in DN per exposure)."""
 
-    ok: bool
-    message: str
-    magzp: float = np.nan
-    magzpunc: float = np.nan
-    magzprms: float = np.nan
-    clrcoeff: float = np.nan
-    clrcounc: float = np.nan
-    zpclrcov: float = np.nan
-    zpmed: float = np.nan
-    nmatches: int = 0
-    clrmed: float = np.nan
-    clrrms: float = np.nan
-    pcolor: str = ""
-    #: indices into the input sources and into the reference table of the calibrators used
-    used_sources: np.ndarray | None = None
-    used_refs: np.ndarray | None = None
+    ok: bool  #: whether the fit succeeded
+    message: str  #: summary, or why the fit failed
+    magzp: float = np.nan  #: magnitude zero point (MAGZP)
+    magzpunc: float = np.nan  #: uncertainty of MAGZP (mag)
+    magzprms: float = np.nan  #: robust rms of the calibrator residuals (mag)
+    clrcoeff: float = np.nan  #: linear colour coefficient (CLRCOEFF)
+    clrcounc: float = np.nan  #: uncertainty of CLRCOEFF
+    zpclrcov: float = np.nan  #: covariance of MAGZP and CLRCOEFF
+    zpmed: float = np.nan  #: median of m_PS1 - m_inst, no colour term (mag)
+    nmatches: int = 0  #: PS1 calibrators used
+    clrmed: float = np.nan  #: median colour of the calibrators (mag)
+    clrrms: float = np.nan  #: rms colour of the calibrators (mag)
+    pcolor: str = ""  #: PS1 colour of the colour term
+    used_sources: np.ndarray | None = None  #: calibrators' indices into the input sources
+    used_refs: np.ndarray | None = None  #: calibrators' indices into the reference table
 
     def header_cards(self) -> list[tuple[str, object, str]]:
         """FITS cards as ZTF writes them in ``sciimg.fits``."""

@@ -35,61 +35,27 @@ from zsds.instcal.psfphot import fit_stamps
 class PSFConfig:
     """Options of :func:`select_psf_stars` and :func:`build_psf`.
 
-    Attributes
-    ----------
-    radius : int
-        Half-size of the PSF model (pixels); the model is (2 radius + 1) pixels wide.
-    oversample : int
-        Oversampling factor of the model grid (3: accurate for FWHM >~ 1.5 px).
-    max_degree : int
-        Highest polynomial degree of the spatial variation (0, 1 or 2).
-    min_stars_degree : tuple of int
-        Number of PSF stars needed for degree 1 and for degree 2.
-    max_stars : int
-        At most this many (the brightest) PSF stars are used.
-    saturate_fraction : float
-        Stars whose peak exceeds this fraction of the saturation level are rejected (the
-        response is non-linear before the hard saturation).
-    min_peak_sigma : float
-        Minimum peak in units of the robust noise of the image.
-    isolation_radius : float
-        No other detection brighter than ``isolation_flux_ratio`` times the star within this many
-        pixels.
-    isolation_flux_ratio : float
-        A neighbour within ``isolation_radius`` holding more than this fraction of a star's
-        flux disqualifies the star.
-    bad_radius : float
-        No bad pixel within this many pixels of the star.
-    n_iter : int
-        Landweber iterations per round.
-    n_rounds : int
-        Rounds of (fit grid, reject outliers, refit star positions and fluxes).
-    clip_sigma : float
-        Outlier stars: chi2 above median + clip_sigma * robust scatter.
-    model_error : float
-        Error floor of the normalised star pixels as a fraction of the star's peak: without it
-        the few brightest stars dominate, their sub-pixel phases do not cover the grid and the
-        grid rings.
-    ridge : float
-        Relative Tikhonov damping of the per-node polynomial fit (keeps nodes that few stars
-        sample well defined).
+    ``saturate_fraction``: the response is non-linear before the hard saturation. Without a
+    ``model_error`` floor the few brightest stars dominate, their sub-pixel phases do not
+    cover the grid and the grid rings. ``ridge`` keeps nodes that few stars sample well
+    defined.
     """
 
-    radius: int = 6
-    oversample: int = 3
-    max_degree: int = 2
-    min_stars_degree: tuple[int, int] = (100, 300)
-    max_stars: int = 600
-    saturate_fraction: float = 0.8
-    min_peak_sigma: float = 20.0
-    isolation_radius: float = 8.0
-    isolation_flux_ratio: float = 0.02
-    bad_radius: float = 4.0
-    n_iter: int = 3
-    n_rounds: int = 3
-    clip_sigma: float = 4.0
-    model_error: float = 0.0
-    ridge: float = 1e-3
+    radius: int = 6  #: half-size of the model (px); (2 radius + 1) px wide
+    oversample: int = 3  #: model grid oversampling (3: accurate for FWHM >~ 1.5 px)
+    max_degree: int = 2  #: highest polynomial degree of the spatial variation (0-2)
+    min_stars_degree: tuple[int, int] = (100, 300)  #: PSF stars needed for degree 1, for degree 2
+    max_stars: int = 600  #: most (brightest) PSF stars used
+    saturate_fraction: float = 0.8  #: stars peaking above this share of saturation are rejected
+    min_peak_sigma: float = 20.0  #: least peak, in robust noise of the image
+    isolation_radius: float = 8.0  #: px around a star free of bright neighbours
+    isolation_flux_ratio: float = 0.02  #: neighbour flux share within isolation_radius that rejects
+    bad_radius: float = 4.0  #: no bad pixel within this many px of the star
+    n_iter: int = 3  #: Landweber iterations per round
+    n_rounds: int = 3  #: rounds of fit grid, reject outliers, refit stars
+    clip_sigma: float = 4.0  #: outliers: chi2 above median + clip_sigma * robust scatter
+    model_error: float = 0.0  #: error floor of normalised star pixels, share of the peak
+    ridge: float = 1e-3  #: relative Tikhonov damping of the per-node polynomial fit
 
 
 def _robust_sigma(image: np.ndarray, mask: np.ndarray) -> float:

@@ -28,33 +28,15 @@ FLAG_FAILED = 8  # no usable fit (too few good pixels or singular); flux is NaN
 
 @dataclass(frozen=True)
 class PSFPhotConfig:
-    """Options of :func:`psf_photometry`.
+    """Options of :func:`psf_photometry`."""
 
-    Attributes
-    ----------
-    fit_radius_fwhm : float
-        Radius of the fitted pixels in units of the PSF FWHM at the image centre.
-    min_fit_radius : float
-        Lower bound of the fit radius (pixels).
-    model_radius_fwhm : float
-        Radius (FWHM units) of the models subtracted for neighbours.
-    n_iter : int
-        Gauss-Newton iterations of (flux, x, y) per pass.
-    n_passes : int
-        Extra passes with the neighbours' models subtracted (0: isolated fits only).
-    max_shift : float
-        A position moving more than this (pixels) from the input is not trusted (FLAG_NOCONV).
-    min_good : int
-        Fewer good pixels inside the fit radius fail the fit.
-    """
-
-    fit_radius_fwhm: float = 2.0
-    min_fit_radius: float = 2.5
-    model_radius_fwhm: float = 4.0
-    n_iter: int = 3
-    n_passes: int = 2
-    max_shift: float = 1.5
-    min_good: int = 6
+    fit_radius_fwhm: float = 2.0  #: radius of the fitted pixels (FWHM at the image centre)
+    min_fit_radius: float = 2.5  #: lower bound of the fit radius (px)
+    model_radius_fwhm: float = 4.0  #: radius of the neighbours' subtracted models (FWHM)
+    n_iter: int = 3  #: Gauss-Newton iterations of (flux, x, y) per pass
+    n_passes: int = 2  #: extra passes with neighbours subtracted (0: isolated only)
+    max_shift: float = 1.5  #: larger moves from the input (px) are not trusted (FLAG_NOCONV)
+    min_good: int = 6  #: fewer good pixels inside the fit radius fail the fit
 
 
 def _sum2(a: np.ndarray) -> np.ndarray:

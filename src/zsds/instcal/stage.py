@@ -121,58 +121,50 @@ def input_zero_point(header: fits.Header, reason: str) -> PhotCalResult | None:
 class InstCalConfig:
     """Options of the instrumental-calibration stage (one sub-config per step)."""
 
-    #: Masks found in the image: saturation and bleeds, column defects, cosmic rays.
-    mask: MaskConfig = field(default_factory=MaskConfig)
-    #: Background estimate and source extraction (the aperture catalogue).
-    detect: DetectConfig = field(default_factory=DetectConfig)
-    #: Choice of the PSF stars among the aperture catalogue's detections.
-    psf_select: PSFConfig = field(default_factory=PSFConfig)
-    #: The spatially varying Moffat PSF model fitted to those stars.
-    psf: MoffatPSFConfig = field(default_factory=MoffatPSFConfig)
-    #: PSF-fit photometry of every detection.
-    psfphot: PSFPhotConfig = field(default_factory=PSFPhotConfig)
-    #: Astrometric calibration against the Gaia-like catalogue (TAN-SIP).
-    astrometry: AstrometryConfig = field(default_factory=AstrometryConfig)
-    #: Zero point and colour term against the PS1-like catalogue.
-    photcal: PhotCalConfig = field(default_factory=PhotCalConfig)
-    #: PSF-fit only sources detected above this S/N in the aperture catalogue.
-    psffit_min_snr: float = 3.0
+    mask: MaskConfig = field(default_factory=MaskConfig)  #: saturation, bleeds, column defects, CRs
+    detect: DetectConfig = field(default_factory=DetectConfig)  #: background, aperture catalogue
+    psf_select: PSFConfig = field(default_factory=PSFConfig)  #: PSF stars among the detections
+    psf: MoffatPSFConfig = field(default_factory=MoffatPSFConfig)  #: spatially varying Moffat PSF
+    psfphot: PSFPhotConfig = field(default_factory=PSFPhotConfig)  #: PSF-fit photometry
+    astrometry: AstrometryConfig = field(default_factory=AstrometryConfig)  #: TAN-SIP vs Gaia-like
+    photcal: PhotCalConfig = field(default_factory=PhotCalConfig)  #: ZP, colour term vs PS1
+    psffit_min_snr: float = 3.0  #: keep PSF fits at or above this S/N (every detection is fitted)
 
 
 @dataclass
 class CalibrationFrames:
     """Calibration inputs of one quadrant (science orientation, same shape as the image)."""
 
-    bias: np.ndarray
-    bias_mask: np.ndarray | None  # bool: noisy/hot pixels
-    flat: np.ndarray
-    flat_mask: np.ndarray | None  # ZTF mask bits (dead, low/high responsivity, noisy)
-    lownu: np.ndarray | None = None
+    bias: np.ndarray  #: master bias (DN), subtracted from the raw data
+    bias_mask: np.ndarray | None  #: bool: noisy/hot pixels of the bias (flagged NOISY)
+    flat: np.ndarray  #: high-frequency flat the data are divided by (<= 0.05: DEAD)
+    flat_mask: np.ndarray | None  #: ZTF mask bits (dead, low/high responsivity, noisy)
+    lownu: np.ndarray | None = None  #: low-frequency flat multiplied in (None: NO_LOWNU_FLAT)
 
 
 @dataclass
 class InstCalResult:
     """Products of :func:`calibrate_quadrant`."""
 
-    image: QuadrantImage
-    psfcat: pd.DataFrame
-    sexcat: pd.DataFrame
-    astrometry: AstrometryResult
-    photcal: PhotCalResult
-    qa: dict[str, float]
-    infobits: int
-    timings: dict[str, float]
+    image: QuadrantImage  #: calibrated image (DN, variance, mask, WCS, PSF, header)
+    psfcat: pd.DataFrame  #: PSF-fit catalogue, calibrated magnitudes
+    sexcat: pd.DataFrame  #: aperture (SExtractor-like) catalogue
+    astrometry: AstrometryResult  #: astrometric solution (TAN-SIP)
+    photcal: PhotCalResult  #: zero point and colour term (or the input's kept)
+    qa: dict[str, float]  #: quadrant QA values (:func:`quadrant_qa`)
+    infobits: int  #: quality bits (INFOBITS; 0 = good)
+    timings: dict[str, float]  #: seconds per step (:class:`StepClock`)
 
 
 @dataclass
 class SourceMeasurement:
     """What :func:`measure_sources` finds on a flat-fielded quadrant."""
 
-    mask: np.ndarray  # input mask with column defects (NOISY/LOW_RESPONSIVITY) and SPIKE
-    background: Background
-    sexcat: pd.DataFrame
-    psf: MoffatFieldPSF | None
-    psfcat: pd.DataFrame
+    mask: np.ndarray  #: input mask with column defects (NOISY/LOW_RESPONSIVITY) and SPIKE
+    background: Background  #: sky background estimate
+    sexcat: pd.DataFrame  #: aperture (SExtractor-like) catalogue
+    psf: MoffatFieldPSF | None  #: fitted Moffat PSF (None: fewer than 3 usable stars)
+    psfcat: pd.DataFrame  #: PSF-fit catalogue
 
 
 class StepClock:

@@ -26,45 +26,26 @@ from zsds.lightcurves.model import TRANSIENT_MATCHID0
 class MatchConfig:
     """Options of :func:`match_detections`.
 
-    Attributes
-    ----------
-    radius : float
-        Match radius (arcsec); IPAC used 1.5".
-    min_transient_points : int
-        Fewest detections a new transient must have (single detections of noise, cosmic rays
-        and asteroids are not worth a light curve).
-    transient_min_snr, transient_max_chi : float
-        Detections not in the reference make transients only if their S/N is at least this
-        and their PSF-fit reduced chi-square at most this, or S/N / 50 when larger (point
-        sources; detections along bleed trails and bad columns fit the PSF badly).
+    Single detections of noise, cosmic rays and asteroids are not worth a light curve, hence
+    ``min_transient_points``. Detections not in the reference make transients only if point
+    sources: detections along bleed trails and bad columns fit the PSF badly.
     """
 
-    radius: float = 1.5
-    min_transient_points: int = 2
-    transient_min_snr: float = 5.0
-    transient_max_chi: float = 3.0
+    radius: float = 1.5  #: match radius (arcsec); IPAC used 1.5
+    min_transient_points: int = 2  #: fewest detections of a new transient
+    transient_min_snr: float = 5.0  #: least S/N of a detection making a transient
+    transient_max_chi: float = 3.0  #: most PSF-fit reduced chi2 (or S/N / 50 if larger) of one
 
 
 @dataclass
 class MatchResult:
-    """Object of every detection.
+    """Object of every detection."""
 
-    Attributes
-    ----------
-    matchid : numpy.ndarray
-        Per detection: the reference ``sourceid`` (sources), a transient matchid
-        (>= ``TRANSIENT_MATCHID0``), or -1 (unmatched single detection, dropped).
-    is_source : numpy.ndarray
-        Per detection: True when matched to the reference catalogue.
-    transient_ids, transient_ra, transient_dec : numpy.ndarray
-        The transients (previous ones that got detections plus new ones): mean positions.
-    """
-
-    matchid: np.ndarray
-    is_source: np.ndarray
-    transient_ids: np.ndarray
-    transient_ra: np.ndarray
-    transient_dec: np.ndarray
+    matchid: np.ndarray  #: per detection: reference sourceid, transient matchid, or -1 (dropped)
+    is_source: np.ndarray  #: per detection: matched to the reference catalogue
+    transient_ids: np.ndarray  #: matchids of the transients (earlier ones detected, and new)
+    transient_ra: np.ndarray  #: their mean RA (deg)
+    transient_dec: np.ndarray  #: their mean Dec (deg)
 
 
 def _one_per_epoch(idx: np.ndarray, dist: np.ndarray, epoch: np.ndarray) -> np.ndarray:

@@ -90,45 +90,24 @@ _REFINE_CHUNK = 2_000_000
 class MetricsConfig:
     """Settings of the light-curve metrics.
 
-    Attributes
-    ----------
-    n_peaks : int
-        Periodogram peaks reported as features (period and signal-to-noise of each).
-    min_period : float
-        Shortest period searched (d); sets the top of the frequency grid.
-    max_period : float or None
-        Longest period searched (d); None: each object's time baseline of good points.
-    samples_per_peak : float
-        Coarse-grid points per periodogram peak width ``1/baseline``; the refinement makes
-        5 ample (the grid size is rounded up to a power of two, as the FFT method needs).
-    refine_peaks : int
-        Coarse peaks refined with the exact weighted periodogram; the best refined one is
-        the period.  More peaks: more robust against aliases, linearly slower refinement.
-    nterms : int
-        Harmonics of the model that picks among the refined candidates and places the peak
-        (1: classical Lomb-Scargle throughout).  2 locates the peaks of non-sinusoidal
-        (RR Lyrae-like, eclipsing) curves better and prefers the right alias for them.
-    subharmonic_floor : float
-        Candidates whose 1-harmonic power is below this fraction of the best candidate's are
-        not chosen (a multi-harmonic model at f/2 fits a sinusoid at f as well as f does).
-    max_grid_log2 : int
-        Cap of the coarse grid size (``2**max_grid_log2`` intervals) for very long baselines.
-    min_points : int
-        Objects with fewer good points get NaN metrics (the counts are still filled).
-    n_jobs : int
-        Threads of light-curve's ``many`` (-1: all CPUs).
+    The refinement makes ``samples_per_peak`` 5 ample (the grid size is rounded up to a power
+    of two, as the FFT method needs). The best refined peak is the period; more
+    ``refine_peaks`` are more robust against aliases, linearly slower. ``nterms`` 2 locates the
+    peaks of non-sinusoidal (RR Lyrae-like, eclipsing) curves better and prefers the right
+    alias for them. ``subharmonic_floor``: a multi-harmonic model at f/2 fits a sinusoid at f
+    as well as f does. ``max_grid_log2`` caps very long baselines.
     """
 
-    n_peaks: int = 3
-    min_period: float = 0.1
-    max_period: float | None = None
-    samples_per_peak: float = 5.0
-    refine_peaks: int = 5
-    nterms: int = 2
-    subharmonic_floor: float = 0.5
-    max_grid_log2: int = 20
-    min_points: int = 5
-    n_jobs: int = 1
+    n_peaks: int = 3  #: periodogram peaks reported as features (period and S/N of each)
+    min_period: float = 0.1  #: shortest period searched (d); sets the top of the frequency grid
+    max_period: float | None = None  #: longest period searched (d); None: each object's baseline
+    samples_per_peak: float = 5.0  #: coarse-grid points per peak width 1/baseline
+    refine_peaks: int = 5  #: coarse peaks refined with the exact weighted periodogram
+    nterms: int = 2  #: harmonics of the model choosing among refined peaks (1: plain LS)
+    subharmonic_floor: float = 0.5  #: least 1-harmonic power, share of the best, to be chosen
+    max_grid_log2: int = 20  #: cap of the coarse grid (``2**max_grid_log2`` intervals)
+    min_points: int = 5  #: fewer good points: NaN metrics (the counts still filled)
+    n_jobs: int = 1  #: threads of light-curve's ``many`` (-1: all CPUs)
 
     def __post_init__(self) -> None:
         if not self.min_period > 0:

@@ -28,75 +28,31 @@ from zsds.core.stats import MAD_TO_SIGMA
 
 @dataclass(frozen=True)
 class RefineConfig:
-    """Options of :func:`refine_zeropoints`.
+    """Options of :func:`refine_zeropoints`."""
 
-    Attributes
-    ----------
-    min_snr : float
-        Anchor points must have S/N at least this (bright).
-    max_snr : float
-        ... and at most this (saturation and non-linearity lurk above).
-    min_frac_epochs : float
-        Anchors must be detected (cleanly) in at least this fraction of the epochs.
-    sys_floor : float
-        Systematic error (mag) added in quadrature to the weights, so the brightest stars do
-        not dominate.
-    clip : float
-        Points with |residual| > clip x (their error) are dropped at each iteration.
-    max_anchor_chi2 : float
-        Anchors whose reduced chi-square exceeds this after an iteration are dropped
-        (variables).
-    iterations : int
-        Solve/clip cycles.
-    min_calibrators : int
-        Epochs with fewer anchors are not refined and are flagged bad.
-    bad_rms_factor : float
-        Epochs whose anchor residual rms exceeds this x the median are flagged bad.
-    """
-
-    min_snr: float = 30.0
-    max_snr: float = 2000.0
-    min_frac_epochs: float = 0.5
-    sys_floor: float = 0.002
-    clip: float = 4.0
-    max_anchor_chi2: float = 3.0
-    iterations: int = 4
-    min_calibrators: int = 5
-    bad_rms_factor: float = 3.0
+    min_snr: float = 30.0  #: least S/N of an anchor point (bright)
+    max_snr: float = 2000.0  #: most S/N of an anchor point (saturation, non-linearity above)
+    min_frac_epochs: float = 0.5  #: least share of epochs an anchor is cleanly detected in
+    sys_floor: float = 0.002  #: weights' error floor (mag, quadrature): bright stars don't dominate
+    clip: float = 4.0  #: points with |residual| > clip x their error dropped each iteration
+    max_anchor_chi2: float = 3.0  #: anchors above this reduced chi-square are dropped (variables)
+    iterations: int = 4  #: solve/clip cycles
+    min_calibrators: int = 5  #: epochs with fewer anchors: not refined, flagged bad
+    bad_rms_factor: float = 3.0  #: epochs with anchor rms above this x the median: flagged bad
 
 
 @dataclass
 class Refinement:
-    """Result of :func:`refine_zeropoints`.
+    """Result of :func:`refine_zeropoints`."""
 
-    Attributes
-    ----------
-    zp : numpy.ndarray
-        Per epoch, the correction (mag) added to the epoch's magnitudes (and ``MAGZP``).
-    zp_err : numpy.ndarray
-        Its 1-sigma uncertainty (mag).
-    ncalib : numpy.ndarray
-        Anchors used per epoch.
-    rms : numpy.ndarray
-        Robust rms (1.4826 MAD) of the anchors' residuals per epoch (mag).
-    bad : numpy.ndarray
-        Epochs judged bad (too few anchors or a scatter far above the others').
-    anchors : numpy.ndarray
-        Object indices used as anchors at the end.
-    sys_err : float
-        Fitted systematic floor of the error model (mag).
-    err_scale : float
-        Fitted scale of the photometric errors in the error model.
-    """
-
-    zp: np.ndarray
-    zp_err: np.ndarray
-    ncalib: np.ndarray
-    rms: np.ndarray
-    bad: np.ndarray
-    anchors: np.ndarray
-    sys_err: float
-    err_scale: float
+    zp: np.ndarray  #: per epoch, correction added to its magnitudes and MAGZP (mag)
+    zp_err: np.ndarray  #: its 1-sigma uncertainty (mag)
+    ncalib: np.ndarray  #: anchors used per epoch
+    rms: np.ndarray  #: robust rms (1.4826 MAD) of the anchors' residuals per epoch (mag)
+    bad: np.ndarray  #: epochs judged bad (too few anchors or a far higher scatter)
+    anchors: np.ndarray  #: object indices used as anchors at the end
+    sys_err: float  #: fitted systematic floor of the error model (mag)
+    err_scale: float  #: fitted scale of the photometric errors in the error model
 
     @property
     def gain_factor(self) -> np.ndarray:

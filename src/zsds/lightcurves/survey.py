@@ -22,42 +22,19 @@ from zsds.sim.camera import SimConfig
 
 @dataclass(frozen=True)
 class SurveyConfig:
-    """Options of :func:`simulate_survey`.
+    """Options of :func:`simulate_survey`."""
 
-    Attributes
-    ----------
-    start : str
-        UT date of night 0.
-    field : int
-        ZTF field observed.
-    ccds : tuple of int
-        CCDs simulated.
-    quad_size : int
-        Small quadrant side (px).
-    ref_epochs : int
-        Consecutive exposures on night 0 (the reference is built from them).
-    n_nights, span_days : int
-        Later nights with one exposure each, drawn from this many days after night 0.
-    calib_every_days : int
-        Days between calibration sequences (biases are valid for 7 days either side).
-    seed : int
-    filt : str
-    subtract : bool
-        Also run subtraction and alerts each night (off: calibration and references only,
-        all the light curves need).
-    """
-
-    start: str = "2026-09-10"
-    field: int = 645
-    ccds: tuple[int, ...] = (6,)
-    quad_size: int = 512
-    ref_epochs: int = 15
-    n_nights: int = 30
-    span_days: int = 60
-    calib_every_days: int = 7
-    seed: int = 1
-    filt: str = "r"
-    subtract: bool = True
+    start: str = "2026-09-10"  #: UT date of night 0
+    field: int = 645  #: ZTF field observed
+    ccds: tuple[int, ...] = (6,)  #: CCDs simulated
+    quad_size: int = 512  #: small quadrant side (px)
+    ref_epochs: int = 15  #: consecutive exposures on night 0 (the reference's inputs)
+    n_nights: int = 30  #: later nights, one exposure each ...
+    span_days: int = 60  #: ... drawn from this many days after night 0
+    calib_every_days: int = 7  #: days between calibration sequences (biases valid +- 7 d)
+    seed: int = 1  #: random seed of the simulation and the schedule
+    filt: str = "r"  #: filter of every exposure ("g", "r" or "i")
+    subtract: bool = True  #: also subtraction and alerts each night (off: calib, refs only)
 
 
 def simulate_survey(home: Home, engine: Engine, config: SurveyConfig | None = None,

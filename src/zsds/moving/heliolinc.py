@@ -100,84 +100,41 @@ _R_EARTH_AU = 6378.137 / AU_KM
 class HelioLincConfig:
     """Parameters of :func:`link`.
 
-    Parameters
-    ----------
-    r_min, r_max : float
-        Range of the heliocentric-distance hypotheses, au.
-    r_log_step : float
-        Fractional step between distance hypotheses (``r_{k+1} = r_k (1 + r_log_step)``).
-    rdot_step : float
-        Step of the radial-velocity hypotheses, au/day.
-    e_max : float
-        Eccentricity that bounds the radial velocities tried at each ``r``.
-    accel_factors : tuple of float
-        Radial accelerations tried, in units of ``-GM / r^2`` (HelioLinC's ``mean_accel``);
-        ``(0.0,)`` suits windows of a few nights.
-    t_ref : float or None
-        Reference epoch, MJD (UTC); ``None`` is the middle of the tracklets' time span.
-    cluster_radius_km : float
-        Clustering radius at a geocentric distance of 1 au, km (scaled with the distance).
-    geo_log_step : float
-        Ratio between the geocentric-distance bins in which the radius is constant.
-    vel_scale : float or None
-        Days multiplying the velocities in the 6-D points; ``None`` is a quarter of the span.
-    max_cluster_tracklets : int
-        Larger clusters (chance chains in a wrong hypothesis) are not candidates themselves.
-    split_levels : int
-        Clusters with more tracklets than nights (possibly several objects, or a large chance
-        chain) are clustered again with half the radius, up to this many times; the parts
-        become candidates too.
-    min_tracklets, min_nights : int
-        Least tracklets and distinct nights of a cluster.
-    min_timespan : float
-        Least time span of a cluster and of a linkage, days.
-    min_detections : int
-        Least detections of a final linkage.
-    max_rms_arcsec : float
-        Largest RMS (2-D residual) of a linkage's fit, arcsec.
-    min_chi2_pvalue : float
-        Smallest chi-square probability of a linkage's fit (1e-4 rejects one true object in
-        ten thousand when ``sigma`` is right; a reduced chi-square of 5.1 for 6 detections,
-        3.2 for 9, 2.2 for 18).
-    outlier_nsigma : float
-        Normalised 2-D residual above which the worst detection is dropped.
-    sys_arcsec : float
-        Systematic astrometric error added in quadrature to ``sigma``, arcsec.
-    cubic_arc_days : float
-        Linkages spanning more days are fitted with a cubic instead of a quadratic in time.
-    parallax_prior : float
-        Relative width of the prior on the parallax factor ``1 / Delta`` of the fit, centred on
-        the geocentric distance of the hypothesis that produced the candidate.
-    refine_rounds : int
-        Rounds of greedy selection and re-purification of overlapping candidates.
-    obscode : str
-        Observatory code of all detections.
+    The distance hypotheses step as ``r_{k+1} = r_k (1 + r_log_step)``. ``accel_factors`` are
+    HelioLinC's ``mean_accel``; ``(0.0,)`` suits windows of a few nights. The clustering radius
+    scales with the geocentric distance. Clusters larger than ``max_cluster_tracklets`` are
+    chance chains in a wrong hypothesis. Clusters with more tracklets than nights (possibly
+    several objects, or a large chance chain) are clustered again with half the radius, up to
+    ``split_levels`` times; the parts become candidates too. ``min_chi2_pvalue`` 1e-4 rejects
+    one true object in ten thousand when ``sigma`` is right (a reduced chi-square of 5.1 for 6
+    detections, 3.2 for 9, 2.2 for 18). The parallax prior is centred on the geocentric
+    distance of the hypothesis that produced the candidate.
     """
 
-    r_min: float = 1.05
-    r_max: float = 6.0
-    r_log_step: float = 0.08
-    rdot_step: float = 0.002
-    e_max: float = 0.3
-    accel_factors: tuple[float, ...] = (0.0,)
-    t_ref: float | None = None
-    cluster_radius_km: float = 1.0e5
-    geo_log_step: float = 1.5
-    vel_scale: float | None = None
-    max_cluster_tracklets: int = 40
-    split_levels: int = 3
-    min_tracklets: int = 3
-    min_nights: int = 3
-    min_timespan: float = 1.0
-    min_detections: int = 6
-    max_rms_arcsec: float = 1.0
-    min_chi2_pvalue: float = 1e-4
-    outlier_nsigma: float = 4.5
-    sys_arcsec: float = 0.05
-    cubic_arc_days: float = 3.0
-    parallax_prior: float = 1.0
-    refine_rounds: int = 3
-    obscode: str = "I41"
+    r_min: float = 1.05  #: smallest heliocentric-distance hypothesis (au)
+    r_max: float = 6.0  #: largest heliocentric-distance hypothesis (au)
+    r_log_step: float = 0.08  #: fractional step between distance hypotheses
+    rdot_step: float = 0.002  #: step of the radial-velocity hypotheses (au/day)
+    e_max: float = 0.3  #: eccentricity bounding the radial velocities tried at each r
+    accel_factors: tuple[float, ...] = (0.0,)  #: radial accelerations tried (units of -GM / r^2)
+    t_ref: float | None = None  #: reference epoch, MJD (UTC); None: middle of the tracklets' span
+    cluster_radius_km: float = 1.0e5  #: clustering radius at 1 au geocentric (km)
+    geo_log_step: float = 1.5  #: ratio between geocentric-distance bins of constant radius
+    vel_scale: float | None = None  #: days multiplying the 6-D points' velocities; None: span / 4
+    max_cluster_tracklets: int = 40  #: larger clusters are not candidates themselves
+    split_levels: int = 3  #: most re-clusterings at half the radius
+    min_tracklets: int = 3  #: least tracklets of a cluster
+    min_nights: int = 3  #: least distinct nights of a cluster
+    min_timespan: float = 1.0  #: least time span of a cluster and of a linkage (days)
+    min_detections: int = 6  #: least detections of a final linkage
+    max_rms_arcsec: float = 1.0  #: largest RMS (2-D residual) of a linkage's fit (arcsec)
+    min_chi2_pvalue: float = 1e-4  #: smallest chi-square probability of a linkage's fit
+    outlier_nsigma: float = 4.5  #: normalised 2-D residual dropping the worst detection
+    sys_arcsec: float = 0.05  #: systematic error added in quadrature to ``sigma`` (arcsec)
+    cubic_arc_days: float = 3.0  #: longer linkages (days) fit a cubic, not a quadratic, in time
+    parallax_prior: float = 1.0  #: relative width of the prior on the parallax factor 1 / Delta
+    refine_rounds: int = 3  #: rounds of greedy selection and re-purification of overlaps
+    obscode: str = "I41"  #: observatory code of all detections
 
 
 def hypothesis_grid(config: HelioLincConfig | None = None) -> pd.DataFrame:

@@ -79,50 +79,26 @@ _TAYLOR_MIN_R_AU = 0.25
 class KnownConfig:
     """Parameters of known-object tagging.
 
-    Attributes
-    ----------
-    match_radius_arcsec : float
-        Largest candidate-object distance that is tagged (ZTF: 30 arcsec).
-    cone_radius_deg : float
-        Exposure cone radius used when an exposure has no ``radius`` (a whole ZTF exposure,
-        7.5 x 7.3 deg with its corners, fits in 5.5 deg).
-    prefilter_margin_deg : float
-        Base margin added to every cone in the coarse (grid) search; covers the grid's
-        approximations (float32, Taylor series, linearised light time).
-    grid_step_hours : float
-        Largest spacing of the coarse grid.
-    fast_rate_deg_per_day : float
-        Objects faster than this anywhere on the grid skip the prefilter and are evaluated
-        exactly at every exposure time.
-    time_tolerance_s : float
-        A candidate belongs to an exposure whose mid-exposure time is within this many seconds.
-    mag_limit : float or None
-        Ignore objects predicted fainter than this V (None keeps all; objects without H are
-        always kept).
-    obscode : str
-        MPC observatory code of the observer.
-    none_value : float
-        Value of ``ssdistnr`` and ``ssmagnr`` when nothing is within the match radius.
-    engine : str
-        Propagation from the orbit epochs to the night (``"auto"``: N-body where the two-body
-        error budget is exceeded; ``"two-body"``; ``"nbody"``), see
-        :func:`zsds.solar.nbody.propagate_states`.
-    workers : int
-        Processes for that N-body propagation of the catalogue (its simulations are
-        independent; 1 runs them in this process).
+    A whole ZTF exposure, 7.5 x 7.3 deg with its corners, fits in a ``cone_radius_deg`` of 5.5
+    deg. ``prefilter_margin_deg`` covers the grid's approximations (float32, Taylor series,
+    linearised light time). Objects faster than ``fast_rate_deg_per_day`` anywhere on the grid
+    are evaluated exactly at every exposure time. Objects without H are always kept whatever
+    ``mag_limit``. ``engine`` "auto" uses N-body where the two-body error budget is exceeded
+    (:func:`zsds.solar.nbody.propagate_states`); its simulations are independent, hence
+    ``workers``.
     """
 
-    match_radius_arcsec: float = 30.0
-    cone_radius_deg: float = 5.5
-    prefilter_margin_deg: float = 0.05
-    grid_step_hours: float = 1.0
-    fast_rate_deg_per_day: float = 10.0
-    time_tolerance_s: float = 1.0
-    mag_limit: float | None = None
-    obscode: str = "I41"
-    none_value: float = -999.0
-    engine: str = "auto"
-    workers: int = 1
+    match_radius_arcsec: float = 30.0  #: largest candidate-object distance tagged (ZTF: 30 arcsec)
+    cone_radius_deg: float = 5.5  #: exposure cone radius without a ``radius`` (deg)
+    prefilter_margin_deg: float = 0.05  #: base margin of every cone in the coarse grid search (deg)
+    grid_step_hours: float = 1.0  #: largest spacing of the coarse grid (hours)
+    fast_rate_deg_per_day: float = 10.0  #: faster objects skip the prefilter (deg/day)
+    time_tolerance_s: float = 1.0  #: a candidate's exposure mid-time is within this (s)
+    mag_limit: float | None = None  #: ignore objects predicted fainter than this V (None: keep all)
+    obscode: str = "I41"  #: MPC observatory code of the observer
+    none_value: float = -999.0  #: ``ssdistnr`` and ``ssmagnr`` when nothing is within the radius
+    engine: str = "auto"  #: propagation to the night: "auto", "two-body" or "nbody"
+    workers: int = 1  #: processes of the catalogue's N-body propagation (1: in-process)
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -135,39 +111,17 @@ class KnownConfig:
 
 @dataclass(frozen=True)
 class NightIndex:
-    """Coarse positions of a catalogue over one night (see :func:`precompute_night`).
+    """Coarse positions of a catalogue over one night (see :func:`precompute_night`)."""
 
-    Attributes
-    ----------
-    orbits : Orbits
-        The catalogue osculating at mid-night (TDB), used for the exact ephemerides.
-    grid_mjd : ndarray, shape (G,)
-        Grid times, MJD (UTC), G >= 3.
-    unit : ndarray, shape (G, N, 3), float32
-        Approximate topocentric astrometric unit vectors (ICRS) at the grid times.
-    tolerance_rad : ndarray, shape (N,), float32
-        Per-object prefilter tolerance (base margin + largest second difference).
-    fast : ndarray of bool, shape (N,)
-        Objects always evaluated exactly.
-    max_rate_deg_per_day : ndarray, shape (N,), float32
-        Largest grid rate of each object.
-    config : KnownConfig
-        The configuration used.
-    tolerance_max_rad : float
-        Largest ``tolerance_rad`` among the objects that are not fast.
-    chord_max_rad : float
-        Largest step between consecutive grid positions among the objects that are not fast.
-    """
-
-    orbits: Orbits
-    grid_mjd: NDArray[np.float64]
-    unit: NDArray[np.float32]
-    tolerance_rad: NDArray[np.float32]
-    fast: NDArray[np.bool_]
-    max_rate_deg_per_day: NDArray[np.float32]
-    config: KnownConfig
-    tolerance_max_rad: float = 0.0
-    chord_max_rad: float = 0.0
+    orbits: Orbits  #: the catalogue osculating at mid-night (TDB), for exact ephemerides
+    grid_mjd: NDArray[np.float64]  #: (G,) grid times, MJD (UTC), G >= 3
+    unit: NDArray[np.float32]  #: (G, N, 3) float32 approximate topocentric unit vectors (ICRS)
+    tolerance_rad: NDArray[np.float32]  #: (N,) prefilter tolerance: margin + largest 2nd difference
+    fast: NDArray[np.bool_]  #: (N,) objects always evaluated exactly
+    max_rate_deg_per_day: NDArray[np.float32]  #: (N,) float32 largest grid rate of each object
+    config: KnownConfig  #: the configuration used
+    tolerance_max_rad: float = 0.0  #: largest ``tolerance_rad`` of the objects not fast
+    chord_max_rad: float = 0.0  #: largest step between grid positions of objects not fast (rad)
 
     def __len__(self) -> int:
         return len(self.orbits)

@@ -79,40 +79,21 @@ _PHOTOGRAPHIC = frozenset(("", " ", "P", "A", "N"))
 class OrbitDeterminationConfig:
     """Knobs of :func:`determine_orbit`.
 
-    Attributes
-    ----------
-    engine : str
-        ``"auto"`` (N-body beyond the two-body error budget) or ``"nbody"``; ``"two-body"``
-        is accepted and keeps every stage two-body (for comparisons).
-    gap_days : float
-        Apparitions are separated by gaps longer than this.
-    min_seed_obs : int
-        Fewest observations of a seed apparition.
-    reject_chi2, recover_chi2 : float
-        Rejection and recovery thresholds on the normalised squared residual of an
-        observation (two axes), in units of the reduced chi-square when that exceeds 1.
-    max_reject_fraction : float
-        Most observations rejected, as a fraction of all.
-    max_passes : int
-        Most fit-and-reject passes per stage.
-    max_iter : int
-        Most residual evaluations of one least-squares run.
-    allow_hyperbolic : bool
-        Accept unbound orbits.
-    max_rms_arcsec : float
-        Largest per-axis rms (arcsec) of the used observations for ``ok``.
+    ``engine`` "two-body" keeps every stage two-body (for comparisons). ``reject_chi2`` and
+    ``recover_chi2`` apply to the normalised squared residual of an observation (two axes), in
+    units of the reduced chi-square when that exceeds 1.
     """
 
-    engine: str = "auto"
-    gap_days: float = 90.0
-    min_seed_obs: int = 6
-    reject_chi2: float = 10.0
-    recover_chi2: float = 8.0
-    max_reject_fraction: float = 0.1
-    max_passes: int = 6
-    max_iter: int = 40
-    allow_hyperbolic: bool = True
-    max_rms_arcsec: float = 2.0
+    engine: str = "auto"  #: "auto" (N-body beyond the two-body error budget), "nbody", "two-body"
+    gap_days: float = 90.0  #: apparitions are separated by gaps longer than this (days)
+    min_seed_obs: int = 6  #: fewest observations of a seed apparition
+    reject_chi2: float = 10.0  #: rejection threshold on an observation's normalised residual^2
+    recover_chi2: float = 8.0  #: recovery threshold (<= reject_chi2), same units
+    max_reject_fraction: float = 0.1  #: most observations rejected, share of all
+    max_passes: int = 6  #: most fit-and-reject passes per stage
+    max_iter: int = 40  #: most residual evaluations of one least-squares run
+    allow_hyperbolic: bool = True  #: accept unbound orbits
+    max_rms_arcsec: float = 2.0  #: largest per-axis rms of the used observations for ok (arcsec)
 
     def __post_init__(self) -> None:
         resolve_engine(self.engine)

@@ -111,59 +111,47 @@ its epoch, MJD (TDB)."""
 class OrbitFitConfig:
     """Thresholds and knobs of :func:`fit_orbit`."""
 
-    #: Largest per-axis RMS residual (arcsec) of the used observations for ``ok``.
-    max_rms_arcsec: float = 1.0
-    #: Largest reduced chi-square (chi2 / dof, residuals divided by ``sigma``) for ``ok``.
-    max_chi2_dof: float = float("inf")
-    #: An observation is rejected when dropping it lowers chi-square by more than
-    #: ``(reject_sigma * s)**2``, with ``s = max(1, sqrt(reduced chi-square without it))``
-    #: (its residual against the fit without it, in units of its own uncertainty).
-    reject_sigma: float = 4.0
-    #: Most rejection passes (one observation is dropped per pass).
-    max_reject_passes: int = 3
-    #: An observation is only rejected when the fit without it is predicted (linearised) to
-    #: reach this per-axis rms, arcsec; grossly wrong linkages are not worth refitting.
-    rescue_rms_arcsec: float = 5.0
-    #: Most observations rejected, as a fraction of all (at least one may always go while
-    #: ``min_obs`` remain).
-    max_reject_fraction: float = 0.2
-    #: Fewest observations used by a fit; fewer makes ``ok`` False.
-    min_obs: int = 4
-    #: Most function evaluations of :func:`scipy.optimize.least_squares` per start (a clean
-    #: fit needs about ten).
-    max_iter: int = 40
-    #: ``least_squares`` method: ``"lm"`` (MINPACK) or ``"trf"``.
-    method: str = "lm"
-    #: Accept hyperbolic and parabolic solutions (``e >= 1``) as ``ok``.
-    allow_hyperbolic: bool = False
-    #: Largest semi-major axis (au) accepted for a bound orbit.
-    max_a_au: float = 1000.0
-    #: Smallest perihelion distance (au) accepted.
-    min_q_au: float = 1e-3
-    #: Gauss roots with a smaller observer distance (au) at the middle observation are dropped
-    #: (a spurious root near the observer is common).
-    min_rho_au: float = 1e-3
-    #: Gauss roots with a smaller heliocentric distance (au) are dropped.
-    min_r_au: float = 0.05
-    #: How many observation triplets Gauss's method may try (the next only if the previous
-    #: gave no root or no converged fit).
-    n_triplets: int = 4
-    #: Most starts (Gauss roots, lowest initial cost first) per triplet run by the
-    #: differential correction.
-    max_starts: int = 3
-    #: Run every start even after one gave a good fit (the spurious near-observer Gauss root
-    #: nearly always converges to the same solution, at several times the cost).
-    try_all_starts: bool = False
-    #: Astrometric uncertainty (arcsec) used when the frame has no ``sigma`` column.
-    default_sigma_arcsec: float = 0.2
-    #: Observatory code used when the frame has no ``obscode`` column.
-    obscode: str = "I41"
-    #: Propagation of the model: ``"auto"`` fits two-body first and refines with N-body
-    #: (ASSIST) when the two-body error budget over the arc exceeds ``two_body_tol_arcsec``;
-    #: ``"two-body"`` and ``"nbody"`` force one engine (see :mod:`zsds.solar.nbody`).
-    engine: str = "auto"
-    #: Largest two-body model error (arcsec) that ``"auto"`` accepts.
-    two_body_tol_arcsec: float = TWO_BODY_TOLERANCE_ARCSEC
+    max_rms_arcsec: float = 1.0  #: largest per-axis RMS residual (arcsec) of the used obs for ok
+    max_chi2_dof: float = float("inf")  #: largest reduced chi-square (residuals / sigma) for ok
+    # An observation is rejected when dropping it lowers chi-square by more than
+    # ``(reject_sigma * s)**2``, with ``s = max(1, sqrt(reduced chi-square without it))``
+    # (its residual against the fit without it, in units of its own uncertainty).
+    reject_sigma: float = 4.0  #: rejection threshold, in the observation's own uncertainty
+    max_reject_passes: int = 3  #: most rejection passes (one observation dropped per pass)
+    # An observation is only rejected when the fit without it is predicted (linearised) to
+    # reach this per-axis rms, arcsec; grossly wrong linkages are not worth refitting.
+    rescue_rms_arcsec: float = 5.0  #: predicted per-axis rms (arcsec) a rejection must reach
+    # Most observations rejected, as a fraction of all (at least one may always go while
+    # ``min_obs`` remain).
+    max_reject_fraction: float = 0.2  #: most observations rejected, share of all
+    min_obs: int = 4  #: fewest observations used by a fit; fewer: ok False
+    # Most function evaluations of :func:`scipy.optimize.least_squares` per start (a clean
+    # fit needs about ten).
+    max_iter: int = 40  #: most ``least_squares`` evaluations per start
+    method: str = "lm"  #: least_squares method: "lm" (MINPACK) or "trf"
+    allow_hyperbolic: bool = False  #: accept hyperbolic and parabolic (e >= 1) solutions as ok
+    max_a_au: float = 1000.0  #: largest semi-major axis (au) of a bound orbit accepted
+    min_q_au: float = 1e-3  #: smallest perihelion distance (au) accepted
+    # Gauss roots with a smaller observer distance (au) at the middle observation are dropped
+    # (a spurious root near the observer is common).
+    min_rho_au: float = 1e-3  #: Gauss roots nearer the observer (au) are dropped
+    min_r_au: float = 0.05  #: Gauss roots with a smaller heliocentric distance (au) dropped
+    # How many observation triplets Gauss's method may try (the next only if the previous
+    # gave no root or no converged fit).
+    n_triplets: int = 4  #: observation triplets Gauss's method may try
+    # Most starts (Gauss roots, lowest initial cost first) per triplet run by the
+    # differential correction.
+    max_starts: int = 3  #: most starts per triplet (Gauss roots, lowest cost first)
+    # Run every start even after one gave a good fit (the spurious near-observer Gauss root
+    # nearly always converges to the same solution, at several times the cost).
+    try_all_starts: bool = False  #: run every start even after a good fit
+    default_sigma_arcsec: float = 0.2  #: astrometric error (arcsec) without a ``sigma`` column
+    obscode: str = "I41"  #: observatory code without an ``obscode`` column
+    # Propagation of the model: ``"auto"`` fits two-body first and refines with N-body
+    # (ASSIST) when the two-body error budget over the arc exceeds ``two_body_tol_arcsec``;
+    # ``"two-body"`` and ``"nbody"`` force one engine (see :mod:`zsds.solar.nbody`).
+    engine: str = "auto"  #: propagation: "auto", "two-body" or "nbody"
+    two_body_tol_arcsec: float = TWO_BODY_TOLERANCE_ARCSEC  #: largest 2-body error "auto" takes
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -174,65 +162,32 @@ class OrbitFitConfig:
 class OrbitFit:
     """Result of :func:`fit_orbit`.
 
-    Attributes
-    ----------
-    ok : bool
-        True when the fit converged, its RMS and reduced chi-square pass the thresholds of
-        :class:`OrbitFitConfig`, enough observations were used, and the orbit is sane
-        (``0 <= e < 1`` unless hyperbolic orbits are allowed, ``q >= min_q_au``,
-        ``a <= max_a_au``).
-    orbit : Orbits or None
-        The fitted osculating elements (one object) at ``epoch``; None if no fit was possible.
-    state : tuple of ndarray or None
-        Heliocentric position (3,) au and velocity (3,) au/day, equatorial ICRS axes.
-    epoch : float
-        Reference epoch of ``state`` and ``orbit``, MJD (TDB); NaN without a fit.
-    rms_arcsec : float
-        Per-axis RMS residual of the used observations, arcsec.
-    chi2 : float
-        Sum of squared normalised residuals of the used observations.
-    dof : int
-        ``2 * n_used - 6``.
-    n_obs, n_used : int
-        Observations given and used (not rejected).
-    rejected : ndarray of bool
-        True for the observations rejected as outliers, in input order.
-    covariance : ndarray or None
-        Formal 6x6 covariance of ``(r, v)`` (au, au/day) from the normalised Jacobian (not
-        rescaled by the reduced chi-square).
-    arc_days : float
-        Time between the first and last observation, days.
-    message : str
-        What happened (failure reason or the accepted solution).
-    residuals : ndarray
-        (n_obs, 2) O-C in (RA x cos Dec, Dec), arcsec, for every observation (rejected ones
-        included).
-    nfev : int
-        Residual evaluations spent by ``least_squares`` over all starts and passes (a
-        Jacobian counts as seven).
-    engine : str
-        Propagation of the final model: ``"two-body"`` or ``"nbody"``.
-    sigma : ndarray
-        (n_obs,) per-axis uncertainty (arcsec) each observation was weighted with.
+    ``ok`` needs the fit converged, its RMS and reduced chi-square within the thresholds of
+    :class:`OrbitFitConfig`, enough observations used and a sane orbit (``0 <= e < 1`` unless
+    hyperbolic orbits are allowed, ``q >= min_q_au``, ``a <= max_a_au``). ``state`` is the
+    heliocentric position (3,) and velocity (3,) on equatorial ICRS axes. ``covariance`` is
+    that of ``(r, v)`` (au, au/day) from the normalised Jacobian. ``residuals`` are (n_obs, 2)
+    O-C in (RA x cos Dec, Dec), arcsec, for every observation (rejected ones included);
+    ``sigma`` (n_obs,) the per-axis uncertainty each observation was weighted with.
     """
 
-    ok: bool
-    orbit: Orbits | None
-    state: tuple[NDArray[np.float64], NDArray[np.float64]] | None
-    epoch: float
-    rms_arcsec: float
-    chi2: float
-    dof: int
-    n_obs: int
-    n_used: int
-    rejected: NDArray[np.bool_]
-    covariance: NDArray[np.float64] | None
-    arc_days: float
-    message: str
-    residuals: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 2)))
-    nfev: int = 0
-    engine: str = "two-body"
-    sigma: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    ok: bool  #: converged, passes the thresholds, enough observations, sane orbit
+    orbit: Orbits | None  #: fitted osculating elements at ``epoch``; None: no fit possible
+    state: tuple[NDArray[np.float64], NDArray[np.float64]] | None  #: (r au, v au/day), ICRS axes
+    epoch: float  #: reference epoch of state and orbit, MJD (TDB); NaN without a fit
+    rms_arcsec: float  #: per-axis RMS residual of the used observations (arcsec)
+    chi2: float  #: sum of squared normalised residuals of the used observations
+    dof: int  #: ``2 * n_used - 6``
+    n_obs: int  #: observations given
+    n_used: int  #: observations used (not rejected)
+    rejected: NDArray[np.bool_]  #: True for the observations rejected as outliers, in input order
+    covariance: NDArray[np.float64] | None  #: formal 6x6 covariance of (r, v), not chi2-rescaled
+    arc_days: float  #: time between the first and last observation (days)
+    message: str  #: what happened (failure reason or the accepted solution)
+    residuals: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 2)))  #: O-C arcsec
+    nfev: int = 0  #: residual evaluations spent in all starts and passes (Jacobian: 7)
+    engine: str = "two-body"  #: propagation of the final model: "two-body" or "nbody"
+    sigma: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))  #: obs sigma (arcsec)
 
 
 # --------------------------------------------------------------------------------------------

@@ -239,39 +239,27 @@ def tag_known(home: Home, cands: pd.DataFrame, mjd_mid: float, ra0: float, dec0:
 
 @dataclass(frozen=True)
 class LinkRunConfig:
-    """Settings of the end-of-night linking.
+    """Settings of the end-of-night linking."""
 
-    Attributes
-    ----------
-    window_nights : int
-        Nights in the window, ending with the night linked.
-    min_snr : float
-        Smallest S/N of a detection used.
-    min_rb : float
-        Smallest real-bogus score of a detection used.
-    fit_orbits : bool
-        Fit an orbit to each linkage and keep only those it accepts.
-    """
-
-    window_nights: int = 3
-    min_snr: float = 5.0
-    min_rb: float = 0.2
-    fit_orbits: bool = True
+    window_nights: int = 3  #: nights in the window, ending with the night linked
+    min_snr: float = 5.0  #: smallest S/N of a detection used
+    min_rb: float = 0.2  #: smallest real-bogus score of a detection used
+    fit_orbits: bool = True  #: fit an orbit to each linkage, keep only those it accepts
 
 
 @dataclass
 class LinkOutcome:
     """What :func:`link_window` did."""
 
-    end_night: str
-    ndet: int = 0
-    nstationary: int = 0
-    ntracklets: int = 0
-    nlinkages: int = 0
-    ntracks: int = 0
-    nknown: int = 0
-    timings: dict[str, float] = field(default_factory=dict)
-    tracks: pd.DataFrame | None = None
+    end_night: str  #: last night of the window, YYYY-MM-DD
+    ndet: int = 0  #: positive vetted detections in the window
+    nstationary: int = 0  #: of them, stationary (dropped before linking)
+    ntracklets: int = 0  #: tracklets built
+    nlinkages: int = 0  #: linkages found by the linker
+    ntracks: int = 0  #: tracks stored (``ss_tracks`` rows)
+    nknown: int = 0  #: tracks that are a known object (majority ``ssnamenr``)
+    timings: dict[str, float] = field(default_factory=dict)  #: seconds per step
+    tracks: pd.DataFrame | None = None  #: the stored track rows
 
 
 def window_detections(engine: Engine, end_night: str | dt.date, config: LinkRunConfig

@@ -109,38 +109,25 @@ class RBModelVersionWarning(UserWarning):
 class RBConfig:
     """Settings of :func:`train`.
 
-    Attributes
-    ----------
-    features : tuple of str
-        Feature columns, in the order the estimator sees them.
-    learning_rate, max_iter, max_leaf_nodes, l2_regularization, min_samples_leaf
-        Passed to :class:`~sklearn.ensemble.HistGradientBoostingClassifier`; ``max_iter`` is the
-        upper bound on boosting rounds when early stopping is on.
-    test_fraction : float
-        Fraction of the rows held out (stratified) for the reported metrics and the threshold.
-    seed : int
-        Seed of the train/test split and of the estimator (early-stopping validation split).
-    early_stopping : bool
-        Stop boosting when the loss on an internal validation split (``validation_fraction`` of
-        the training rows) has not improved for ``n_iter_no_change`` rounds.
-    validation_fraction, n_iter_no_change
-        Early-stopping settings (ignored when ``early_stopping`` is off).
-    class_weight : {None, "balanced"}
-        ``"balanced"`` reweights the classes to equal total weight.
+    ``learning_rate`` to ``min_samples_leaf`` are passed to
+    :class:`~sklearn.ensemble.HistGradientBoostingClassifier`. With ``early_stopping``,
+    boosting stops when the loss on an internal validation split (``validation_fraction`` of
+    the training rows) has not improved for ``n_iter_no_change`` rounds; both are ignored when
+    it is off.
     """
 
-    features: tuple[str, ...] = DEFAULT_FEATURES
-    learning_rate: float = 0.1
-    max_iter: int = 300
-    max_leaf_nodes: int = 31
-    l2_regularization: float = 0.0
-    min_samples_leaf: int = 20
-    test_fraction: float = 0.3
-    seed: int = 42
-    early_stopping: bool = True
-    validation_fraction: float = 0.1
-    n_iter_no_change: int = 10
-    class_weight: str | None = None
+    features: tuple[str, ...] = DEFAULT_FEATURES  #: feature columns, in the estimator's order
+    learning_rate: float = 0.1  #: ``HistGradientBoostingClassifier`` learning rate
+    max_iter: int = 300  #: most boosting rounds (an upper bound with early stopping)
+    max_leaf_nodes: int = 31  #: most leaves per tree (``HistGradientBoostingClassifier``)
+    l2_regularization: float = 0.0  #: L2 penalty of the leaves (``HistGradientBoostingClassifier``)
+    min_samples_leaf: int = 20  #: fewest rows per leaf (``HistGradientBoostingClassifier``)
+    test_fraction: float = 0.3  #: rows held out (stratified) for the metrics and the threshold
+    seed: int = 42  #: seed of the train/test split and of the estimator
+    early_stopping: bool = True  #: stop when the validation loss stops improving
+    validation_fraction: float = 0.1  #: training rows of the early-stopping validation split
+    n_iter_no_change: int = 10  #: rounds without improvement that stop boosting
+    class_weight: str | None = None  #: None or "balanced" (classes to equal total weight)
 
     def __post_init__(self) -> None:
         # Frozen dataclass: normalise a list passed by the caller (or read from JSON) to a tuple.
@@ -365,40 +352,18 @@ def _sha256(path: Path) -> str:
 
 @dataclass
 class RBModel:
-    """A trained real-bogus classifier plus its provenance and held-out metrics.
+    """A trained real-bogus classifier plus its provenance and held-out metrics."""
 
-    Attributes
-    ----------
-    version : str
-        Model name, e.g. ``"zsds_rb_v1"`` (ZTF's ``rbversion`` analogue).
-    features : tuple of str
-        Feature columns, in estimator order.
-    estimator : HistGradientBoostingClassifier
-        The fitted classifier (classes 0 = bogus, 1 = real).
-    metrics : dict
-        :func:`roc_metrics` on the held-out split, plus ``n_test``, ``n_iter`` and ``auc_train``.
-    threshold : float
-        Chosen operating point: candidates with ``rb >= threshold`` are called real.
-    trained_at : str
-        ISO 8601 UTC time of training.
-    n_train : int
-        Rows the estimator was fitted on (including its early-stopping validation rows).
-    sklearn_version : str
-        scikit-learn version that fitted (and pickled) the estimator.
-    config : RBConfig or None
-        Training settings, when known.
-    """
-
-    version: str
-    features: tuple[str, ...]
-    estimator: HistGradientBoostingClassifier
-    metrics: dict[str, Any]
-    threshold: float
-    trained_at: str
-    n_train: int
-    sklearn_version: str
-    config: RBConfig | None = None
-    _real_col: int = field(default=1, init=False, repr=False)
+    version: str  #: model name, e.g. "zsds_rb_v1" (ZTF's ``rbversion`` analogue)
+    features: tuple[str, ...]  #: feature columns, in estimator order
+    estimator: HistGradientBoostingClassifier  #: the fitted classifier (0 = bogus, 1 = real)
+    metrics: dict[str, Any]  #: held-out :func:`roc_metrics`, n_test, n_iter, auc_train
+    threshold: float  #: operating point: ``rb >= threshold`` is real
+    trained_at: str  #: ISO 8601 UTC time of training
+    n_train: int  #: rows fitted (with the early-stopping validation rows)
+    sklearn_version: str  #: scikit-learn version that fitted (and pickled) the estimator
+    config: RBConfig | None = None  #: training settings, when known
+    _real_col: int = field(default=1, init=False, repr=False)  #: predict_proba column of "real"
 
     def __post_init__(self) -> None:
         self.features = tuple(self.features)

@@ -54,74 +54,35 @@ from zsds.core.wcs import quadrant_wcs
 class CoaddConfig:
     """Parameters of :func:`coadd`.
 
-    Attributes
-    ----------
-    zp : float
-        Common photometric zero point of the co-add (mag for 1 DN); inputs are scaled to it.
-    bad_bits : int
-        Mask bits that exclude an input pixel (default: every bit except SOURCE/PSF_SOURCE).
-    clip_sigma : float
-        Rejection threshold in units of the input's own noise (times the MAD-std scale ``s``).
-    clip_ampfrac : float
-        Extra tolerance as a fraction of the per-pixel median (absorbs PSF/registration mismatch on
-        bright sources).
-    clip_grow : int
-        Rejected pixels are grown by this many pixels (per input) to catch outlier wings.
-    clip_min_inputs : int
-        No rejection where fewer inputs than this cover a pixel.
-    block_rows : int
-        Rows of the reference grid processed at once in the rejection/combination step.
-    map_step : int
-        Grid step (pixels) of :func:`zsds.core.resample.resample_fast`'s exact pixel mapping.
-    max_stack_bytes : int
-        Above this size the resampled stack lives in a temporary memory-mapped file.
-    bkg_subsample : int
-        Every n-th pixel (per axis) is used to estimate an input's global background.
+    ``bad_bits`` defaults to every mask bit except SOURCE and PSF_SOURCE. ``clip_ampfrac``
+    absorbs PSF and registration mismatch on bright sources; ``map_step`` is the step of
+    :func:`zsds.core.resample.resample_fast`'s exact pixel mapping.
     """
 
-    zp: float = 27.0
-    bad_bits: int = BAD_PIXEL_BITS
-    clip_sigma: float = 4.0
-    clip_ampfrac: float = 0.3
-    clip_grow: int = 1
-    clip_min_inputs: int = 3
-    block_rows: int = 256
-    map_step: int = 16
-    max_stack_bytes: int = 2**30
-    bkg_subsample: int = 2
+    zp: float = 27.0  #: common zero point of the co-add (mag for 1 DN); inputs scaled to it
+    bad_bits: int = BAD_PIXEL_BITS  #: mask bits excluding an input pixel (all but the source bits)
+    clip_sigma: float = 4.0  #: rejection threshold, input's own noise (times MAD-std scale)
+    clip_ampfrac: float = 0.3  #: extra tolerance, share of the per-pixel median (bright PSFs)
+    clip_grow: int = 1  #: rejected pixels grow by this many px per input (outlier wings)
+    clip_min_inputs: int = 3  #: no rejection where fewer inputs cover a pixel
+    block_rows: int = 256  #: grid rows per rejection/combination block
+    map_step: int = 16  #: grid step (px) of ``resample_fast``'s exact pixel mapping
+    max_stack_bytes: int = 2**30  #: larger resampled stacks are memory-mapped to a temp file
+    bkg_subsample: int = 2  #: every n-th pixel per axis estimates an input's background
 
 
 @dataclass
 class CoaddResult:
-    """A co-added reference image on the reference grid.
+    """A co-added reference image on the reference grid."""
 
-    Attributes
-    ----------
-    image : ndarray (ny, nx) float32
-        Co-add in DN at zero point ``zp`` (0 where coverage is zero).
-    variance : ndarray (ny, nx) float32
-        Variance of ``image`` (inf where coverage is zero).
-    coverage : ndarray (ny, nx) int16
-        Number of inputs combined in each pixel (after outlier rejection).
-    mask : ndarray (ny, nx) int16
-        ZTF mask bits: ``MaskBit.NAN`` where coverage is zero.
-    zp : float
-        Zero point of ``image``.
-    wcs : astropy.wcs.WCS
-        The reference grid.
-    n_inputs : int
-    rejected_fraction : float
-        Fraction of covered input pixels rejected as outliers.
-    """
-
-    image: np.ndarray
-    variance: np.ndarray
-    coverage: np.ndarray
-    mask: np.ndarray
-    zp: float
-    wcs: WCS
-    n_inputs: int
-    rejected_fraction: float
+    image: np.ndarray  #: (ny, nx) float32 co-add, DN at ``zp`` (0 where coverage is zero)
+    variance: np.ndarray  #: (ny, nx) float32 variance of ``image`` (inf where not covered)
+    coverage: np.ndarray  #: (ny, nx) int16 inputs combined per pixel (after rejection)
+    mask: np.ndarray  #: (ny, nx) int16 ZTF mask bits: ``MaskBit.NAN`` where not covered
+    zp: float  #: zero point of ``image`` (mag for 1 DN)
+    wcs: WCS  #: the reference grid
+    n_inputs: int  #: input images co-added
+    rejected_fraction: float  #: share of covered input pixels rejected as outliers
 
     @property
     def uncertainty(self) -> np.ndarray:

@@ -24,34 +24,19 @@ __all__ = ["RefBuildConfig"]
 class RefBuildConfig:
     """Options of :func:`~zsds.refs.run.build_references` (one sub-config per step).
 
-    Attributes
-    ----------
-    select : SelectConfig
-        Which input epochs enter the co-add (seeing, depth, zero point, astrometric rms).
-    coadd : CoaddConfig
-        Resampling and clipped stacking of the selected epochs.
-    detect, psf_select, psf, psfphot, photcal
-        Background and extraction, PSF stars, Moffat PSF model, PSF-fit photometry and
-        zero-point fit of the co-add, as in :class:`~zsds.instcal.stage.InstCalConfig` (the
-        co-add fits its own PSF; the inputs' models are not used).
-    shape : (ny, nx) or None
-        Reference grid size; None: the size of the input images (the full quadrant in
-        production, smaller for simulated quadrants).
-    ignore_infobits : int
-        INFOBITS of an input that do not disqualify it for a reference (cleared before
-        selection). Default: ``FEW_PSF_STARS`` only -- the input's own PSF model is not used by
-        the co-add, which fits its own.
-    psffit_min_snr : float
-        PSF-fit catalogue keeps fits above this S/N.
+    ``select`` judges the input epochs by seeing, depth, zero point and astrometric rms. The
+    co-add is measured as in :class:`~zsds.instcal.stage.InstCalConfig` and fits its own PSF
+    (the inputs' models are not used), hence ``ignore_infobits`` defaults to ``FEW_PSF_STARS``
+    only. ``shape`` None is the full quadrant in production, smaller for simulated quadrants.
     """
 
-    select: SelectConfig = field(default_factory=SelectConfig)
-    coadd: CoaddConfig = field(default_factory=CoaddConfig)
-    detect: DetectConfig = field(default_factory=DetectConfig)
-    psf_select: PSFConfig = field(default_factory=PSFConfig)
-    psf: MoffatPSFConfig = field(default_factory=MoffatPSFConfig)
-    psfphot: PSFPhotConfig = field(default_factory=PSFPhotConfig)
-    photcal: PhotCalConfig = field(default_factory=PhotCalConfig)
-    ignore_infobits: int = InfoBits.FEW_PSF_STARS
-    psffit_min_snr: float = 3.0
-    shape: tuple[int, int] | None = None
+    select: SelectConfig = field(default_factory=SelectConfig)  #: epochs entering the co-add
+    coadd: CoaddConfig = field(default_factory=CoaddConfig)  #: resampling and clipped stacking
+    detect: DetectConfig = field(default_factory=DetectConfig)  #: background, extraction
+    psf_select: PSFConfig = field(default_factory=PSFConfig)  #: PSF stars of the co-add
+    psf: MoffatPSFConfig = field(default_factory=MoffatPSFConfig)  #: the co-add's own Moffat PSF
+    psfphot: PSFPhotConfig = field(default_factory=PSFPhotConfig)  #: PSF-fit photometry
+    photcal: PhotCalConfig = field(default_factory=PhotCalConfig)  #: zero point of the co-add
+    ignore_infobits: int = InfoBits.FEW_PSF_STARS  #: input INFOBITS cleared before selection
+    psffit_min_snr: float = 3.0  #: keep PSF fits at or above this S/N
+    shape: tuple[int, int] | None = None  #: (ny, nx) reference grid; None: the inputs' size

@@ -22,32 +22,15 @@ QA_KEYWORDS = ("INFOBITS", "SEEING", "MAGLIM", "MAGZP", "ASTRRMS1", "ASTRRMS2")
 
 @dataclass(frozen=True)
 class SelectConfig:
-    """Quality cuts and counts for reference-epoch selection.
+    """Quality cuts and counts for reference-epoch selection."""
 
-    Attributes
-    ----------
-    min_epochs : int
-        Fewest good epochs a reference may be built from; fewer raises ``ValueError``.
-    max_epochs : int
-        Most epochs used (the best-seeing ones); ZTF used up to ~40.
-    max_seeing : float
-        Largest PSF FWHM accepted (arcsec, header SEEING).
-    min_maglim : float
-        Faintest-limit floor: 5-sigma limiting magnitude (MAGLIM) must be at least this.
-    min_zp, max_zp : float
-        Accepted range of the photometric zero point MAGZP (mag, DN); guards against clouds and
-        failed calibrations.
-    max_astrom_rms : float
-        Largest astrometric rms per axis (arcsec, ASTRRMS1/2); 0.1" is the INFOBITS threshold.
-    """
-
-    min_epochs: int = 15
-    max_epochs: int = 40
-    max_seeing: float = 3.0
-    min_maglim: float = 19.5
-    min_zp: float = 24.5
-    max_zp: float = 27.5
-    max_astrom_rms: float = 0.1
+    min_epochs: int = 15  #: fewest good epochs of a reference; fewer raises ``ValueError``
+    max_epochs: int = 40  #: most epochs used (best seeing first); ZTF used up to ~40
+    max_seeing: float = 3.0  #: largest PSF FWHM accepted (arcsec, header SEEING)
+    min_maglim: float = 19.5  #: least 5-sigma limiting magnitude (MAGLIM) accepted
+    min_zp: float = 24.5  #: lowest MAGZP accepted (mag, DN): clouds, failed calibrations
+    max_zp: float = 27.5  #: highest MAGZP accepted (mag, DN)
+    max_astrom_rms: float = 0.1  #: largest ASTRRMS1/2 (arcsec); 0.1 is the INFOBITS threshold
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_epochs <= self.max_epochs:

@@ -59,46 +59,27 @@ DETSOFT = "zsds-sim 0.1"
 class SimConfig:
     """Options of the camera/sky simulator.
 
-    Attributes
-    ----------
-    quad_size : int or None
-        Side of a small square quadrant (see ``instrument.SMALL_SIZES``); None for full size.
-    seed : int
-        Sky and noise seed (the instrument itself has a fixed seed).
-    stars, galaxies, transients, flares, asteroids, satellites, cosmic_rays : bool
-        Switch each ingredient on or off.
-    transient_rate : float
-        Explosions per deg^2 per 30 days.
-    asteroid_density : float
-        Scale of the asteroid surface density.
-    satellite_prob : float
-        Probability that a satellite crosses an exposure.
-    airplane_prob : float
-        Probability that an airplane (a dashed track of blinking navigation lights) crosses.
-    known_asteroid_fraction : float
-        Fraction of the simulated asteroids whose orbits the simulated Minor Planet Center
-        delivers in ``refcat/MPCORB.DAT`` (the rest are undiscovered, for the linker).
-    seeing : float or None
-        Atmospheric seeing (arcsec) forced on every science exposure instead of the night's
-        conditions (e.g. 0.7 for ZTF's sharpest, 1.2 px FWHM, images); None keeps the drawn
-        conditions.
+    The simulated Minor Planet Center delivers the orbits of ``known_asteroid_fraction`` of
+    the asteroids in ``refcat/MPCORB.DAT``; the rest are undiscovered, for the linker.
+    ``seeing`` replaces the night's conditions, e.g. 0.7 for ZTF's sharpest (1.2 px FWHM)
+    images.
     """
 
-    quad_size: int | None = None
-    seed: int = 1
-    stars: bool = True
-    galaxies: bool = True
-    transients: bool = True
-    flares: bool = True
-    asteroids: bool = True
-    satellites: bool = True
-    cosmic_rays: bool = True
-    transient_rate: float = 6.0
-    asteroid_density: float = 1.0
-    satellite_prob: float = 0.1
-    airplane_prob: float = 0.03
-    known_asteroid_fraction: float = 0.9
-    seeing: float | None = None
+    quad_size: int | None = None  #: side of a small square quadrant (``SMALL_SIZES``); None: full
+    seed: int = 1  #: sky and noise seed (the instrument's own seed is fixed)
+    stars: bool = True  #: simulate stars
+    galaxies: bool = True  #: simulate galaxies
+    transients: bool = True  #: simulate transients (explosions)
+    flares: bool = True  #: simulate stellar flares
+    asteroids: bool = True  #: simulate asteroids
+    satellites: bool = True  #: simulate satellite (and airplane) tracks
+    cosmic_rays: bool = True  #: simulate cosmic-ray hits
+    transient_rate: float = 6.0  #: explosions per deg^2 per 30 days
+    asteroid_density: float = 1.0  #: scale of the asteroid surface density
+    satellite_prob: float = 0.1  #: probability that a satellite crosses an exposure
+    airplane_prob: float = 0.03  #: probability that an airplane (blinking lights) crosses
+    known_asteroid_fraction: float = 0.9  #: share of asteroids in the simulated MPCORB.DAT
+    seeing: float | None = None  #: seeing forced on every science exposure (arcsec); None: drawn
 
     @property
     def nx(self) -> int:

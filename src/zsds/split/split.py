@@ -66,69 +66,36 @@ _STRUCTURAL = (
 class OverscanConfig:
     """Options of the floating-bias estimate.
 
-    Attributes
-    ----------
-    good_cols : tuple[int, int]
-        First and one-past-last overscan column (readout order) used; the first columns carry
-        the readout transient (default :data:`~zsds.core.instrument.OVERSCAN_GOOD`).
-    clip_sigma : float
-        Row-wise sigma clip (median centre, MAD-based width) rejecting cosmic rays.
-    clip_iters : int
-        Clipping iterations per row.
-    median_rows : int
-        Running-median window along rows (rejects rows hit along their whole length); 1 = off.
-    smooth_rows : int
-        Savitzky-Golay window along rows (odd); 1 = no smoothing.
-    smooth_order : int
-        Polynomial order of the Savitzky-Golay filter.
+    ``good_cols`` are the first and one-past-last overscan columns (readout order) used: the
+    first columns carry the readout transient (default
+    :data:`~zsds.core.instrument.OVERSCAN_GOOD`).
     """
 
-    good_cols: tuple[int, int] = (OVERSCAN_GOOD.start, OVERSCAN_GOOD.stop)
-    clip_sigma: float = 3.0
-    clip_iters: int = 3
-    median_rows: int = 9
-    smooth_rows: int = 31
-    smooth_order: int = 2
+    good_cols: tuple[int, int] = (OVERSCAN_GOOD.start, OVERSCAN_GOOD.stop)  #: overscan columns used
+    clip_sigma: float = 3.0  #: row-wise clip (median centre, MAD width) against cosmic rays
+    clip_iters: int = 3  #: clipping iterations per row
+    median_rows: int = 9  #: running-median window along rows (rows hit end to end); 1: off
+    smooth_rows: int = 31  #: Savitzky-Golay window along rows (odd); 1: no smoothing
+    smooth_order: int = 2  #: polynomial order of the Savitzky-Golay filter
 
 
 @dataclass(frozen=True)
 class SplitConfig:
-    """Options of :func:`split_quadrant`.
+    """Options of :func:`split_quadrant`."""
 
-    Attributes
-    ----------
-    overscan : OverscanConfig
-        Floating-bias (overscan) estimate of each amplifier.
-    nonlinearity : bool
-        Correct the per-amplifier non-linearity (table chosen by the exposure date).
-    """
-
-    overscan: OverscanConfig = field(default_factory=OverscanConfig)
-    nonlinearity: bool = True
+    overscan: OverscanConfig = field(default_factory=OverscanConfig)  #: floating bias per amplifier
+    nonlinearity: bool = True  #: correct each amplifier's non-linearity (table by exposure date)
 
 
 @dataclass
 class RawCCD:
-    """One raw CCD file in memory, every quadrant in science orientation.
+    """One raw CCD file in memory, every quadrant in science orientation."""
 
-    Attributes
-    ----------
-    header : astropy.io.fits.Header
-        Primary header.
-    images : dict[int, ndarray]
-        Raw DN (uint16) of each quadrant by qid, science orientation.
-    overscans : dict[int, ndarray]
-        Overscan (ny, 30) by qid; rows in science order, columns in readout order.
-    ext_headers : dict[int, astropy.io.fits.Header]
-        Image-extension headers by qid (WCS, if any, still in readout orientation).
-    path : Path or None
-    """
-
-    header: fits.Header
-    images: dict[int, np.ndarray]
-    overscans: dict[int, np.ndarray]
-    ext_headers: dict[int, fits.Header]
-    path: Path | None = None
+    header: fits.Header  #: primary header
+    images: dict[int, np.ndarray]  #: raw DN (uint16) of each quadrant by qid, science orientation
+    overscans: dict[int, np.ndarray]  #: overscan (ny, 30) by qid; science rows, readout columns
+    ext_headers: dict[int, fits.Header]  #: extension headers by qid (WCS in readout orientation)
+    path: Path | None = None  #: the file read (None: built in memory)
 
 
 def read_raw_ccd(path: str | Path) -> RawCCD:

@@ -21,83 +21,39 @@ FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 class StreakConfig:
     """Settings of streak detection, fitting and scoring (all lengths in native pixels).
 
-    Attributes
-    ----------
-    threshold : float
-        Detection threshold on the matched-filter S/N of a line segment.
-    method : {"frt", "bank"}
-        Filter-bank implementation: partial fast Radon transform (all slopes, lengths
-        ``2**k``) or FFT correlation with an explicit kernel bank.
-    binning : int
-        Block-sum factor of the image searched (1 = native pixels).
-    min_segment_fwhm : float
-        Shortest segment of the bank, in units of the FWHM (frt: rounded up to a power of two
-        binned pixels).
-    max_length : float
-        Longest segment of the bank. Longer streaks are found as collinear fragments and merged.
-    n_angles : int
-        Angles of the ``"bank"`` method, uniform in ``[0, 180)``.
-    bank_lengths : tuple of float
-        Segment lengths of the ``"bank"`` method.
-    point_veto : float
-        Factor above the ideal point-source line/point response ratio a candidate must reach.
-    point_excess : float
-        S/N by which a candidate must exceed what a point source of the same peak would give
-        (guards against noise on long lines through moderately bright point sources).
-    merge_perp_fwhm : float
-        Perpendicular tolerance (in FWHM, at least ``2 * binning`` px) for grouping candidates.
-    min_length_fwhm : float
-        Streaks shorter than this many FWHM (after refinement and after the fit) are rejected
-        as point-like.
-    snr_min : float
-        Minimum fitted S/N (flux / flux error) of a reported streak.
-    max_candidates : int
-        Cap on candidate segments kept per transform level (brightest first).
-    max_streaks : int
-        Cap on groups refined and fitted per image (brightest first).
-    merge_angle_deg : float
-        Angle tolerance for merging fitted collinear streaks.
-    merge_gap_fwhm : float
-        Largest gap (in FWHM, at least 10 px) between collinear fitted streaks that are merged.
-    radon : bool
-        Also run the optional Radon-transform pass for very long, faint streaks (lines crossing
-        most of the image, e.g. satellites): :func:`zsds.streaks.radon.radon_candidates`.
-    radon_binning : int
-        Block-sum factor of the Radon pass.
-    radon_threshold : float
-        Threshold of the Radon pass (robust z-score of the sinogram).
-    sharp_ratio, sharp_snr : float
-        Cosmic-ray / hot-pixel rejection before the search (:func:`sharp_pixels`): pixels above
-        ``sharp_snr`` sigma and ``sharp_ratio`` times the mean of their neighbours along both
-        axes are ignored. Set ``sharp_ratio <= 0`` to disable (automatic for FWHM < 1.5 px).
-    rb_threshold : float
-        Streak real-bogus score at or above which a streak is called real (used by
-        :func:`zsds.streaks.evaluate.evaluate_streaks`; :func:`zsds.streaks.find.find_streaks`
-        reports all streaks with their score).
+    ``method`` "frt" is a partial fast Radon transform (all slopes, lengths ``2**k``), "bank"
+    an FFT correlation with an explicit kernel bank. ``point_excess`` guards against noise on
+    long lines through moderately bright point sources. The Radon pass
+    (:func:`zsds.streaks.radon.radon_candidates`) finds lines crossing most of the image (e.g.
+    satellites). Cosmic rays and hot pixels are dropped before the search
+    (:func:`sharp_pixels`): pixels above ``sharp_snr`` sigma and ``sharp_ratio`` times the mean
+    of their neighbours along both axes (off automatically for FWHM < 1.5 px).
+    ``rb_threshold`` is used by :func:`zsds.streaks.evaluate.evaluate_streaks`;
+    :func:`zsds.streaks.find.find_streaks` reports every streak with its score.
     """
 
-    threshold: float = 5.5
-    method: Literal["frt", "bank"] = "frt"
-    binning: int = 2
-    min_segment_fwhm: float = 2.0
-    max_length: float = 512.0
-    n_angles: int = 36
-    bank_lengths: tuple[float, ...] = (8.0, 20.0, 40.0)
-    point_veto: float = 1.1
-    point_excess: float = 2.5
-    merge_perp_fwhm: float = 2.0
-    min_length_fwhm: float = 2.0
-    snr_min: float = 7.0
-    max_candidates: int = 20000
-    max_streaks: int = 200
-    merge_angle_deg: float = 10.0
-    merge_gap_fwhm: float = 4.0
-    radon: bool = False
-    radon_binning: int = 8
-    radon_threshold: float = 8.0
-    rb_threshold: float = 0.5
-    sharp_ratio: float = 2.5
-    sharp_snr: float = 5.0
+    threshold: float = 5.5  #: detection threshold on a segment's matched-filter S/N
+    method: Literal["frt", "bank"] = "frt"  #: "frt": fast Radon transform; "bank": FFT kernel bank
+    binning: int = 2  #: block-sum factor of the image searched (1: native pixels)
+    min_segment_fwhm: float = 2.0  #: shortest bank segment (FWHM; frt: rounded up to 2**k binned)
+    max_length: float = 512.0  #: longest segment of the bank (px); longer: merged fragments
+    n_angles: int = 36  #: angles of the "bank" method, uniform in [0, 180) deg
+    bank_lengths: tuple[float, ...] = (8.0, 20.0, 40.0)  #: segment lengths of "bank" (px)
+    point_veto: float = 1.1  #: factor over the ideal point-source line/point ratio needed
+    point_excess: float = 2.5  #: S/N a candidate must beat a point source of its peak by
+    merge_perp_fwhm: float = 2.0  #: perpendicular grouping tolerance (FWHM, >= 2 * binning px)
+    min_length_fwhm: float = 2.0  #: shorter streaks (FWHM) are point-like: rejected
+    snr_min: float = 7.0  #: least fitted S/N (flux / flux error) of a reported streak
+    max_candidates: int = 20000  #: candidate segments kept per transform level (brightest first)
+    max_streaks: int = 200  #: groups refined and fitted per image (brightest first)
+    merge_angle_deg: float = 10.0  #: angle tolerance for merging fitted collinear streaks (deg)
+    merge_gap_fwhm: float = 4.0  #: largest gap merged between collinear streaks (FWHM, >= 10 px)
+    radon: bool = False  #: also run the Radon pass for very long, faint streaks
+    radon_binning: int = 8  #: block-sum factor of the Radon pass
+    radon_threshold: float = 8.0  #: threshold of the Radon pass (robust z-score of the sinogram)
+    rb_threshold: float = 0.5  #: streak real-bogus score at or above which a streak is real
+    sharp_ratio: float = 2.5  #: times the neighbours' mean for a sharp pixel; <= 0: off
+    sharp_snr: float = 5.0  #: least S/N (sigma) of a sharp pixel ignored by the search
 
     def __post_init__(self) -> None:
         if self.method not in ("frt", "bank"):

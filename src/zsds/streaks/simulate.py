@@ -56,88 +56,49 @@ ARTEFACT_KINDS: tuple[str, ...] = ("cosmic", "track", "dipole", "ring", "variabl
 class SimConfig:
     """What :func:`simulate_difference` puts in an image (counts are per 512 x 512 pixels).
 
-    Attributes
-    ----------
-    shape : tuple of int
-        ``(ny, nx)``.
-    sigma : float
-        Noise per pixel; the returned sigma map varies by ``sigma_gradient`` across the image.
-    sigma_gradient : float
-        Fractional linear change of the noise across the image (0 = constant).
-    fwhm : float
-        PSF FWHM (pixels).
-    n_streaks : float
-        Streaks per 512^2 (Poisson mean when ``poisson``; exact count otherwise).
-    snr_range, length_range : tuple of float
-        Log-uniform ranges of the integrated S/N and the length (px).
-    edge_margin : float
-        Minimum distance of streak end points from the image edge (px).
-    min_gap : float
-        Minimum distance between injected streaks (px; 0 allows touching and crossing).
-    n_cosmics, n_tracks, n_dipoles, n_rings, n_variables, n_badcols, n_saturated : float
-        Artefacts per 512^2 (Poisson means).
-    cosmic_peak_range : tuple of float
-        Log-uniform peak (in sigma) of cosmic-ray pixels.
-    star_snr_range : tuple of float
-        Log-uniform point-source S/N of the bright stars behind dipoles and rings.
-    variable_snr_range : tuple of float
-        Log-uniform |S/N| of variable-star residuals.
-    badcol_masked : float
-        Probability that a bad column is flagged in the mask.
-    poisson : bool
-        Draw the counts from Poisson distributions.
+    Every ``*_range`` is drawn log-uniform. Counts are Poisson means when ``poisson``, exact
+    counts otherwise.
     """
 
-    shape: tuple[int, int] = (512, 512)
-    sigma: float = 1.0
-    sigma_gradient: float = 0.2
-    fwhm: float = 2.5
-    n_streaks: float = 4.0
-    snr_range: tuple[float, float] = (5.0, 100.0)
-    length_range: tuple[float, float] = (8.0, 300.0)
-    edge_margin: float = 5.0
-    min_gap: float = 15.0
-    n_cosmics: float = 20.0
-    n_tracks: float = 3.0
-    n_dipoles: float = 2.0
-    n_rings: float = 1.0
-    n_variables: float = 4.0
-    n_badcols: float = 0.5
-    n_saturated: float = 0.5
-    cosmic_peak_range: tuple[float, float] = (5.0, 300.0)
-    star_snr_range: tuple[float, float] = (100.0, 3000.0)
-    variable_snr_range: tuple[float, float] = (5.0, 300.0)
-    badcol_masked: float = 0.8
-    poisson: bool = True
+    shape: tuple[int, int] = (512, 512)  #: (ny, nx) of the image (px)
+    sigma: float = 1.0  #: noise per pixel (the map varies by ``sigma_gradient``)
+    sigma_gradient: float = 0.2  #: fractional linear change of the noise across the image
+    fwhm: float = 2.5  #: PSF FWHM (px)
+    n_streaks: float = 4.0  #: streaks per 512^2 (Poisson mean, or exact count)
+    snr_range: tuple[float, float] = (5.0, 100.0)  #: log-uniform range of a streak's integrated S/N
+    length_range: tuple[float, float] = (8.0, 300.0)  #: log-uniform range of a streak's length (px)
+    edge_margin: float = 5.0  #: least distance of streak ends from the image edge (px)
+    min_gap: float = 15.0  #: least distance between streaks (px; 0: touching, crossing)
+    n_cosmics: float = 20.0  #: cosmic-ray hits per 512^2 (Poisson mean)
+    n_tracks: float = 3.0  #: short sharp muon tracks per 512^2 (Poisson mean)
+    n_dipoles: float = 2.0  #: bright-star dipole residuals per 512^2 (Poisson mean)
+    n_rings: float = 1.0  #: bright-star ring residuals per 512^2 (Poisson mean)
+    n_variables: float = 4.0  #: variable-star residuals per 512^2 (Poisson mean)
+    n_badcols: float = 0.5  #: bad columns per 512^2 (Poisson mean)
+    n_saturated: float = 0.5  #: masked saturated cores per 512^2 (Poisson mean)
+    cosmic_peak_range: tuple[float, float] = (5.0, 300.0)  #: peak of cosmic-ray pixels (sigma)
+    star_snr_range: tuple[float, float] = (100.0, 3000.0)  #: S/N of stars behind dipoles and rings
+    variable_snr_range: tuple[float, float] = (5.0, 300.0)  #: |S/N| of variable-star residuals
+    badcol_masked: float = 0.8  #: probability that a bad column is flagged in the mask
+    poisson: bool = True  #: draw the counts from Poisson distributions
 
 
 @dataclass
 class SimulatedDiff:
     """A synthetic difference image and its truth.
 
-    Attributes
-    ----------
-    image : ndarray (ny, nx) float32
-    sigma : ndarray (ny, nx) float32
-        1-sigma noise per pixel.
-    mask : ndarray (ny, nx) uint8
-        :data:`MASK_BADCOL` / :data:`MASK_SATURATED` bits.
-    truth : pandas.DataFrame
-        Streaks: ``x0, y0, x1, y1`` (px), ``length`` (px), ``angle`` (deg, [0, 180)), ``flux``
-        (summed counts), ``snr_integrated``.
-    artefacts : pandas.DataFrame
-        Non-streak features: ``kind`` (one of :data:`ARTEFACT_KINDS`), ``x0, y0, x1, y1``
-        (extent; a point has ``x0 == x1``), ``amp`` (peak or S/N, see the module docstring),
-        ``masked`` (bool).
-    fwhm : float
+    ``truth`` has one row per streak: ``x0, y0, x1, y1`` (px), ``length`` (px), ``angle``
+    (deg, [0, 180)), ``flux`` (summed counts), ``snr_integrated``. ``artefacts`` one per
+    non-streak feature: ``kind`` (one of :data:`ARTEFACT_KINDS`), ``x0, y0, x1, y1`` (extent;
+    a point has ``x0 == x1``), ``amp`` (peak or S/N, see the module docstring), ``masked``.
     """
 
-    image: np.ndarray
-    sigma: np.ndarray
-    mask: np.ndarray
-    truth: pd.DataFrame
-    artefacts: pd.DataFrame
-    fwhm: float
+    image: np.ndarray  #: (ny, nx) float32 difference image
+    sigma: np.ndarray  #: (ny, nx) float32 1-sigma noise per pixel
+    mask: np.ndarray  #: (ny, nx) uint8 MASK_BADCOL / MASK_SATURATED bits
+    truth: pd.DataFrame  #: streaks: x0, y0, x1, y1, length (px), angle (deg), flux, S/N
+    artefacts: pd.DataFrame  #: non-streak features: kind, extent, amp, masked
+    fwhm: float  #: PSF FWHM (px)
     meta: dict[str, float] = field(default_factory=dict)
 
 
