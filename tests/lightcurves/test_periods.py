@@ -70,7 +70,8 @@ def test_aliases_resolved_on_nightly_cadence() -> None:
         okm.append(period_matches(r.period, p))
         assert r.bands == ("g", "r") and r.n_points == len(d) and 0 < r.power <= 1
         one = multiband_period(d.time, d.mag, d.magerr, d.band,
-                               PeriodSearchConfig(nterms=1, alias_orders=(), harmonics=()))
+                               PeriodSearchConfig(nterms=1, alias_orders=(), harmonics=(),
+                                                  bic_nterms=()))
         ok1.append(period_matches(one.period, p))
     assert np.mean(okm) >= 0.95
     assert np.mean(okm) > np.mean(ok1)
@@ -164,17 +165,21 @@ def test_split_is_fixed() -> None:
 @pytest.mark.slow
 def test_heldout_rrlyrae_recovery() -> None:
     """Real SDSS Stripe 82 RR Lyrae (Sesar et al. 2010) never used for tuning: the period
-    within 1% of the published one.  Measured 93.2% (55/59) with u,g,r,i,z together, 91.5%
-    in g alone, 93.2% in r alone (docs/lightcurves.md): below the issue's 95% combined bar;
-    the thresholds allow one star of numerical slack, not more.  About a minute."""
+    within 1% of the published one, searched in 0.2-1 d (the RR Lyrae prior of
+    ``zsds eval periods``).  Measured once, after the alias choice (BIC of per-band harmonic
+    fits) was settled on the development half: 94.9% (56/59) with u,g,r,i,z together, 93.2%
+    (55/59) in g alone, 94.9% (56/59) in r alone (docs/lightcurves.md), still one star short
+    of the issue's 95% combined bar; the thresholds allow one star of numerical slack, not
+    more.  About a minute."""
     lcs, per = load_period_set(RRLYR)
     sets = {"ugriz": list("ugriz"), "g": ["g"], "r": ["r"]}
-    table = recovery_table(lcs, per, sets)
+    config = PeriodSearchConfig(min_period=0.2, max_period=1.0)
+    table = recovery_table(lcs, per, sets, config)
     summary = recovery_summary(table, list(sets))["held-out"]
     n = len(per)
-    assert summary["ugriz"] >= 54 / n
-    assert summary["g"] >= 53 / n
-    assert summary["r"] >= 54 / n
+    assert summary["ugriz"] >= 55 / n
+    assert summary["g"] >= 54 / n
+    assert summary["r"] >= 55 / n
     # The pipeline's per-band features (zsds.lightcurves.metrics) now fold at their refined
     # `period` (r: 47/59 recovered) instead of the raw periodogram peak (29/59).
     ok_period, ok_peak = [], []

@@ -168,12 +168,17 @@ def lc_period(files, bands, min_period, max_period) -> None:
               show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="write the per-star table (CSV)")
+@click.option("--min-period", type=float, default=0.2, show_default=True,
+              help="d; with --max-period, the period range searched (default: the RR Lyrae "
+                   "prior, the same for every star)")
+@click.option("--max-period", type=float, default=1.0, show_default=True, help="d")
 @user_errors
-def eval_periods(folder, band_sets, half, out) -> None:
+def eval_periods(folder, band_sets, half, out, min_period, max_period) -> None:
     """Period recovery (within 1%) on real light curves with published periods.
 
     FOLDER holds periods.csv (id, period_d) and light-curves/<id>.csv.  Stars are split into
-    a development and a held-out half by a hash of their id.
+    a development and a held-out half by a hash of their id.  Periods are searched in
+    [--min-period, --max-period] (default 0.2-1 d, the RR Lyrae range).
     """
     from zsds.lightcurves.period_eval import (
         HALF_NAMES,
@@ -181,6 +186,9 @@ def eval_periods(folder, band_sets, half, out) -> None:
         recovery_summary,
         recovery_table,
     )
+    from zsds.lightcurves.periods import PeriodSearchConfig
+
+    config = PeriodSearchConfig(min_period=min_period, max_period=max_period)
 
     which = None if half == "all" else HALF_NAMES.index(half)
     lcs, per = load_period_set(folder, which)
@@ -196,7 +204,7 @@ def eval_periods(folder, band_sets, half, out) -> None:
                                      param_hint="--bands")
     else:
         sets = {"".join(every): every, **{b: [b] for b in every}}
-    table = recovery_table(lcs, per, sets)
+    table = recovery_table(lcs, per, sets, config)
     summary = recovery_summary(table, list(sets))
     t = RichTable(title=f"period within 1% of the published one ({folder.name})")
     t.add_column("bands")

@@ -19,20 +19,23 @@ Method
    ``alias_orders``, in cycles per day) and the harmonics ``h f`` (``harmonics``): the
    ``alias_local_peaks`` highest coarse maxima within ``+- alias_window`` of each (a
    sidereal-day or yearly alias of the true peak may stand next to it).
-3. **Choice.** Every candidate is re-evaluated with the exact weighted, floating-mean
-   (generalised) Lomb-Scargle power (:func:`zsds.lightcurves.metrics.gls_power`), combined
-   over the bands as in 1, with one harmonic and with ``nterms`` harmonics.  The winner has
-   the highest ``nterms``-harmonic power (the best multi-band harmonic fit: the largest
-   chi-square reduction, all candidates having the same number of parameters) among the
-   candidates whose 1-harmonic power is at least ``subharmonic_floor`` of the best one (a
-   k-harmonic model at f/2 fits a signal at f as well as f does).  Its peak is then located
-   on a fine local grid plus a parabola.
+3. **Choice.**  Each candidate's peak is located (+-1 coarse step, then +-1/2 step) with the
+   exact weighted, floating-mean (generalised) Lomb-Scargle power
+   (:func:`zsds.lightcurves.metrics.gls_power`) combined over the bands as in 1, with
+   ``nterms`` harmonics.  Candidates whose 1-harmonic power is below ``subharmonic_floor``
+   of the best are dropped (a k-harmonic model at f/2 fits a signal at f as well as f does).
+   The winner has the lowest penalised chi-square (BIC, :func:`_bic_scores`): per-band
+   harmonic fits (own mean, amplitudes and phases; shared frequency), residuals in units of
+   the errors clipped at ``clip_sigma``, plus ``B (1 + 2K) ln N``, minimised over K in
+   ``bic_nterms`` (few points: few harmonics, so an alias cannot win by over-fitting).  Its
+   peak is then refined with a parabola.
 
 Why: ground-based survey cadence (one visit per night at a similar hour) puts copies of the
 true peak at ``f +- 1, 2`` c/d.  The 1-harmonic power often ranks an alias first for
-non-sinusoidal curves (RR Lyrae ab), while the harmonic fit of all bands together separates
-them.  The settings (see :class:`PeriodSearchConfig`) were chosen on the development half
-of the real SDSS Stripe 82 RR Lyrae only; ``docs/lightcurves.md`` gives the held-out figures.
+non-sinusoidal curves (RR Lyrae ab), while the penalised harmonic fit of all bands together
+separates them.  The settings (see :class:`PeriodSearchConfig`) were chosen on the
+development half of the real SDSS Stripe 82 RR Lyrae only; ``docs/lightcurves.md`` gives the
+held-out figures.
 """
 
 from __future__ import annotations
@@ -94,10 +97,15 @@ class PeriodSearchConfig:
     alias_local_peaks : int
         Coarse maxima taken in each such window.
     nterms : int
-        Harmonics of the model that picks among the candidates and places the peak.
+        Harmonics of the model that places each candidate's peak.
     subharmonic_floor : float
         Candidates whose combined 1-harmonic power is below this fraction of the best
         candidate's are not chosen.
+    bic_nterms : tuple of int
+        Harmonic counts K of the per-band fits whose penalised chi-square (BIC) picks among
+        the candidates (the lowest over K); empty: the highest ``nterms`` power picks.
+    clip_sigma : float
+        Residuals count at most this many errors in that chi-square (0: no clipping).
     error_floor : float
         Magnitude error added in quadrature to every point's (mag): survey errors leave out
         calibration and model-shape errors, which otherwise let a few bright points rule the
@@ -119,6 +127,8 @@ class PeriodSearchConfig:
     alias_local_peaks: int = 2
     nterms: int = 4
     subharmonic_floor: float = 0.5
+    bic_nterms: tuple[int, ...] = (2, 3, 4, 6, 8)
+    clip_sigma: float = 3.0
     error_floor: float = 0.02
     min_points: int = 5
     max_grid_log2: int = 20
@@ -130,6 +140,8 @@ class PeriodSearchConfig:
             raise ValueError(f"max_period {self.max_period} must exceed min_period")
         if min(self.n_peaks, self.alias_local_peaks, self.nterms, self.min_points) < 1:
             raise ValueError("n_peaks, alias_local_peaks, nterms and min_points must be >= 1")
+        if any(k < 1 for k in self.bic_nterms):
+            raise ValueError("bic_nterms must be >= 1")
         if not 0 <= self.subharmonic_floor <= 1:
             raise ValueError("subharmonic_floor must be in [0, 1]")
 
@@ -146,7 +158,7 @@ class PeriodResult:
         Combined 1-harmonic generalised Lomb-Scargle power at ``period`` (fraction of the
         chi-square about the band means removed; 0..1).
     power_nterms : float
-        The same with ``nterms`` harmonics (the quantity that chose the period).
+        The same with ``nterms`` harmonics (the quantity that placed the peak).
     n_points : int
         Usable points in the bands used.
     bands : tuple of str
@@ -326,6 +338,36 @@ def multiband_period(t: np.ndarray, mag: np.ndarray, magerr: np.ndarray,
     return PeriodResult(1.0 / f3, q1, qk, int(b.n.sum()), b.names, ncand)
 
 
+def _bic_scores(b: _Bands, tr: np.ndarray, freqs: np.ndarray,
+                config: PeriodSearchConfig) -> np.ndarray:
+    """Penalised chi-square of the best multi-band harmonic fit at each frequency (nf,).
+
+    For each number of harmonics K in ``config.bic_nterms``, every band gets its own
+    weighted least-squares fit ``mean + sum_k a_k cos(2 pi k f t) + b_k sin(2 pi k f t)``;
+    the score is ``sum min(r^2, clip_sigma^2) + B (1 + 2K) ln N`` (r: residuals in units of
+    the errors, B bands, N points), minimised over K.
+    """
+    kmax = max(config.bic_nterms)
+    clip2 = config.clip_sigma**2 if config.clip_sigma > 0 else np.inf
+    chi = np.zeros((len(config.bic_nterms), freqs.size))
+    for i in range(b.n.size):
+        s = slice(b.start[i], b.start[i] + b.n[i])
+        sw = 1.0 / b.e[s]
+        x = (2 * np.pi) * freqs[:, None] * tr[s][None, :]
+        cols = [np.broadcast_to(sw, x.shape)]
+        for k in range(1, kmax + 1):
+            cols += [np.cos(k * x) * sw, np.sin(k * x) * sw]
+        design = np.stack(cols, axis=-1)  # (nf, n, 1 + 2 kmax), weighted
+        y = b.m[s] * sw
+        for j, nk in enumerate(config.bic_nterms):
+            a = design[..., : 1 + 2 * nk]
+            coef = np.linalg.pinv(a) @ y  # least squares (minimum norm if underdetermined)
+            r = y[None, :] - np.einsum("fnp,fp->fn", a, coef)
+            chi[j] += np.minimum(r**2, clip2).sum(axis=1)
+    npar = b.n.size * (1 + 2 * np.asarray(config.bic_nterms, dtype=np.float64))
+    return (chi + npar[:, None] * np.log(float(b.n.sum()))).min(axis=0)
+
+
 def _search(b: _Bands, baseline: float, fmin: float, fmax: float,
             config: PeriodSearchConfig) -> tuple[float, float, float, int] | None:
     """(frequency, 1-harmonic power, nterms power, candidates) of the best candidate."""
@@ -336,15 +378,31 @@ def _search(b: _Bands, baseline: float, fmin: float, fmax: float,
         return None
     step = f[1] - f[0]
     tr = b.t - b.t.min()
-    # Each candidate scanned over +-1 coarse step; the best harmonic fit among the eligible.
+    # Each candidate's peak: the best nterms fit over +-1 coarse step (5 points), then over
+    # +-1/2 step around it (9 points).
+    nc = cand.size
     u1 = np.linspace(-1.0, 1.0, 5)
-    f1 = np.clip((f[cand][:, None] + u1 * step).ravel(), fmin, fmax)
-    p1, pk = _combined_power(b, tr, f1, config.nterms)
-    eligible = p1 >= config.subharmonic_floor * p1.max()
-    fb = f1[int(np.argmax(np.where(eligible, pk, -np.inf)))]
-    # Locate its peak: +-1/2 step in 1/8 steps, then a parabola through the top three.
-    f2 = np.clip(fb + np.linspace(-0.5, 0.5, 9) * step, fmin, fmax)
-    _, p2 = _combined_power(b, tr, f2, config.nterms)
+    f1 = np.clip(f[cand][:, None] + u1 * step, fmin, fmax)
+    _, pk = _combined_power(b, tr, f1.ravel(), config.nterms)
+    fb = f1[np.arange(nc), np.argmax(pk.reshape(f1.shape), axis=1)]
+    u2 = np.linspace(-0.5, 0.5, 9)
+    f2 = np.clip(fb[:, None] + u2 * step, fmin, fmax)
+    q1, qk = (q.reshape(f2.shape) for q in _combined_power(b, tr, f2.ravel(), config.nterms))
+    jbest = np.argmax(qk, axis=1)
+    fc, q1c = f2[np.arange(nc), jbest], q1[np.arange(nc), jbest]
+    fc, first = np.unique(np.round(fc, 9), return_index=True)
+    q1c, rows = q1c[first], first
+    # Eligible: 1-harmonic power >= subharmonic_floor of the best; the winner has the
+    # lowest penalised chi-square (nterms power if bic_nterms is empty).
+    eligible = q1c >= config.subharmonic_floor * q1c.max()
+    if config.bic_nterms:
+        score = np.full(fc.size, np.inf)
+        score[eligible] = _bic_scores(b, tr, fc[eligible], config)
+        row = rows[int(np.argmin(score))]
+    else:
+        row = rows[int(np.argmax(np.where(eligible, qk[rows, jbest[rows]], -np.inf)))]
+    # Locate its peak: the fine scan of that candidate plus a parabola through the top three.
+    f2, p2 = f2[row], qk[row]
     j = int(np.clip(np.argmax(p2), 1, f2.size - 2))
     den = p2[j - 1] - 2 * p2[j] + p2[j + 1]
     shift = 0.5 * (p2[j - 1] - p2[j + 1]) / den if den < 0 else 0.0
@@ -353,7 +411,7 @@ def _search(b: _Bands, baseline: float, fmin: float, fmax: float,
     if not qk[0] >= p2.max():
         f3 = float(f2[int(np.argmax(p2))])
         q1, qk = _combined_power(b, tr, np.array([f3]), config.nterms)
-    return f3, float(q1[0]), float(qk[0]), int(cand.size)
+    return f3, float(q1[0]), float(qk[0]), int(nc)
 
 
 def read_lightcurve_csv(path: str | Path, bands: Sequence[str] | None = None) -> pd.DataFrame:
