@@ -170,7 +170,7 @@ def rb_train_drb(data, work, out, passes, epochs, threads, seed, target_fpr, ale
     from zsds.realbogus.drb import DRB_VERSION
     from zsds.realbogus.drb_data import TripletSet, build_training_set
     from zsds.realbogus.drb_train import DRBTrainConfig, compare_with_braai, train_drb
-    from zsds.realbogus.model import _jsonable
+    from zsds.realbogus.model import jsonable
 
     try:
         import torch  # noqa: F401
@@ -206,7 +206,7 @@ def rb_train_drb(data, work, out, passes, epochs, threads, seed, target_fpr, ale
         "zsds_version": zsds_version,
         "seconds_to_weights": round(time.perf_counter() - t0, 1),
     }
-    model = replace(model, meta=_jsonable(meta))
+    model = replace(model, meta=jsonable(meta))
     dest = out or (Path(__file__).resolve().parents[1] / "realbogus" / "models"
                    / f"{DRB_VERSION}.npz")
     path = model.save(dest)

@@ -121,10 +121,10 @@ def eval_linking(seed, density, nights, orbits) -> None:
 
     kw = {}
     if orbits:
-        from zsds.moving.run import _fit
+        from zsds.moving.run import fit_track_orbit
 
         def accept(df):
-            f = _fit(df)
+            f = fit_track_orbit(df)
             return bool(f.ok), -float(f.rms_arcsec)
 
         kw["accept"] = accept

@@ -88,7 +88,7 @@ def inject_fakes(img: QuadrantImage, config: FakeConfig, rng: np.random.Generato
     return pd.DataFrame({"x": x, "y": y, "mag": mag, "flux": flux})
 
 
-def _truth(home: Home, expid: int, ccdid: int, qid: int, ref_expids: list[int]
+def quadrant_truth(home: Home, expid: int, ccdid: int, qid: int, ref_expids: list[int]
            ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Truth sources of the quadrant in this epoch, and the star magnitudes of the epochs that
     went into its reference (what the difference is relative to)."""
@@ -207,7 +207,7 @@ def evaluate_home(home: Home, engine: Engine, config: SubtractRunConfig | None =
             cand = _context(home, cand, ref_cat, diff.header)
             cand["rb"] = _rb(cand, config.score_rb)[0]
             cand["passed"] = config.cuts.apply(cand)
-        truth, star_mags = _truth(home, row.expid, row.ccdid, row.qid,
+        truth, star_mags = quadrant_truth(home, row.expid, row.ccdid, row.qid,
                                   sorted({int(p) // 10_000 for p in ref.input_pids}))
         cand, det = label_candidates(cand, fk, truth, star_mags, zp, flux_sigma)
         fk["detected"] = det

@@ -46,7 +46,7 @@ def simulate_survey(home: Home, engine: Engine, config: SurveyConfig | None = No
     """
     from zsds.executive import ExecConfig, Executive
     from zsds.sim.observing import night_schedule, survey_schedule
-    from zsds.sim.run import _write_night_truth, simulate_calib, simulate_exposures
+    from zsds.sim.run import simulate_calib, simulate_exposures, write_night_truth
 
     cfg = config or SurveyConfig()
     d0 = parse_night(cfg.start)
@@ -66,7 +66,7 @@ def simulate_survey(home: Home, engine: Engine, config: SurveyConfig | None = No
                                n_bias=5, n_flat=3, filters=(cfg.filt,))
                 last_calib = date
             simulate_exposures(home, exposures, replace(sim), list(cfg.ccds))
-            _write_night_truth(home, date, exposures, "science")
+            write_night_truth(home, date, exposures, "science")
             ex.run_night(date)
             done.append(date.isoformat())
     return done

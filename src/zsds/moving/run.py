@@ -300,7 +300,9 @@ def window_detections(engine: Engine, end_night: str | dt.date, config: LinkRunC
     return det[keep].sort_values(["mjd", "det_id"]).reset_index(drop=True)
 
 
-def _fit(dets: pd.DataFrame, designation: str = "track"):
+def fit_track_orbit(dets: pd.DataFrame, designation: str = "track"):
+    """:func:`zsds.moving.orbitfit.fit_orbit` of a track's detections (columns ``mjd``,
+    ``ra``, ``dec``, ``sigma``), as the linking check and ``zsds moving`` use it."""
     from zsds.moving.orbitfit import fit_orbit
 
     return fit_orbit(dets[["mjd", "ra", "dec", "sigma"]].reset_index(drop=True),
@@ -331,7 +333,7 @@ def link_detections(dets: pd.DataFrame, config: LinkRunConfig = LinkRunConfig()
     t2 = time.perf_counter()
 
     def accept(df: pd.DataFrame) -> tuple[bool, float]:
-        f = _fit(df)
+        f = fit_track_orbit(df)
         return bool(f.ok), -float(f.rms_arcsec)
 
     linkages, link_members = link(trk, members, moving, accept=accept if config.fit_orbits
@@ -375,7 +377,7 @@ def link_window(home: Home, engine: Engine, end_night: str | dt.date,
                 g = g.sort_values("mjd").reset_index(drop=True)
                 name = track_name(end_nid, rank)
                 rows.append(_track_row(name, end_nid, config, g))
-                fit = _fit(g, name)
+                fit = fit_track_orbit(g, name)
                 rows[-1].update(_orbit_columns(fit, g))
                 rej = fit.rejected if fit.rejected is not None else np.zeros(len(g), bool)
                 members += [{"trksub": name, "candid": int(d), "jd": float(m) + MJD_JD,

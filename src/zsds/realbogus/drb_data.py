@@ -618,7 +618,7 @@ def collect_triplets(home: Any, engine: Any, passes: int = 4,
     TripletSet
     """
     from zsds.diffim.candidates import measure_candidates
-    from zsds.diffim.evaluate import _truth, label_candidates, reference_of
+    from zsds.diffim.evaluate import label_candidates, quadrant_truth, reference_of
     from zsds.diffim.run import (
         SubtractRunConfig,
         _context,
@@ -639,7 +639,7 @@ def collect_triplets(home: Any, engine: Any, passes: int = 4,
         if (found := reference_of(engine, home, row, refs)) is None:
             continue
         ref, refimg, ref_cat = found
-        truth, star_mags = _truth(home, row.expid, row.ccdid, row.qid,
+        truth, star_mags = quadrant_truth(home, row.expid, row.ccdid, row.qid,
                                   sorted({int(p) // 10_000 for p in ref.input_pids}))
         for p in range(passes):
             rng = np.random.default_rng([config.seed, home_index, int(row.pid), p])

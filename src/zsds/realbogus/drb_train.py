@@ -27,7 +27,7 @@ from sklearn.metrics import roc_auc_score
 
 from zsds.realbogus.drb import DRB_VERSION, STAMP_SIZE, DRBModel, stack_triplets
 from zsds.realbogus.drb_data import TripletSet
-from zsds.realbogus.model import _jsonable, choose_threshold, roc_metrics
+from zsds.realbogus.model import choose_threshold, jsonable, roc_metrics
 
 __all__ = ["DRBTrainConfig", "compare_with_braai", "read_alert_triplets", "train_drb"]
 
@@ -281,7 +281,7 @@ def train_drb(data: TripletSet, config: DRBTrainConfig = DRBTrainConfig(),
         "threshold_rule": f"lowest FNR with FPR <= {config.target_fpr} on the validation images",
         "metrics": {k: v for k, v in report.items() if k != "history"},
     }
-    meta = _jsonable(meta)
+    meta = jsonable(meta)
     model = DRBModel(version=version, threshold=float(threshold), meta=meta, arrays=arrays)
     return model, report
 

@@ -326,12 +326,12 @@ def split_train_test(labels: Any, config: RBConfig = RBConfig()) -> tuple[np.nda
     return np.sort(tr), np.sort(te)
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
     """Recursively replace non-finite floats (invalid JSON) by None and numpy scalars by Python."""
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, np.generic):
         obj = obj.item()
     if isinstance(obj, float) and not math.isfinite(obj):
@@ -403,7 +403,7 @@ class RBModel:
 
     def to_json_dict(self) -> dict[str, Any]:
         """Everything but the estimator, as a JSON-ready dictionary."""
-        return _jsonable(
+        return jsonable(
             {
                 "format": MODEL_FORMAT,
                 "version": self.version,

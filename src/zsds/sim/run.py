@@ -163,7 +163,9 @@ def with_config_conditions(exposures: list[Exposure], config: SimConfig) -> list
     ]
 
 
-def _write_night_truth(home: Home, night: dt.date, exposures: list[Exposure], kind: str) -> Path:
+def write_night_truth(home: Home, night: dt.date, exposures: list[Exposure], kind: str) -> Path:
+    """Write the night's ``<kind>_exposures.parquet`` truth table; returns the night's truth
+    folder."""
     ndir = home.truth / f"{night:%Y%m%d}"
     ndir.mkdir(parents=True, exist_ok=True)
     table = pd.DataFrame([{**e.to_dict(), "filefracday": e.filefracday} for e in exposures])
@@ -189,7 +191,7 @@ def simulate_calib(
     exposures = calibration_schedule(date, n_bias, n_flat, filters)
     files = simulate_exposures(home, exposures, config, ccd_list, progress)
     write_static_lownu_flats(home, config, ccd_list, filters)
-    return SimRunResult(date, exposures, files, _write_night_truth(home, date, exposures, "calib"))
+    return SimRunResult(date, exposures, files, write_night_truth(home, date, exposures, "calib"))
 
 
 def write_static_lownu_flats(
@@ -248,7 +250,7 @@ def simulate_night(
         night_schedule(date, n_exposures, fields, filters, config.seed), config
     )
     files = simulate_exposures(home, exposures, config, ccd_list, progress, realtime_speedup)
-    ndir = _write_night_truth(home, date, exposures, "science")
+    ndir = write_night_truth(home, date, exposures, "science")
     if config.asteroids:
         table = _write_asteroid_truth(ndir, exposures, config)
         if table is not None:
