@@ -12,6 +12,7 @@ import pytest
 import tables
 
 from zsds.lightcurves.matchfile import (
+    PROVENANCE_ATTRS,
     matchfile_name,
     read_lightcurve,
     read_matchfile,
@@ -109,8 +110,11 @@ def assert_records_equal(x: np.ndarray, y: np.ndarray, what: str = "") -> None:
 def assert_matchsets_equal(a: MatchSet, b: MatchSet) -> None:
     for name in TABLES:
         assert_records_equal(getattr(a, name), getattr(b, name), name)
-    assert a.attrs.keys() == b.attrs.keys()
+    # b read back from a file: plus the provenance the writer adds (test_..._provenance)
+    assert a.attrs.keys() - set(PROVENANCE_ATTRS) == b.attrs.keys() - set(PROVENANCE_ATTRS)
     for key, value in a.attrs.items():
+        if key in PROVENANCE_ATTRS:
+            continue
         assert b.attrs[key] == value, key
         if key in MATCH_ATTRS:
             assert isinstance(b.attrs[key], MATCH_ATTRS[key]), key
@@ -259,7 +263,7 @@ def test_layout_matches_real_file(test_data: Path, tmp_path: Path) -> None:
     path = tmp_path / "ours.pytable"
     write_matchfile(path, ms)
     attrs, cols, titles = _layout(path)
-    assert attrs == real_attrs
+    assert attrs - set(PROVENANCE_ATTRS) == real_attrs and "ZSDSVER" in attrs  # + provenance
     assert set(cols) == set(real_cols) | {"features"}
     for name, real in real_cols.items():
         assert cols[name][: len(real)] == real, name  # IPAC columns first, in IPAC order
@@ -336,3 +340,19 @@ def test_no_warnings_on_write_and_read(tmp_path: Path) -> None:
         write_matchfile(path, make_matchset(n_src=5, n_epochs=3))
         read_matchfile(path)
         read_lightcurve(path, 1)
+
+
+def test_matchfile_records_its_provenance(tmp_path: Path) -> None:
+    """Like the FITS products' ZSDSVER and CFGHASH: the version always, the configuration's
+    hash when written under config_provenance; a prior file's values are never carried over."""
+    from zsds import __version__
+    from zsds.io.fitsio import config_provenance
+
+    path = tmp_path / matchfile_name(250, "zg", 1, 1)
+    with config_provenance("0123456789abcdef"):
+        write_matchfile(path, make_matchset())
+    first = read_matchfile(path, objects_only=True)
+    assert (first.attrs["ZSDSVER"], first.attrs["CFGHASH"]) == (__version__, "0123456789abcdef")
+    write_matchfile(path, first)  # rewritten without a configuration (e.g. a hand-made set)
+    again = read_matchfile(path, objects_only=True)
+    assert again.attrs["ZSDSVER"] == __version__ and "CFGHASH" not in again.attrs

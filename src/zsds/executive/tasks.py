@@ -182,14 +182,17 @@ def task_lightcurves(root: str, db_url: str, field: int, ccdid: int, qid: int, f
     ``lightcurves`` settings of ``config``; features only if ``features`` and they say so)."""
     from dataclasses import replace
 
-    from zsds.config import PipelineConfig
+    from zsds.config import PipelineConfig, record_config
+    from zsds.io.fitsio import config_provenance
     from zsds.lightcurves.build import Unit, build_unit
 
     home, engine = open_home(root, db_url)
     unit = Unit(field, ccdid, qid, fid)
     key = f"{field}-{ccdid}-{qid}-{fid}"
-    cfg = PipelineConfig.of(config).lightcurves
-    with job(engine, "lightcurves", key):
+    pipeline = PipelineConfig.of(config)
+    cfg = pipeline.lightcurves
+    # The matchfile records the configuration's hash (CFGHASH) as the FITS products do.
+    with job(engine, "lightcurves", key), config_provenance(record_config(engine, pipeline)):
         out = build_unit(home, engine, unit, replace(cfg, features=features and cfg.features))
     return out
 

@@ -177,6 +177,12 @@ def _config_hash(explicit: str | None) -> str | None:
     return explicit or _CONFIG_HASH.get()
 
 
+def current_config_hash() -> str | None:
+    """The configuration hash set by :func:`config_provenance` for this thread (or None), for
+    writers of products that are not FITS files (matchfiles)."""
+    return _CONFIG_HASH.get()
+
+
 def stamp_header(header: fits.Header | None = None,
                  config_hash: str | None = None) -> fits.Header:
     """Copy of a header with the software version and the configuration hash recorded.

@@ -32,6 +32,8 @@ import numpy as np
 import pandas as pd
 import tables
 
+from zsds import __version__
+from zsds.io.fitsio import current_config_hash
 from zsds.lightcurves.model import (
     EXPOSURES_DTYPE,
     MATCH_ATTRS,
@@ -192,6 +194,10 @@ def _features_array(features: pd.DataFrame) -> np.ndarray:
     return arr
 
 
+#: Attributes of ``/matches`` naming the software and configuration that wrote the file.
+PROVENANCE_ATTRS = ("ZSDSVER", "CFGHASH")
+
+
 def _write_attr_value(key: str, value: Any) -> Any:
     """Attribute value with the type IPAC uses for it (numpy scalar or str)."""
     kind = MATCH_ATTRS.get(key)
@@ -205,7 +211,12 @@ def _write_attr_value(key: str, value: Any) -> Any:
 def _write(f: tables.File, ms: MatchSet) -> None:
     group = f.create_group("/", _GROUP, "Matched Sources", filters=MATCHFILE_FILTERS)
     for key, value in ms.attrs.items():
-        group._v_attrs[key] = _write_attr_value(key, value)
+        if key not in PROVENANCE_ATTRS:  # never carried over from a prior version of the file
+            group._v_attrs[key] = _write_attr_value(key, value)
+    # Provenance, as the FITS products' ZSDSVER and CFGHASH (zsds config show --hash).
+    group._v_attrs["ZSDSVER"] = __version__
+    if (cfg := current_config_hash()) is not None:
+        group._v_attrs["CFGHASH"] = cfg
     titles = _titles(int(ms.attrs.get("fieldID", 0)), int(ms.attrs.get("rcID", 0)))
     for name, dtype in _TABLE_DTYPES.items():
         arr = _to_model(getattr(ms, name), dtype, f"MatchSet.{name}")
