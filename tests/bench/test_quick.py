@@ -46,6 +46,7 @@ CASES: dict[str, tuple[bool, str]] = {
     "bench_known.py": (False, rf"tag_candidates with the night index: {NUMBER} s"),
     "bench_linking.py": (False, rf"quick +{NUMBER} +\d+"),
     "bench_nbody.py": (False, rf"round trip 3 yr forwards and back \(12893\): {NUMBER} m"),
+    "bench_db_scale.py": (False, rf"per quadrant at [\d,]+ candidates: median {NUMBER} s"),
 }
 
 

@@ -62,7 +62,7 @@ from zsds.core.naming import nid_of, parse_night
 from zsds.db.engine import session
 from zsds.db.jobs import job
 from zsds.db.schema import AlertDelivery, AlertRecord, Candidate, DiffImageRecord
-from zsds.diffim.objects import history
+from zsds.diffim.objects import history_many
 from zsds.diffim.run import PROGRAMPI, photcal_values, read_cutouts
 
 __all__ = [
@@ -208,13 +208,22 @@ def make_packets(
         if pids is not None:
             q = q.where(Candidate.pid.in_([int(p) for p in pids]))
         cands = s.execute(q.order_by(Candidate.jd, Candidate.candid)).scalars().all()
+        # Histories in one batch per difference image (three queries, not three a candidate).
+        by_pid: dict[int, list[Candidate]] = {}
+        for c in cands:
+            by_pid.setdefault(c.pid, []).append(c)
+        hist_cache: dict[int, tuple] = {}
         for k, c in enumerate(cands):
             if c.pid not in cut_cache:
                 d = s.get(DiffImageRecord, c.pid)
                 p = home.path(d.relpath.replace("scimrefdiffimg.fits", "candcutouts.fits"))
                 cut_cache.clear()
                 cut_cache[c.pid] = read_cutouts(p) if p.exists() else {}
-            dets, ulims, hist = history(s, c.object_id, c.ra, c.dec, c.jd, c.field, c.rcid)
+            if c.candid not in hist_cache:
+                group = by_pid[c.pid]
+                hist_cache = dict(zip([x.candid for x in group], history_many(s, group),
+                                      strict=True))
+            dets, ulims, hist = hist_cache[c.candid]
             record = dict(c.record)
             record.update(hist)
             for u in ulims:

@@ -52,7 +52,7 @@ from zsds.db.schema import (
 from zsds.diffim.candidates import measure_candidates
 from zsds.diffim.config import PacketCuts, SubtractRunConfig
 from zsds.diffim.context import gaia_context, nearest_reference, ps1_context
-from zsds.diffim.objects import associate, refresh_objects
+from zsds.diffim.objects import associate_many, refresh_objects
 from zsds.diffim.stage import DiffImage, subtract
 from zsds.io.fitsio import config_provenance, write_hdul, write_image, write_table
 from zsds.sky.refcat import open_refcat
@@ -652,10 +652,18 @@ def _record(home: Home, engine: Engine, sciimg: QuadrantProduct, diff: DiffImage
         s.flush()
         passed = cand["passed"].to_numpy(bool) if len(cand) else np.zeros(0, bool)
         touched = set(named.values())
-        for r, ok in zip(recs, passed, strict=True):
-            oid = named.get(r["candid"])
-            if oid is None or s.get(AstroObject, oid) is None:
-                oid = associate(s, r["ra"], r["dec"], r["jd"])
+        # Association in one batch: the names kept whose objects still exist (one query), then
+        # associate_many for the others, in order (as one associate() call each would).
+        kept = {o for o in touched if o is not None}
+        kept = set(s.scalars(select(AstroObject.object_id)
+                             .where(AstroObject.object_id.in_(sorted(kept))))) if kept else set()
+        oids = [named.get(r["candid"]) for r in recs]
+        todo = [k for k, o in enumerate(oids) if o not in kept]
+        for k, o in zip(todo, associate_many(s, [recs[k]["ra"] for k in todo],
+                                             [recs[k]["dec"] for k in todo],
+                                             [recs[k]["jd"] for k in todo]), strict=True):
+            oids[k] = o
+        for r, ok, oid in zip(recs, passed, oids, strict=True):
             touched.add(oid)
             s.add(Candidate(
                 candid=r["candid"], pid=pid, object_id=oid, jd=r["jd"], nid=r["nid"],
