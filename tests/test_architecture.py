@@ -37,10 +37,7 @@ LAYER_EXCEPTIONS = {
     ("zsds.streaks.simulate", "zsds.sim.render"),
 }
 #: (importer, imported module, name): private names still imported from another package.
-PRIVATE_EXCEPTIONS = {
-    ("zsds.realbogus.drb_data", "zsds.diffim.run", "_context"),
-    ("zsds.realbogus.drb_data", "zsds.diffim.run", "_rb"),
-}
+PRIVATE_EXCEPTIONS: set[tuple[str, str, str]] = set()
 SRC = Path(__file__).resolve().parents[1] / "src" / "zsds"
 
 

@@ -39,11 +39,11 @@ from zsds.db.schema import Exposure, QuadrantProduct, Reference
 from zsds.diffim.candidates import measure_candidates
 from zsds.diffim.run import (
     SubtractRunConfig,
-    _context,
-    _rb,
+    candidate_context,
     latest_reference,
     read_reference,
     read_science,
+    score_real_bogus,
 )
 from zsds.diffim.stage import subtract
 
@@ -204,8 +204,8 @@ def evaluate_home(home: Home, engine: Engine, config: SubtractRunConfig | None =
         fk["snr_true"] = fk.flux / flux_sigma
         fk["pid"] = row.pid
         if len(cand):
-            cand = _context(home, cand, ref_cat, diff.header)
-            cand["rb"] = _rb(cand, config.score_rb)[0]
+            cand = candidate_context(home, cand, ref_cat, diff.header)
+            cand["rb"] = score_real_bogus(cand, config.score_rb)[0]
             cand["passed"] = config.cuts.apply(cand)
         truth, star_mags = quadrant_truth(home, row.expid, row.ccdid, row.qid,
                                   sorted({int(p) // 10_000 for p in ref.input_pids}))

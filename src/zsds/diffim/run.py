@@ -212,8 +212,10 @@ def cutouts(diff: DiffImage, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return out
 
 
-def _context(home: Home, cand: pd.DataFrame, refcat: pd.DataFrame, hdr: fits.Header
-             ) -> pd.DataFrame:
+def candidate_context(home: Home, cand: pd.DataFrame, refcat: pd.DataFrame,
+                      hdr: fits.Header) -> pd.DataFrame:
+    """Candidates with their catalogue context: the nearest source of the reference catalogue,
+    and the nearest PS1 and Gaia stars of the home's catalogues (null where there are none)."""
     ra0, dec0, radius = image_footprint(hdr, (int(hdr["NAXIS2"]), int(hdr["NAXIS1"])))
     radius += 0.03
     parts = [nearest_reference(cand, refcat)]
@@ -232,7 +234,9 @@ def _context(home: Home, cand: pd.DataFrame, refcat: pd.DataFrame, hdr: fits.Hea
 RB_NONE = "none"
 
 
-def _rb(cand: pd.DataFrame, enabled: bool) -> tuple[np.ndarray, str]:
+def score_real_bogus(cand: pd.DataFrame, enabled: bool) -> tuple[np.ndarray, str]:
+    """Real-bogus scores of the candidates by the packaged model, and its version (NaN and
+    ``none`` when scoring is off)."""
     if not enabled or len(cand) == 0:
         return np.full(len(cand), np.nan), RB_NONE
     from zsds.realbogus import load_default_model
@@ -552,9 +556,9 @@ def subtract_quadrant(home: Home, engine: Engine, sciimg: QuadrantProduct,
     t2s = time.perf_counter()
     cand = measure_candidates(diff, config.candidates)
     if len(cand):
-        cand = _context(home, cand, ref_cat, diff.header)
+        cand = candidate_context(home, cand, ref_cat, diff.header)
     t3 = time.perf_counter()
-    rb, rbversion = _rb(cand, config.score_rb)
+    rb, rbversion = score_real_bogus(cand, config.score_rb)
     t3b = time.perf_counter()
     if len(cand):
         cand["rb"] = rb

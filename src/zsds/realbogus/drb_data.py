@@ -621,10 +621,10 @@ def collect_triplets(home: Any, engine: Any, passes: int = 4,
     from zsds.diffim.evaluate import label_candidates, quadrant_truth, reference_of
     from zsds.diffim.run import (
         SubtractRunConfig,
-        _context,
-        _rb,
+        candidate_context,
         cutouts,
         read_science,
+        score_real_bogus,
     )
     from zsds.diffim.stage import subtract
 
@@ -664,8 +664,8 @@ def collect_triplets(home: Any, engine: Any, passes: int = 4,
                 continue
             cand = cand[keep].reset_index(drop=True)
             if score_rb is True or (callable(score_rb) and score_rb(epoch)):
-                cand = _context(home, cand, ref_cat, diff.header)
-                cand["rb"] = _rb(cand, True)[0]
+                cand = candidate_context(home, cand, ref_cat, diff.header)
+                cand["rb"] = score_real_bogus(cand, True)[0]
             else:
                 cand["rb"] = np.nan
             cand["passed"] = run.cuts.apply(cand)
