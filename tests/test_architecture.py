@@ -19,8 +19,10 @@ import pytest
 
 grimp = pytest.importorskip("grimp")
 
-#: Edge layers: orchestration, serving, command line, benchmarks, the camera/sky simulator.
-EDGES = ("zsds.executive", "zsds.archive", "zsds.cli", "zsds.bench", "zsds.sim")
+#: Edge layers: orchestration, serving, command line, benchmarks, the camera/sky simulator,
+#: the evaluation harnesses that run the pipeline on simulations.
+EDGES = ("zsds.executive", "zsds.archive", "zsds.cli", "zsds.bench", "zsds.sim",
+         "zsds.evaluation")
 #: Science and data layers, which must not depend on the edges.
 SCIENCE = ("core", "io", "db", "sky", "split", "calib", "ingest", "instcal", "refs", "diffim",
            "streaks", "realbogus", "alerts", "lightcurves", "moving", "solar")
@@ -28,10 +30,6 @@ SCIENCE = ("core", "io", "db", "sky", "split", "calib", "ingest", "instcal", "re
 LAYER_EXCEPTIONS = {
     # Simulation harnesses that live beside the stage they train or evaluate (to move to an
     # evaluation layer of their own).
-    ("zsds.lightcurves.survey", "zsds.executive"),
-    ("zsds.lightcurves.survey", "zsds.sim.run"),
-    ("zsds.lightcurves.survey", "zsds.sim.observing"),
-    ("zsds.lightcurves.survey", "zsds.sim.camera"),
     ("zsds.realbogus.drb_data", "zsds.sim.run"),
     ("zsds.realbogus.drb_data", "zsds.sim.camera"),
     ("zsds.streaks.simulate", "zsds.sim.render"),

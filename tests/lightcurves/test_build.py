@@ -21,13 +21,13 @@ from zsds.cli.main import cli
 from zsds.core.home import Home
 from zsds.db import connect, init_db, session
 from zsds.db.schema import LightCurveObject, MatchfileRecord
+from zsds.evaluation.survey import SurveyConfig, simulate_survey
 from zsds.lightcurves.build import build_unit, find_units
 from zsds.lightcurves.evaluate import evaluate_lightcurves
 from zsds.lightcurves.ids import parse_oid
 from zsds.lightcurves.matchfile import read_matchfile
 from zsds.lightcurves.model import TRANSIENT_MATCHID0
 from zsds.lightcurves.query import IRSA_LC_COLUMNS, find_objects, lightcurve_table
-from zsds.lightcurves.survey import SurveyConfig, simulate_survey
 
 SURVEY = SurveyConfig(start="2026-09-10", field=645, ccds=(6,), quad_size=512, ref_epochs=15,
                       n_nights=10, span_days=20, seed=1, subtract=False)

@@ -287,7 +287,7 @@ def simulate_survey_cmd(home, db_url, start, field, ccds, quad_size, nights, spa
                         ref_epochs, workers, seed) -> None:
     """Simulate a multi-night survey of one field and run each night through the pipeline
     (for light curves; no transients or asteroids)."""
-    from zsds.lightcurves.survey import SurveyConfig, simulate_survey
+    from zsds.evaluation.survey import SurveyConfig, simulate_survey
 
     h = Home.resolve(home, db_url).ensure()
     cfg = SurveyConfig(start=start, field=field, ccds=tuple(parse_int_list(ccds, "CCD")),
