@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from pathlib import Path
 
 import mpc_designation
 import numpy as np
@@ -252,3 +253,177 @@ def test_ades_broken_files_fail() -> None:
     assert not ok
     # The converter's module state is reset: a good file still validates afterwards.
     assert validate_ades(text)[0]
+
+
+# --------------------------------------------------------------------------------------------
+# Comets and interstellar objects
+# --------------------------------------------------------------------------------------------
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "mpc80"
+
+#: Real designations -> (80-column columns 1-12, ADES permID, ADES provID, designation read
+#: back by zsds's readers).  3I/ATLAS is C/2025 N1; both spellings are tested on their own.
+_COMETS = {
+    "C/2025 N1": ("    CK25N010", "", "C/2025 N1", "C/2025 N1"),
+    "1P/Halley": ("0001P       ", "1P", "", "1P"),
+    "P/2019 LD2": ("    PK19L02D", "", "P/2019 LD2", "P/2019 LD2"),
+    "1I/2017 U1": ("0001I       ", "1I", "", "1I"),  # 'Oumuamua
+    "2I/Borisov": ("0002I       ", "2I", "", "2I"),
+    "3I/ATLAS": ("0003I       ", "3I", "", "3I"),
+    "C/1995 O1": ("    CJ95O010", "", "C/1995 O1", "C/1995 O1"),
+    "433": ("00433       ", "433", "", "433"),
+    "2024 AB": ("     K24A00B", "", "2024 AB", "2024 AB"),
+}
+
+
+def _comet_obs(seed: int, n_per: int = 4) -> pd.DataFrame:
+    """``n_per`` observations of each of ``_COMETS`` and of one trkSub track, shuffled; each
+    object's first two observations share the earliest time."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k, name in enumerate([*_COMETS, None]):
+        t0 = 60_800.0 + 3.0 * k + rng.uniform(0.0, 0.5)
+        for j in range(n_per):
+            rows.append({
+                "designation": name, "trksub": None if name else "zt00042",
+                "mjd": t0 + 0.013 * max(j - 1, 0), "ra": rng.uniform(0.0, 360.0),
+                "dec": np.rad2deg(np.arcsin(rng.uniform(-1.0, 1.0))),
+                "mag": rng.uniform(12.0, 21.0), "band": rng.choice(["g", "r", "i"]),
+                "sigma_ra": 0.1, "sigma_dec": 0.12,
+            })  # fmt: skip
+    return pd.DataFrame(rows).sample(frac=1.0, random_state=seed).reset_index(drop=True)
+
+
+def _expected(obs: pd.DataFrame, field: int) -> list[str]:
+    return [_COMETS[d][field] if isinstance(d, str) else "" for d in obs.designation]
+
+
+def test_mpc80_comet_interstellar_columns() -> None:
+    names = list(_COMETS)
+    obs = pd.DataFrame({"mjd": 60_900.25, "ra": 123.4, "dec": -5.6, "mag": 17.5, "band": "r",
+                        "designation": names})  # fmt: skip
+    lines = format_mpc80(obs)
+    asteroid = format_mpc80(obs.assign(designation=433))[0]
+    for name, line in zip(names, lines, strict=True):
+        assert len(line) == 80
+        assert line[:12] == _COMETS[name][0], name
+        assert line[12:] == asteroid[12:]  # columns 13-80 do not depend on the object type
+    # Other spellings of the same objects: packed, bare numbers, provisional after the slash.
+    same = {"3I": "0003I", "0003I": "0003I", "2I": "0002I", "1P": "0001P", "0001P": "0001P",
+            "1P/1982 U1": "0001P", "0001PJ82U010": "0001P", "CK25N010": "    CK25N010",
+            "PK19L02D": "    PK19L02D", "D/1993 F2": "    DJ93F020",
+            "A/2017 U1": "    AK17U010", "C/2025 N1-A": "    CK25N01a"}  # fmt: skip
+    got = format_mpc80(obs.iloc[[0] * len(same)].assign(designation=list(same)))
+    assert [s[:12] for s in got] == [v.ljust(12) for v in same.values()]
+
+    # Real MPC comet and interstellar records: the same designation columns; the real 3I
+    # record (CCD, full precision) is reproduced column for column apart from the magnitude
+    # decimals and the ADES provenance columns 73-77.
+    path = DATA / "mixed_real.obs"
+    raw = path.read_text().splitlines()
+    real = read_mpc80(path)
+    real = real[real.designation.str.contains(r"^C/|^\d+I$", na=False)]
+    assert len(real) == 7  # C/2010 Y10, C/2005 L3, C/2006 O4 (2 each), 3I
+    cols = ["designation", "mjd", "ra", "dec", "mag", "band"]
+    for i, row in real.iterrows():
+        ours = format_mpc80(real.loc[[i], cols], obscode=row.stn)[0]  # astcat W, as 3I's
+        line = raw[row.line - 1]
+        assert ours[:12] == line[:12]
+        if row.designation == "3I":
+            assert ours[:65] == line[:65] and ours[70:72] == line[70:72] == "GW"
+            assert ours[77:] == line[77:] == "598"
+
+
+def test_mpc80_comet_interstellar_round_trip(tmp_path) -> None:
+    obs = _comet_obs(seed=21)
+    path = tmp_path / "comets.obs"
+    write_mpc80(path, obs, discovery=True, contact="J. Doe")
+    back = read_mpc80(path)
+    assert len(back) == len(obs)
+    assert back.designation.tolist() == [_COMETS[d][3] if isinstance(d, str) else None
+                                         for d in obs.designation]  # fmt: skip
+    assert back.trksub.tolist() == [t if isinstance(t, str) else None for t in obs.trksub]
+    assert np.max(np.abs(back.mjd - obs.mjd)) <= 0.5e-6 + 1e-9
+    dra = (back.ra.to_numpy() - obs.ra.to_numpy() + 180.0) % 360.0 - 180.0
+    assert np.max(np.abs(dra * np.cos(np.deg2rad(obs.dec)))) * 3600.0 <= 0.0075 + 1e-6
+    assert np.max(np.abs(back.dec - obs.dec)) * 3600.0 <= 0.005 + 1e-6
+
+
+def test_ades_comet_interstellar_validates_and_round_trips(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from lxml import etree
+
+    from zsds.moving.ades import parse_ades_psv, read_ades
+    from zsds.moving.report import _submit_schema
+
+    obs = _comet_obs(seed=22)
+    text = format_ades_psv(obs, submitter="J. Doe", measurers=["J. Doe"], discovery=True)
+    ok, messages = validate_ades(text)
+    assert ok, messages
+    table = _psv_table(text)
+    assert table.permID.tolist() == _expected(obs, 1)
+    assert table.provID.tolist() == _expected(obs, 2)
+    assert table.trkSub.tolist() == [t if isinstance(t, str) else "" for t in obs.trksub]
+    psv = parse_ades_psv(text)
+    want = [_COMETS[d][3] if isinstance(d, str) else None for d in obs.designation]
+    assert psv.designation.tolist() == want
+    assert np.max(np.abs(psv.mjd - obs.mjd)) * 86400.0 <= 0.0005 + 1e-5
+    assert np.allclose(psv.ra, obs.ra % 360.0, atol=6e-8)
+    assert np.allclose(psv.dec, obs.dec, atol=6e-8)
+    # The MPC's converter makes XML of it; the XML passes the submit schema and reads back the
+    # same designations, times, positions and discovery flags.
+    src, xml_path = tmp_path / "comets.psv", tmp_path / "comets.xml"
+    src.write_text(text)
+    subprocess.run([sys.executable, "-m", "ades.psvtoxml", str(src), str(xml_path)],
+                   check=True, cwd=tmp_path, capture_output=True)  # fmt: skip
+    schema = _submit_schema()
+    assert schema.validate(etree.parse(str(xml_path))), str(schema.error_log)
+    xml = read_ades(xml_path)
+    assert xml.designation.tolist() == want
+    assert xml.trksub.tolist() == psv.trksub.tolist()
+    for col in ("mjd", "ra", "dec", "discovery"):
+        assert np.array_equal(xml[col].to_numpy(), psv[col].to_numpy()), col
+
+
+def test_comet_discovery_flag_same_in_both_formats() -> None:
+    obs = _comet_obs(seed=23)
+    lines = format_mpc80(obs, discovery=True)
+    table = _psv_table(format_ades_psv(obs, discovery=True))
+    flag80 = np.array([s[12] == "*" for s in lines])
+    assert np.array_equal(flag80, (table.disc == "*").to_numpy())
+    key = obs.designation.fillna(obs.trksub)
+    assert flag80.sum() == key.nunique() == len(_COMETS) + 1  # one asterisk per object
+    first = obs.mjd == obs.groupby(key).mjd.transform("min")
+    assert not (flag80 & ~first).any()  # on an earliest observation (two share that time)
+    assert np.array_equal(parse_mpc80(lines).discovery.to_numpy(), flag80)
+    # The MPC's own 80-column decoder (iau-ades) finds the same ADES identifiers and flags.
+    # It refuses numbered interstellar records ("0003I": "comet type must be P or D"), though
+    # the MPC's records of 3I read so and the ADES schema's permID allows 3I.
+    from ades.mpc80coltoxml import decode80ColumnDataLine
+
+    checked = 0
+    for line, perm, prov in zip(lines, table.permID, table.provID, strict=True):
+        if line[4] == "I":
+            continue
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            d = decode80ColumnDataLine(line)
+        assert out.getvalue() == ""
+        assert ((d["permID"] or ""), (d["provID"] or "")) == (perm, prov)
+        assert (d["disc"] == "*") == (line[12] == "*")
+        checked += 1
+    assert checked == len(lines) - 12
+
+
+def test_comet_designations_that_cannot_be_reported() -> None:
+    base = {"mjd": [60000.0], "ra": [1.0], "dec": [1.0], "mag": [18.0], "band": ["r"]}
+    for bad, reason in [("I/2017 U1", "by its number"), ("0000P", "number 0"),
+                        ("73P-B", "comet and interstellar"), ("P/2019 LD2-B", "cannot"),
+                        ("S/2019 S 1", "comet and interstellar")]:  # fmt: skip
+        obs = pd.DataFrame({**base, "designation": [bad]})
+        with pytest.raises(ValueError, match=reason):
+            format_mpc80(obs)
+        with pytest.raises(ValueError, match=reason):
+            format_ades_psv(obs)

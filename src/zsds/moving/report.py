@@ -16,13 +16,25 @@ A DataFrame with one row per detection and the columns
 
 and identification: ``designation`` (a known object: a number such as ``433`` or
 ``"620000"``, or a provisional designation, packed ``"K08Aa0A"`` or unpacked
-``"2008 AA360"``) **or** ``trksub`` (a temporary designation for a new track, at most 7
-letters and digits, e.g. ``"zt00001"``). Where a row has both, ``designation`` wins.
+``"2008 AA360"``; a comet, ``"C/2025 N1"``, ``"P/2019 LD2"``, ``"1P"``, ``"1P/Halley"`` or
+packed ``"CK25N010"``; an interstellar object, ``"3I"``, ``"2I/Borisov"``, ``"1I/2017 U1"``)
+**or** ``trksub`` (a temporary designation for a new track, at most 7 letters and digits,
+e.g. ``"zt00001"``). Where a row has both, ``designation`` wins. A numbered comet or
+interstellar object is reported by its number alone (what follows the slash, a name or the
+provisional designation, is not reported), as in the MPC's records of 3I (``0003I``); comet
+provisional designations may have the orbit types ``C P D X A`` and a fragment letter
+(``C/2025 N1-A``).
+
+ADES identification: ``permID`` ``433``, ``1P``, ``3I``; ``provID`` ``2024 AB``,
+``C/2025 N1``; ``trkSub``.
 
 80-column layout (1-based columns)
 ----------------------------------
 1-5 packed number; 6-12 packed provisional designation or left-justified temporary
-designation; 13 discovery ``*``; 14 note 1 (blank); 15 ``C`` (CCD); 16-32 ``YYYY MM DD.dddddd``
+designation (comets and interstellar objects: 1-4 number, 5 orbit type ``C P D X A I``,
+6-12 packed provisional designation: ``0001P``, ``0003I``, ``    CK25N010``); 13 discovery
+``*`` (the same observation as ADES ``disc``, comets included); 14 note 1 (blank); 15 ``C``
+(CCD); 16-32 ``YYYY MM DD.dddddd``
 (UTC, 1e-6 day); 33-44 RA ``HH MM SS.sss``; 45-56 Dec ``sDD MM SS.ss``; 57-65 blank;
 66-70 magnitude ``%5.2f``; 71 band; 72 astrometric catalogue code; 73-77 blank; 78-80
 observatory code. Fields are rounded (never truncated) with the carries handled, so
@@ -41,6 +53,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -88,6 +101,14 @@ _ASTCAT_LONG = {"U": "Gaia DR1", "V": "Gaia DR2", "W": "Gaia DR3", "X": "Gaia ED
 
 _MICRODAY = 1_000_000
 _MS_PER_DAY = 86_400_000
+
+# Numbered periodic/defunct comet or interstellar object, packed or not, with an optional
+# name or provisional designation after the slash (not reported): 1P, 0001P, 1P/Halley, 3I,
+# 1I/2017 U1.  Numbered fragments (73P-B) are not reported.
+_NUMBERED_COMET = re.compile(r"(\d{1,4})([PDI])(?:/\S.*)?")
+# Comet provisional designations that ADES ``provID`` takes (no I/: interstellar objects are
+# numbered when announced), with an optional fragment letter.
+_COMET_PROVISIONAL = re.compile(r"[ACDPX]/\d{4} [A-Z]{1,2}\d*(-[A-Z])?")
 
 
 # --------------------------------------------------------------------------------------------
@@ -161,13 +182,32 @@ def _designation_text(value: Any) -> str:
     return str(value).strip()
 
 
+def _numbered_comet(text: str) -> str | None:
+    """``"1P"`` for ``1P``, ``0001P``, ``1P/Halley``, ``1I/2017 U1`` ...; None if not that form."""
+    m = _NUMBERED_COMET.fullmatch(text)
+    if m is None:
+        return None
+    number = int(m[1])
+    if number == 0:
+        raise ValueError(f"comet/interstellar number 0 in {text!r}")
+    return f"{number}{m[2]}"
+
+
 def _classify_designation(text: str) -> tuple[str, str]:
-    """Return ``(number, provisional)`` (unpacked; '' where absent) for one designation."""
+    """Return ``(number, provisional)`` (unpacked; '' where absent) for one designation.
+
+    ``number`` is a minor-planet number (``"433"``) or a periodic-comet/interstellar number
+    (``"1P"``, ``"3I"``); ``provisional`` a minor-planet (``"2024 AB"``) or comet
+    (``"C/2025 N1"``) provisional designation.
+    """
     if text.isdigit():
         number = int(text)
         if not 0 < number <= 15_396_335:
             raise ValueError(f"minor-planet number {number} outside 1-15396335")
         return str(number), ""
+    comet = _numbered_comet(text)
+    if comet is not None:
+        return comet, ""
     try:
         info = mpc_designation.detect_format(text)
     except mpc_designation.MPCDesignationError as err:
@@ -180,7 +220,20 @@ def _classify_designation(text: str) -> tuple[str, str]:
         return unpacked, ""
     if info["type"] == "provisional":
         return "", unpacked
-    raise ValueError(f"only minor-planet designations are supported, not {text!r}")
+    if info["type"] == "comet_full":
+        comet = _numbered_comet(unpacked)  # a packed "0001PJ82U010" -> 1P
+        if comet is not None:
+            return comet, ""
+        if unpacked.startswith("I/"):
+            raise ValueError(f"report interstellar object {text!r} by its number (e.g. '1I')")
+        try:
+            packed = mpc_designation.pack(unpacked)
+        except mpc_designation.MPCDesignationError:
+            packed = ""
+        if not (_COMET_PROVISIONAL.fullmatch(unpacked) and len(packed) == 8):
+            raise ValueError(f"comet designation {text!r} cannot be reported")
+        return "", unpacked
+    raise ValueError(f"only minor-planet, comet and interstellar designations, not {text!r}")
 
 
 def _identifiers(obs: pd.DataFrame) -> tuple[NDArray[np.str_], NDArray[np.str_], NDArray[np.str_]]:
@@ -248,6 +301,24 @@ def _column(obs: pd.DataFrame, name: str) -> NDArray[np.float64]:
 # --------------------------------------------------------------------------------------------
 
 
+def _packed_id(number: str, prov: str, trk: str) -> str:
+    """Columns 1-12 of an 80-column record (arguments as :func:`_identifiers` gives them).
+
+    Minor planets: 1-5 packed number, 6-12 packed provisional or temporary designation.
+    Comets and interstellar objects: 1-4 number, 5 orbit type, 6-12 packed provisional
+    designation (``0001P``, ``0003I``, ``    CK25N010``).
+    """
+    if number and not number.isdigit():  # numbered comet / interstellar object
+        return f"{int(number[:-1]):04d}{number[-1]}" + " " * 7
+    if prov[1:2] == "/":  # comet provisional: orbit type in column 5
+        return " " * 4 + mpc_designation.pack(prov)
+    packed_num = mpc_designation.pack(number) if number else ""
+    col6 = mpc_designation.pack(prov) if prov else trk
+    if len(packed_num) > 5 or len(col6) > 7:
+        raise ValueError("designation does not fit the 80-column identification fields")
+    return packed_num.ljust(5) + col6.ljust(7)
+
+
 def format_mpc80(
     obs: pd.DataFrame,
     discovery: bool = False,
@@ -262,7 +333,8 @@ def format_mpc80(
     obs : pandas.DataFrame
         Observations (columns described in the module docstring).
     discovery : bool, optional
-        Mark the earliest observation of each object with the discovery asterisk (column 13).
+        Mark the earliest observation of each object with the discovery asterisk (column 13;
+        comets and interstellar objects too: the observation ADES ``disc`` marks).
     astcat : str, optional
         Astrometric catalogue: an 80-column code (``"W"`` Gaia DR3, ``"V"`` Gaia DR2, ...) or
         the ADES name (``"Gaia3"``).
@@ -282,16 +354,9 @@ def format_mpc80(
     if n == 0:
         return []
     number, prov, trk = _identifiers(obs)
-    packed_num = np.array(
-        [mpc_designation.pack(x) if x else "" for x in number], dtype=object
-    ).astype(str)
-    packed_prov = np.array(
-        [mpc_designation.pack(x) if x else "" for x in prov], dtype=object
-    ).astype(str)
-    col6 = np.where(packed_prov != "", packed_prov, trk)
-    if np.any(np.char.str_len(packed_num) > 5) or np.any(np.char.str_len(col6) > 7):
-        raise ValueError("designation does not fit the 80-column identification fields")
-    ident = np.char.add(np.char.ljust(packed_num, 5), np.char.ljust(col6, 7))
+    keys = list(zip(number.tolist(), prov.tolist(), trk.tolist(), strict=True))
+    packed = {k: _packed_id(*k) for k in set(keys)}
+    ident = np.array([packed[k] for k in keys], dtype=str)
     disc = np.full(n, " ")
     if discovery:
         disc[_discovery_mask(obs, _object_key(number, prov, trk))] = "*"
