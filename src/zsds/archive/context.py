@@ -51,6 +51,7 @@ class ArchiveConfig:
     default_rows: int = 20_000  #: default row limit of TAP/SIA searches
     collection: str = "ztf_dr23"  #: light-curve collection served (IRSA's ``ztf_drN``)
     max_body_bytes: int = 16 * 1024 * 1024  #: largest request body accepted (413 beyond)
+    request_threads: int = 8  #: threads running a worker's blocking requests (anyio's: 40)
     secure_cookies: bool = False  #: ``Secure`` cookies and HSTS on every response
     login_max_failures: int = 5  #: failed passwords per user name in the window: lockout
     login_max_failures_per_client: int = 50  #: failed passwords per client address: lockout

@@ -180,12 +180,19 @@ def connect(url: str, **engine_kwargs: Any) -> Engine:
         if u.database and u.database != ":memory:":
             Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine_kwargs.setdefault("connect_args", {}).setdefault("timeout", 30)
+        # As many pooled connections as a server has request threads (anyio's 40): overflow
+        # connections are opened and closed per request, which cost more than the query.
+        engine_kwargs.setdefault("pool_size", 40)
         engine = create_engine(u, **engine_kwargs)
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
+            # WAL is a property of the file: set once. Asking for it on every new connection
+            # takes a lock that waits (SQLite's busy handler sleeps) while other connections
+            # read, which made a busy server's new connections crawl.
+            if str(cur.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
