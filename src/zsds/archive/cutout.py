@@ -231,26 +231,26 @@ def _cutout_file(src: _Source, cut: Cutout2D, data: np.ndarray) -> bytes:
     cost a third of a cutout's time. Pixel types FITS does not store natively go through
     astropy.
     """
+    moved, placed = _placement(src, cut)
     bitpix = _BITPIX.get(data.dtype)
     if bitpix is None:
+        header = src.header.copy()
+        for key, value in moved.items():
+            header[key] = value
+        header.extend(placed)
         out = io.BytesIO()
-        fits.PrimaryHDU(data=data, header=_cutout_header(src.header, cut)).writeto(
-            out, output_verify="silentfix")
+        fits.PrimaryHDU(data=data, header=header).writeto(out, output_verify="silentfix")
         return out.getvalue()
     ny, nx = data.shape
-    x0, y0 = (int(v) for v in cut.origin_original)
-    moved = {key: src.header[key] - (x0 if key[5] == "1" else y0) for key in src.crpix}
     cards = [fits.Card("SIMPLE", True, "conforms to FITS standard"),
              fits.Card("BITPIX", bitpix, "array data type"),
              fits.Card("NAXIS", 2, "number of array dimensions"),
              fits.Card("NAXIS1", nx), fits.Card("NAXIS2", ny)]
     text = [c.image for c in cards]
     for key, image in src.cards:
-        text.append(fits.Card(key, float(moved[key]), src.header.comments[key]).image
+        text.append(fits.Card(key, moved[key], src.header.comments[key]).image
                     if key in moved else image)
-    text += [fits.Card("CUTOUTX0", x0 + 1, "source column (1-based) of cutout column 1").image,
-             fits.Card("CUTOUTY0", y0 + 1, "source row (1-based) of cutout row 1").image,
-             "END".ljust(80)]
+    text += [c.image for c in placed] + ["END".ljust(80)]
     head = "".join(text).encode("ascii")
     body = np.ascontiguousarray(data, dtype=data.dtype.newbyteorder(">")).tobytes()
     return (head + b" " * (-len(head) % 2880)) + body + b"\0" * (-len(body) % 2880)
@@ -310,13 +310,10 @@ def _celestial_wcs(header: fits.Header) -> WCS | None:
 _CRPIX = tuple(f"CRPIX{axis}{alt}" for axis in (1, 2) for alt in ("", *string.ascii_uppercase))
 
 
-def _cutout_header(header: fits.Header, cut: Cutout2D) -> fits.Header:
-    """The source header (structure keywords removed) with every WCS moved to the cutout."""
-    hdr = header.copy()
+def _placement(src: _Source, cut: Cutout2D) -> tuple[dict[str, float], list[fits.Card]]:
+    """The cutout's reference pixels (``CRPIXja`` moved by its origin, as
+    :class:`~astropy.nddata.Cutout2D` moves them) and its ``CUTOUTX0``/``CUTOUTY0`` cards."""
     x0, y0 = (int(v) for v in cut.origin_original)
-    for key in _CRPIX:
-        if key in hdr:
-            hdr[key] = float(hdr[key]) - (x0 if key[5] == "1" else y0)
-    hdr["CUTOUTX0"] = (x0 + 1, "source column (1-based) of cutout column 1")
-    hdr["CUTOUTY0"] = (y0 + 1, "source row (1-based) of cutout row 1")
-    return hdr
+    moved = {key: float(src.header[key]) - (x0 if key[5] == "1" else y0) for key in src.crpix}
+    return moved, [fits.Card("CUTOUTX0", x0 + 1, "source column (1-based) of cutout column 1"),
+                   fits.Card("CUTOUTY0", y0 + 1, "source row (1-based) of cutout row 1")]

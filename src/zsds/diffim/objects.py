@@ -22,6 +22,7 @@ import numpy as np
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from zsds.core.sphere import chord_length, unit_vectors
 from zsds.db.schema import AstroObject, Candidate, DiffImageRecord, ObjectCounter
 
 __all__ = ["associate", "associate_many", "history", "history_many", "object_name",
@@ -144,11 +145,6 @@ def _region(table, ra: np.ndarray, dec: np.ndarray, radius: float):
     return and_(cond, table.ra.between(lo, hi))
 
 
-def _xyz(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
-    a, d = np.radians(ra), np.radians(dec)
-    return np.column_stack([np.cos(d) * np.cos(a), np.cos(d) * np.sin(a), np.sin(d)])
-
-
 def _chunks(seq: Sequence, n: int = _CHUNK) -> Iterable[Sequence]:
     for i in range(0, len(seq), n):
         yield seq[i:i + n]
@@ -207,9 +203,9 @@ def associate_many(s: Session, ra: Sequence[float] | np.ndarray, dec: Sequence[f
     ora = [float(r[1]) for r in rows]
     odec = [float(r[2]) for r in rows]
     # Chord of the radius with a margin over _sep's rounding: the KD-tree only pre-selects.
-    chord = 2 * np.sin(np.radians(radius * 1.01 / 3600.0) / 2) + 1e-12
-    pts = _xyz(ra, dec)
-    near_obj = (cKDTree(_xyz(np.array(ora), np.array(odec))).query_ball_point(pts, chord)
+    chord = chord_length(radius * 1.01) + 1e-12
+    pts = unit_vectors(ra, dec)
+    near_obj = (cKDTree(unit_vectors(ora, odec)).query_ball_point(pts, chord)
                 if rows else [[] for _ in range(n)])
     near_det = cKDTree(pts).query_ball_point(pts, chord) if n > 1 else [[0]]
     names: list[str | int] = [""] * n  # an int: index of the detection that starts the object
