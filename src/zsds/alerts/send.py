@@ -221,9 +221,9 @@ def make_packets(
                 cut_cache[c.pid] = read_cutouts(p) if p.exists() else {}
             if c.candid not in hist_cache:
                 group = by_pid[c.pid]
-                hist_cache = dict(zip([x.candid for x in group], history_many(s, group),
+                hist_cache.update(zip([x.candid for x in group], history_many(s, group),
                                       strict=True))
-            dets, ulims, hist = hist_cache[c.candid]
+            dets, ulims, hist = hist_cache.pop(c.candid)  # each kept only until used
             record = dict(c.record)
             record.update(hist)
             for u in ulims:
