@@ -250,7 +250,7 @@ def _values(values: Any, col: Col) -> np.ndarray:
         # Numbers straight from the database (NaN where null): no per-value work.
         mask = np.isnan(arr) if arr.dtype.kind == "f" else np.zeros(len(arr), dtype=bool)
         if col.type == "double":
-            data = np.where(mask, np.nan, arr.astype(float))
+            data = arr.astype(float)  # nulls are NaN already
         else:
             data = np.where(mask, 0, arr).astype(np.int64)
     else:
